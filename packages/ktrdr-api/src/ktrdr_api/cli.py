@@ -1,0 +1,48 @@
+"""`ktrdr-api serve | migrate`: run the backend or bring its database schema up to date."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ktrdr_core.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ktrdr-api", description="The ktrdr backend.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API server (settings from KTRDR_*)")
+    serve.add_argument("--host", help="listen address (default: KTRDR_API_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: KTRDR_API_PORT or 8000)")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"ktrdr-api: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "migrate":
+        from ktrdr_api.db import make_engine
+        from ktrdr_api.migrations import upgrade
+
+        upgrade(make_engine(settings))
+        print(f"ktrdr-api: database at {settings.effective_database_url} is up to date")
+        return 0
+
+    import uvicorn
+
+    from ktrdr_api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level="info",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Errors shared across ktrdr: each says what went wrong and where."""
+
+from __future__ import annotations
+
+
+class KtrdrError(Exception):
+    """Base of every error ktrdr raises on purpose."""
+
+
+class ApiError(KtrdrError):
+    """The backend answered with an error status, or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+    def __str__(self) -> str:
+        where = f" ({self.url})" if self.url else ""
+        code = f"HTTP {self.status}: " if self.status is not None else ""
+        return f"{code}{self.args[0]}{where}"
