@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pytest
 
-from ktrdr_worker.fuzzy import KERNELS, PARAMETERS, MembershipError, membership
+from ktrdr_core.catalog.membership import MEMBERSHIPS
+from ktrdr_worker.fuzzy import KERNELS, MembershipError, membership
 
 INF = math.inf
 
@@ -41,12 +43,12 @@ def test_trapezoidal_hand_computed() -> None:
 
 
 def test_trapezoidal_open_left_shoulder_is_one_all_the_way_down() -> None:
-    got = membership("trapezoidal", [-1e12, 0, 20, 25, 30, 31], [-INF, -INF, 20, 30])
+    got = membership("trapezoidal", [-1e12, 0, 20, 25, 30, 31], [None, 10, 20, 30])
     np.testing.assert_allclose(got, [1, 1, 1, 0.5, 0, 0])
 
 
 def test_trapezoidal_open_right_shoulder_is_one_all_the_way_up() -> None:
-    got = membership("trapezoidal", [69, 70, 75, 80, 100, 1e12], [70, 80, INF, INF])
+    got = membership("trapezoidal", [69, 70, 75, 80, 100, 1e12], [70, 80, 90, None])
     np.testing.assert_allclose(got, [0, 0, 0.5, 1, 1, 1])
 
 
@@ -72,8 +74,8 @@ CASES = [
     ("triangular", [20, 30, 40]),
     ("triangular", [0, 0, 10]),
     ("trapezoidal", [10, 20, 30, 40]),
-    ("trapezoidal", [-INF, -INF, 20, 30]),
-    ("trapezoidal", [70, 80, INF, INF]),
+    ("trapezoidal", [None, 10, 20, 30]),
+    ("trapezoidal", [70, 80, 90, None]),
     ("gaussian", [50, 10]),
     ("sigmoid", [50, -0.3]),
 ]
@@ -106,14 +108,16 @@ def test_shape_is_kept_for_2d_input_and_pandas_series() -> None:
         ("triangular", [30, 20, 40], "a ≤ b ≤ c"),
         ("triangular", [1, 1, 1], "a < c"),
         ("triangular", [1, 2], "needs 3 numbers"),
+        ("triangular", [None, 2, 3], "must be a number"),
         ("trapezoidal", [10, 5, 30, 40], "a ≤ b ≤ c ≤ d"),
-        ("trapezoidal", [-INF, 0, 20, 30], "left open shoulder"),
-        ("trapezoidal", [0, 10, 20, INF], "right open shoulder"),
-        ("trapezoidal", [-INF, -INF, INF, INF], "both shoulders"),
+        ("trapezoidal", [-INF, 0, 20, 30], "write null for an open shoulder"),
+        ("trapezoidal", [0, None, 20, 30], "only a and d may be null"),
+        ("trapezoidal", [None, 10, 20, None], "not both"),
+        ("trapezoidal", [5, 5, 5, 5], "a < d"),
         ("gaussian", [0, 0], "sigma > 0"),
         ("gaussian", [0, -1], "sigma > 0"),
         ("gaussian", [INF, 1], "finite"),
-        ("sigmoid", [0, 0], "non-zero slope"),
+        ("sigmoid", [0, 0], "slope ≠ 0"),
         ("sigmoid", {"center": 0}, "missing ['slope']"),
         ("sigmoid", {"center": 0, "slope": 1, "width": 2}, "unexpected ['width']"),
         ("sigmoid", [0, "1"], "must be a number"),
@@ -131,9 +135,33 @@ def test_bad_parameters_are_rejected_with_a_clear_message(
 def test_mapping_and_positional_parameters_agree() -> None:
     x = np.linspace(0, 100, 101)
     for kind, params in CASES:
-        named = dict(zip(PARAMETERS[kind], params, strict=True))
+        named = dict(zip(MEMBERSHIPS[kind].param_names, params, strict=True))
         np.testing.assert_array_equal(membership(kind, x, params), membership(kind, x, named))
 
 
-def test_every_kernel_has_a_parameter_list() -> None:
-    assert set(KERNELS) == set(PARAMETERS)
+def test_every_catalog_membership_has_a_kernel_and_every_kernel_an_entry() -> None:
+    assert sorted(KERNELS) == sorted(MEMBERSHIPS)
+
+
+@pytest.mark.parametrize("kind", sorted(MEMBERSHIPS))
+def test_kernel_parameters_are_the_catalog_parameters_in_order(kind: str) -> None:
+    signature = list(inspect.signature(KERNELS[kind]).parameters)
+    assert signature[0] == "values"
+    assert tuple(signature[1:]) == MEMBERSHIPS[kind].param_names
+
+
+def test_numpy_scalars_are_accepted_as_parameters() -> None:
+    got = membership("triangular", [25.0], np.array([20, 30, 40]))
+    np.testing.assert_allclose(got, [0.5])
+
+
+def test_kernels_follow_the_catalog_formula_at_the_corners() -> None:
+    # Exactly on the feet the degree is 0, exactly on the peak/plateau edges it is 1.
+    np.testing.assert_array_equal(membership("triangular", [20, 30, 40], [20, 30, 40]), [0, 1, 0])
+    np.testing.assert_array_equal(
+        membership("trapezoidal", [10, 20, 30, 40], [10, 20, 30, 40]), [0, 1, 1, 0]
+    )
+    # A vertical left edge of a trapezoid: 0 just below, 1 on it.
+    np.testing.assert_array_equal(
+        membership("trapezoidal", [9.999, 10, 30, 35], [10, 10, 30, 40]), [0, 1, 1, 0.5]
+    )

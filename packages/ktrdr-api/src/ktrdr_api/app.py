@@ -2,31 +2,93 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
 
+from ktrdr_api import errors
+from ktrdr_api.artifacts import ArtifactStore
+from ktrdr_api.auth import ProtocolCheck, TokenAuth
+from ktrdr_api.bundles import read_bundle_metadata
 from ktrdr_api.db import make_engine
-from ktrdr_api.migrations import upgrade
-from ktrdr_api.routes import system
+from ktrdr_api.deps import Backend
+from ktrdr_api.dispatch import Dispatcher
+from ktrdr_api.operations import Operations, utcnow
+from ktrdr_api.routes import (
+    artifacts,
+    backtests,
+    data,
+    models,
+    operations,
+    strategies,
+    system,
+    training,
+    workers,
+)
 from ktrdr_core.settings import Settings
 from ktrdr_core.version import __version__
 
+log = logging.getLogger("ktrdr_api")
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for `settings` (default: from the environment).
+ROUTERS = (system, workers, operations, data, artifacts, strategies, training, backtests, models)
 
-    The database schema is migrated to the newest revision at start-up, so a
-    fresh KTRDR_HOME needs no set-up.
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    sweep_interval_s: float | None = None,
+) -> FastAPI:
+    """Build the app for ``settings`` (default: from the environment).
+
+    The database schema is migrated to the newest revision at start-up, so a fresh
+    KTRDR_HOME needs no set-up. ``clock`` (aware UTC ``datetime``) and ``sweep_interval_s``
+    (seconds between lease-expiry sweeps; default a quarter lease, at most 1 s) are there
+    for tests.
     """
     settings = settings or Settings.from_env()
     engine = make_engine(settings)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    store = ArtifactStore(settings.home / "artifacts")
+    ops = Operations(
+        sessions,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        clock=clock,
+        artifact_exists=store.exists,
+        read_bundle=lambda sha: read_bundle_metadata(store.path(sha)),
+    )
+    dispatcher = Dispatcher(ops)
+    ops.on_pending = dispatcher.notify
+    backend = Backend(
+        settings=settings, sessions=sessions, operations=ops, dispatcher=dispatcher, store=store
+    )
+    interval = sweep_interval_s or min(1.0, settings.lease_seconds / 4)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        # alembic costs a noticeable share of start-up: imported only when migrating.
+        from ktrdr_api.migrations import upgrade
+
         upgrade(engine)
-        yield
-        engine.dispose()
+        store.clear_temporary()
+        dispatcher.attach(asyncio.get_running_loop())
+        sweeper = asyncio.create_task(_sweep_leases(ops, interval))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            engine.dispose()
 
     app = FastAPI(
         title="ktrdr",
@@ -38,5 +100,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.include_router(system.router, prefix="/api/v1")
+    app.state.backend = backend
+    for module in ROUTERS:
+        app.include_router(module.router, prefix="/api/v1")
+    errors.install(app)
+    app.add_middleware(ProtocolCheck)
+    if settings.api_token:
+        # Added last, so it runs first: nothing else sees an unauthenticated request.
+        app.add_middleware(TokenAuth, token=settings.api_token)
     return app
+
+
+async def _sweep_leases(ops: Operations, interval_s: float) -> None:
+    """Every ``interval_s`` seconds, requeue or fail operations whose lease ran out."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            changed: list[Any] = await asyncio.to_thread(ops.expire_leases)
+        except SQLAlchemyError as exc:
+            # The database may be restarting; the next sweep tries again.
+            log.warning("lease sweep failed: %s", str(exc).splitlines()[0])
+            continue
+        for view in changed:
+            log.info(
+                "operation %s: lease lost, now %s",
+                view.operation_id,
+                view.state,
+                extra={"operation_id": view.operation_id, "worker_id": view.worker_id},
+            )

@@ -7,6 +7,9 @@
 | KTRDR_API_HOST / KTRDR_API_PORT | where the backend listens | 127.0.0.1 / 8000 |
 | KTRDR_API_URL | where clients and workers find the backend | http://HOST:PORT |
 | KTRDR_API_TOKEN | shared bearer token; empty disables auth (local use) | empty |
+| KTRDR_LEASE_SECONDS | how long a claimed operation stays a worker's without a heartbeat | 30 |
+| KTRDR_MAX_ATTEMPTS | lost leases an operation survives before it fails | 3 |
+| KTRDR_MAX_UPLOAD_MB | largest upload (data file, artifact) the backend accepts, in MiB | 1024 |
 """
 
 from __future__ import annotations
@@ -33,11 +36,18 @@ class Settings(BaseModel):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_url: str | None = None
     api_token: str = ""
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    max_upload_mb: int = Field(default=1024, ge=1)
 
     @property
     def effective_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file under the home folder."""
         return self.database_url or f"sqlite:///{self.home / 'ktrdr.db'}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
 
     @property
     def effective_api_url(self) -> str:
@@ -54,6 +64,9 @@ class Settings(BaseModel):
             "api_port": "KTRDR_API_PORT",
             "api_url": "KTRDR_API_URL",
             "api_token": "KTRDR_API_TOKEN",
+            "lease_seconds": "KTRDR_LEASE_SECONDS",
+            "max_attempts": "KTRDR_MAX_ATTEMPTS",
+            "max_upload_mb": "KTRDR_MAX_UPLOAD_MB",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         try:

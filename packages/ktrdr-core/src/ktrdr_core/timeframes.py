@@ -81,7 +81,7 @@ class Timeframe(StrEnum):
 
     @property
     def origin(self) -> int:
-        """Epoch second of one bar open on this timeframe's grid (Monday 1970-01-05 for 1w, else 0)."""
+        """Epoch second of one bar open on this grid: Monday 1970-01-05 for 1w, else 0."""
         return _WEEK_ORIGIN if self is Timeframe.W1 else 0
 
     # Ordering by duration. StrEnum would otherwise compare names as text ("1d" < "1h").

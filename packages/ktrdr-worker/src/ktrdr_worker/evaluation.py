@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
 
 
 def classification_report(
@@ -14,9 +19,10 @@ def classification_report(
     y_pred: Sequence[int] | np.ndarray,
     class_names: Sequence[str],
 ) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1/support, the confusion matrix (rows: true,
-    columns: predicted) and the accuracy of always predicting the most frequent true class,
-    so a model that learned nothing is visible at a glance. Fractions in [0, 1].
+    """Accuracy, balanced accuracy (mean recall over the classes present), per-class
+    precision/recall/F1/support, the confusion matrix (rows: true, columns: predicted) and the
+    accuracy and balanced accuracy of always predicting the most frequent true class, so a
+    model that learned nothing is visible at a glance. Fractions in [0, 1].
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
@@ -30,8 +36,11 @@ def classification_report(
     )
     counts = np.bincount(y_true, minlength=len(labels))
     majority = int(np.argmax(counts))
+    present = int((counts > 0).sum())
     return {
+        "samples": int(y_true.size),
         "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "per_class": {
             name: {
                 "precision": float(precision[i]),
@@ -45,5 +54,7 @@ def classification_report(
         "baseline": {
             "class": class_names[majority],
             "accuracy": float(counts[majority] / y_true.size),
+            # A constant guess recalls one class fully and the others not at all.
+            "balanced_accuracy": 1.0 / present,
         },
     }

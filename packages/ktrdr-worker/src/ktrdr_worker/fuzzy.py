@@ -2,16 +2,16 @@
 
 Every kernel takes a float array of indicator values and returns an equally shaped float64
 array of membership degrees in [0, 1]; a NaN value (an indicator in warm-up) gives a NaN
-degree, never a guessed 0 or 1. The parameter names and order of each kind follow the
-membership catalog in ``ktrdr_core.catalog.membership``; a test keeps both in step.
+degree, never a guessed 0 or 1. Names, parameter order, constraints and exact definitions are
+those of the membership catalog, ``ktrdr_core.catalog.membership`` (a test keeps both in step):
 
-- ``triangular(a, b, c)``: 0 at and outside ``a``/``c``, 1 at ``b``, linear in between.
-  ``a == b`` or ``b == c`` gives a vertical edge (1 at the peak, 0 beyond it).
-- ``trapezoidal(a, b, c, d)``: 1 on the plateau [b, c], linear flanks to 0 at ``a`` and ``d``.
-  An open shoulder extends the plateau to infinity: ``a = b = -inf`` (degree 1 for every
-  value up to ``c``) or ``c = d = +inf`` (degree 1 from ``b`` upwards).
-- ``gaussian(mean, sigma)``: ``exp(-(x - mean)² / (2 sigma²))``, ``sigma > 0``.
-- ``sigmoid(center, slope)``: ``1 / (1 + exp(-slope (x - center)))``; a negative slope falls.
+- ``triangular [a, b, c]``: 0 at and outside ``a``/``c``, 1 at ``b``, linear in between;
+  ``a == b`` or ``b == c`` gives a vertical edge.
+- ``trapezoidal [a, b, c, d]``: 1 on [b, c], linear edges to 0 at ``a`` and ``d``. Open
+  shoulders: ``a = None`` (``null`` in YAML) means degree 1 for every value up to ``c``,
+  ``d = None`` degree 1 for every value from ``b`` up.
+- ``gaussian [mean, sigma]``: ``exp(-(x - mean)² / (2 sigma²))``, ``sigma > 0``.
+- ``sigmoid [center, slope]``: ``1 / (1 + exp(-slope (x - center)))``; a negative slope falls.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from ktrdr_core.catalog.membership import MEMBERSHIPS
 from ktrdr_core.errors import KtrdrError
 
 
@@ -38,11 +39,11 @@ def _as_values(values: Any) -> np.ndarray:
 
 
 def _rising(x: np.ndarray, a: float, b: float) -> np.ndarray:
-    """0 up to ``a``, 1 from ``b`` on, linear in between; NaN stays NaN.
+    """0 at and below ``a``, 1 from ``b`` on, linear in between; NaN stays NaN.
 
-    ``a == b`` is a step (1 from ``b`` on); ``b == -inf`` is 1 everywhere (open shoulder).
+    ``a == b`` is a step (1 from ``b`` on); ``a == -inf`` is 1 everywhere (open shoulder).
     """
-    if b == -math.inf:
+    if a == -math.inf:
         return np.where(np.isnan(x), np.nan, 1.0)
     if a == b:
         return np.where(np.isnan(x), np.nan, (x >= b).astype(np.float64))
@@ -50,70 +51,57 @@ def _rising(x: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def _falling(x: np.ndarray, c: float, d: float) -> np.ndarray:
-    """1 up to ``c``, 0 from ``d`` on, linear in between; NaN stays NaN.
+    """1 up to ``c``, 0 at and above ``d``, linear in between; NaN stays NaN.
 
-    ``c == d`` is a step (1 up to ``c``); ``c == +inf`` is 1 everywhere (open shoulder).
+    ``c == d`` is a step (1 up to ``c``); ``d == +inf`` is 1 everywhere (open shoulder).
     """
-    if c == math.inf:
+    if d == math.inf:
         return np.where(np.isnan(x), np.nan, 1.0)
     if c == d:
         return np.where(np.isnan(x), np.nan, (x <= c).astype(np.float64))
     return np.clip((d - x) / (d - c), 0.0, 1.0)
 
 
-def _check_finite(kind: str, **params: float) -> None:
-    for name, value in params.items():
-        if not math.isfinite(value):
-            raise MembershipError(f"{kind}: parameter {name} must be a finite number, got {value}")
+def _check(kind: str, values: Sequence[float | None]) -> None:
+    # The catalog owns the rules, so the schema and the kernels can never disagree on them.
+    problem = MEMBERSHIPS[kind].check(list(values))
+    if problem is not None:
+        raise MembershipError(problem)
 
 
 def triangular(values: Any, a: float, b: float, c: float) -> np.ndarray:
-    """Triangle with feet at ``a`` and ``c`` and its peak (degree 1) at ``b``; needs a ≤ b ≤ c.
+    """Triangle with feet at ``a`` and ``c`` and its peak (degree 1) at ``b``.
 
-    ``values``: indicator values (any array-like, any units); returns degrees in [0, 1].
+    Needs a ≤ b ≤ c and a < c, in the units of ``values`` (indicator values, array-like).
+    Returns degrees in [0, 1], NaN where a value is NaN.
     """
-    _check_finite("triangular", a=a, b=b, c=c)
-    if not a <= b <= c or a == c:
-        raise MembershipError(f"triangular needs a ≤ b ≤ c with a < c, got [{a}, {b}, {c}]")
+    _check("triangular", (a, b, c))
     x = _as_values(values)
     return np.minimum(_rising(x, a, b), _falling(x, b, c))
 
 
-def trapezoidal(values: Any, a: float, b: float, c: float, d: float) -> np.ndarray:
-    """Trapezoid: 0 below ``a``, rising to 1 at ``b``, 1 on [b, c], falling to 0 at ``d``.
+def trapezoidal(
+    values: Any, a: float | None, b: float, c: float, d: float | None
+) -> np.ndarray:
+    """Trapezoid: 0 at and below ``a``, rising to 1 at ``b``, 1 on [b, c], 0 from ``d`` on.
 
-    Needs a ≤ b ≤ c ≤ d. Open shoulders: ``a = b = -inf`` keeps degree 1 for every value
-    below ``c``; ``c = d = +inf`` keeps degree 1 for every value above ``b``.
-    ``values``: indicator values; returns degrees in [0, 1].
+    Needs a ≤ b ≤ c ≤ d (a < d). Open shoulders: ``a=None`` gives degree 1 for every value
+    up to ``c``; ``d=None`` gives degree 1 for every value from ``b`` up (not both).
+    ``values``: indicator values; returns degrees in [0, 1], NaN where a value is NaN.
     """
-    for name, value in (("a", a), ("b", b), ("c", c), ("d", d)):
-        if math.isnan(value):
-            raise MembershipError(f"trapezoidal: parameter {name} is NaN")
-    if not a <= b <= c <= d:
-        raise MembershipError(f"trapezoidal needs a ≤ b ≤ c ≤ d, got [{a}, {b}, {c}, {d}]")
-    # Infinity is meaningful only as a whole open shoulder (both points of one side).
-    if math.isinf(a) != math.isinf(b) or (math.isinf(a) and a > 0):
-        raise MembershipError(
-            f"trapezoidal: a left open shoulder needs a = b = -inf, got a={a}, b={b}"
-        )
-    if math.isinf(c) != math.isinf(d) or (math.isinf(d) and d < 0):
-        raise MembershipError(
-            f"trapezoidal: a right open shoulder needs c = d = +inf, got c={c}, d={d}"
-        )
-    if math.isinf(b) and math.isinf(c):
-        raise MembershipError("trapezoidal: both shoulders open gives degree 1 everywhere")
+    _check("trapezoidal", (a, b, c, d))
     x = _as_values(values)
-    return np.minimum(_rising(x, a, b), _falling(x, c, d))
+    left = -math.inf if a is None else a
+    right = math.inf if d is None else d
+    return np.minimum(_rising(x, left, b), _falling(x, c, right))
 
 
 def gaussian(values: Any, mean: float, sigma: float) -> np.ndarray:
     """Bell curve ``exp(-(x - mean)² / (2 sigma²))``: 1 at ``mean``; ``sigma > 0`` in value units.
 
-    ``values``: indicator values; returns degrees in (0, 1].
+    ``values``: indicator values; returns degrees in [0, 1], NaN where a value is NaN.
     """
-    _check_finite("gaussian", mean=mean, sigma=sigma)
-    if sigma <= 0:
-        raise MembershipError(f"gaussian needs sigma > 0, got {sigma}")
+    _check("gaussian", (mean, sigma))
     z = (_as_values(values) - mean) / sigma
     # z² overflowing to inf for absurd values is harmless: exp(-inf) is the right 0.
     with np.errstate(over="ignore"):
@@ -124,11 +112,9 @@ def sigmoid(values: Any, center: float, slope: float) -> np.ndarray:
     """Logistic ``1 / (1 + exp(-slope (x - center)))``: 0.5 at ``center``; rising if slope > 0.
 
     ``slope`` is per value unit and must not be 0. Returns degrees in [0, 1] (exactly 0 or 1
-    only where the float64 exponent saturates).
+    only where float64 saturates), NaN where a value is NaN.
     """
-    _check_finite("sigmoid", center=center, slope=slope)
-    if slope == 0:
-        raise MembershipError("sigmoid needs a non-zero slope, got 0")
+    _check("sigmoid", (center, slope))
     # expit is the numerically stable logistic: no overflow warnings for large |slope·x|.
     return expit(slope * (_as_values(values) - center))
 
@@ -140,37 +126,24 @@ KERNELS: dict[str, Kernel] = {
     "sigmoid": sigmoid,
 }
 
-#: Parameter names of each kind, in the order a list of numbers gives them.
-PARAMETERS: dict[str, tuple[str, ...]] = {
-    "triangular": ("a", "b", "c"),
-    "trapezoidal": ("a", "b", "c", "d"),
-    "gaussian": ("mean", "sigma"),
-    "sigmoid": ("center", "slope"),
-}
-
-
-def _to_float(kind: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise MembershipError(f"{kind}: parameter {name} must be a number, got {value!r}")
-    return float(value)
-
 
 def membership(
-    kind: str, values: Any, params: Sequence[float] | Mapping[str, float]
+    kind: str, values: Any, params: Sequence[float | None] | Mapping[str, float | None]
 ) -> np.ndarray:
     """Degrees of ``values`` in one membership function.
 
-    ``kind``: one of ``KERNELS`` (``triangular``, ``trapezoidal``, ``gaussian``, ``sigmoid``).
-    ``params``: either the numbers in catalog order (``[a, b, c]`` for triangular) or a mapping
-    by parameter name (``{"mean": 50, "sigma": 10}``). ``values``: array-like of indicator
-    values. Returns a float64 array of the same shape with degrees in [0, 1], NaN where the
-    value is NaN.
+    ``kind``: a catalog name (``triangular``, ``trapezoidal``, ``gaussian``, ``sigmoid``).
+    ``params``: the numbers in catalog order, as a strategy file writes them (``[a, b, c]``;
+    ``None`` for an open trapezoid shoulder), or a mapping by parameter name
+    (``{"mean": 50, "sigma": 10}``). ``values``: array-like of indicator values.
+    Returns a float64 array of the same shape with degrees in [0, 1], NaN where the value is
+    NaN. Raises :class:`MembershipError` with the catalog's message for bad parameters.
     """
     if kind not in KERNELS:
         raise MembershipError(
             f"unknown membership function {kind!r}; known: {', '.join(sorted(KERNELS))}"
         )
-    names = PARAMETERS[kind]
+    names = MEMBERSHIPS[kind].param_names
     if isinstance(params, Mapping):
         missing = [n for n in names if n not in params]
         extra = [n for n in params if n not in names]
@@ -178,11 +151,13 @@ def membership(
             raise MembershipError(
                 f"{kind} takes parameters {list(names)}; missing {missing}, unexpected {extra}"
             )
-        args = [_to_float(kind, n, params[n]) for n in names]
+        args = [params[n] for n in names]
+    elif isinstance(params, str | bytes):
+        raise MembershipError(f"{kind} needs a list of numbers {list(names)}, got {params!r}")
     else:
-        if isinstance(params, str | bytes) or len(params) != len(names):
-            raise MembershipError(
-                f"{kind} needs {len(names)} numbers {list(names)}, got {params!r}"
-            )
-        args = [_to_float(kind, n, v) for n, v in zip(names, params, strict=True)]
+        args = list(params)
+    # numpy scalars (from a parameter sweep, say) count as the numbers they are.
+    args = [float(v) if isinstance(v, np.floating | np.integer) else v for v in args]
+    # Checked before the call so a wrong count gets the catalog's message, not a TypeError.
+    _check(kind, args)
     return KERNELS[kind](values, *args)

@@ -29,6 +29,10 @@ class IndicatorSpec:
     description: str
     params: tuple[ParamSpec, ...] = field(default_factory=tuple)
     outputs: tuple[str, ...] = ("value",)
+    # Pairs (a, b): parameter a must be strictly less than parameter b (e.g. macd fast < slow).
+    less_than: tuple[tuple[str, str], ...] = ()
+    # OHLCV columns the indicator reads, e.g. ("high", "low", "close", "volume").
+    inputs: tuple[str, ...] = ("close",)
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)

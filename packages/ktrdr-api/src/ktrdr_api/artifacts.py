@@ -1,0 +1,207 @@
+"""Content-addressed artifact store: files named by their sha256, under KTRDR_HOME/artifacts.
+
+The interface is small on purpose (put a stream -> sha, open, exists, delete) so that
+another backend (an object store) can replace the folder. A file becomes visible only
+complete: bytes go to a temporary file in the same folder tree, are flushed to disk, and
+are renamed into place atomically, so a reader never sees half a file and a crash leaves
+at most an orphaned temporary file (cleared at start-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ktrdr_core.errors import KtrdrError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ArtifactError(KtrdrError):
+    """An artifact is missing, too large, or not what its checksum says."""
+
+
+class ArtifactNotFound(ArtifactError):
+    pass
+
+
+class ArtifactTooLarge(ArtifactError):
+    pass
+
+
+class ChecksumMismatch(ArtifactError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    sha256: str
+    size: int  # bytes
+
+
+def check_sha256(value: str) -> str:
+    """Return ``value`` if it is a lower-case hex sha256; ArtifactError otherwise."""
+    if not _SHA256.fullmatch(value):
+        raise ArtifactError(f"invalid artifact id {value!r}: expected 64 lower-case hex digits")
+    return value
+
+
+class _Writer:
+    """One upload in progress: hashes and writes chunks into a temporary file."""
+
+    def __init__(self, store: ArtifactStore, max_bytes: int | None):
+        self._store = store
+        self._max_bytes = max_bytes
+        self._hash = hashlib.sha256()
+        self.size = 0
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        self._file = os.fdopen(fd, "wb")
+        self._path = Path(name)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            raise ArtifactTooLarge(
+                f"upload exceeds the limit of {self._max_bytes} bytes "
+                "(KTRDR_MAX_UPLOAD_MB on the backend)"
+            )
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self, expected_sha256: str | None) -> StoredArtifact:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        sha = self._hash.hexdigest()
+        if expected_sha256 is not None and sha != expected_sha256:
+            raise ChecksumMismatch(
+                f"upload has sha256 {sha} but the sender announced {expected_sha256}: "
+                "the transfer was corrupted or the wrong file was sent"
+            )
+        final = self._store.path(sha)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Same content, same name: replacing an existing file is harmless and atomic.
+        os.replace(self._path, final)
+        return StoredArtifact(sha256=sha, size=self.size)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._path.unlink(missing_ok=True)
+
+
+class ArtifactStore:
+    """Files under ``root``, each at ``root/ab/abcdef…`` for its sha256 ``abcdef…``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def clear_temporary(self) -> int:
+        """Delete temporary files left by interrupted uploads; returns how many."""
+        removed = 0
+        for leftover in self.tmp_dir.glob("upload-*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def size(self, sha256: str) -> int:
+        """Size in bytes; ArtifactNotFound when absent."""
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"artifact {sha256} is not in the store") from None
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open for reading (binary); ArtifactNotFound when absent."""
+        try:
+            return self.path(sha256).open("rb")
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"artifact {sha256} is not in the store") from None
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the file; True when there was one."""
+        path = self.path(sha256)
+        existed = path.is_file()
+        path.unlink(missing_ok=True)
+        return existed
+
+    def put(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        max_bytes: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> StoredArtifact:
+        """Store a stream of byte chunks; returns its sha256 and size.
+
+        Raises ArtifactTooLarge past ``max_bytes`` and ChecksumMismatch when the content's
+        sha256 is not ``expected_sha256``; in both cases nothing is stored.
+        """
+        writer = _Writer(self, max_bytes)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit(expected_sha256)
+        except BaseException:
+            writer.abort()
+            raise
+
+    async def put_async(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        max_bytes: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> StoredArtifact:
+        """`put` for an async stream (an HTTP request body), never holding it whole."""
+        writer = _Writer(self, max_bytes)
+        try:
+            async for chunk in chunks:
+                writer.write(chunk)
+            # fsync can take tens of milliseconds: keep it off the event loop.
+            return await asyncio.to_thread(writer.commit, expected_sha256)
+        except BaseException:
+            writer.abort()
+            raise
+
+    def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredArtifact:
+        return self.put([data], expected_sha256=expected_sha256)
+
+    async def stage(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None) -> Path:
+        """Write an async stream to a temporary file (not content-addressed) and return it.
+
+        For uploads that are checked before they are stored (data files); the caller deletes
+        the file. Raises ArtifactTooLarge past ``max_bytes``.
+        """
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
+        path = Path(name)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as file:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise ArtifactTooLarge(
+                            f"upload exceeds the limit of {max_bytes} bytes "
+                            "(KTRDR_MAX_UPLOAD_MB on the backend)"
+                        )
+                    file.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path

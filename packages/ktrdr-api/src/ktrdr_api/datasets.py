@@ -1,0 +1,157 @@
+"""Market-data imports: validate and normalise an uploaded CSV, store it, catalogue it.
+
+Validation, normalisation and the gap report come from ktrdr-core (standard library only),
+so the backend checks every file without a numeric library. What is stored is the canonical
+CSV (``timestamp,open,high,low,close,volume``, UTC bar opens), content-addressed: the same
+data imported twice is one file, and an import identical to the newest version adds none.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ktrdr_api import catalog
+from ktrdr_api.artifacts import ArtifactStore
+from ktrdr_api.models import Dataset
+from ktrdr_core.errors import KtrdrError
+from ktrdr_core.protocol import ArtifactKind, DatasetView
+from ktrdr_core.timeframes import Timeframe
+
+MAX_LISTED_GAPS = 200  # unexpected holes listed in a gap report; all are counted
+
+
+class DataInvalid(KtrdrError):
+    """The uploaded file broke validation rules (HTTP 422); ``details`` lists them by line."""
+
+    def __init__(self, message: str, details: dict[str, Any]):
+        super().__init__(message)
+        self.details = details
+
+
+class ConcurrentImport(KtrdrError):
+    """Another import of the same symbol and timeframe committed first (HTTP 409)."""
+
+
+def import_csv(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    symbol: str,
+    timeframe: Timeframe,
+    staged: Path,
+    source_name: str | None,
+    now: datetime,
+) -> tuple[DatasetView, bool]:
+    """Validate ``staged`` (a CSV file) and catalogue it as the next version.
+
+    Returns the dataset's view and whether a new version was created (False when the
+    normalised content equals the newest version's). Raises DataInvalid naming each broken
+    rule with its line.
+    """
+    from ktrdr_core.market_data import validate_ohlcv_csv
+    from ktrdr_core.market_data.gaps import gap_report
+
+    label = source_name or f"{symbol} {timeframe}"
+    result = validate_ohlcv_csv(staged, timeframe)
+    if not result.ok:
+        shown = "\n".join(f"  {issue}" for issue in result.issues[:20])
+        more = result.error_count - min(len(result.issues), 20)
+        tail = f"\n  … and {more} more" if more > 0 else ""
+        raise DataInvalid(
+            f"{label}: {result.error_count} error(s) in OHLCV data\n{shown}{tail}",
+            {
+                "error_count": result.error_count,
+                "error_counts": result.error_counts,
+                "issues": [issue.to_dict() for issue in result.issues],
+            },
+        )
+    if not result.timestamps:
+        raise DataInvalid(f"{label}: the file has a header but no bars", {"issues": []})
+    gaps = gap_report(result.timestamps, timeframe, max_listed=MAX_LISTED_GAPS).to_dict()
+    stored = store.put_bytes(result.canonical_csv().encode("utf-8"))
+    first, last = result.first, result.last
+    assert first is not None and last is not None  # there are bars
+
+    try:
+        with sessions.begin() as session:
+            latest = catalog.latest_dataset(session, symbol, timeframe.value)
+            if latest is not None and latest.checksum == stored.sha256:
+                return catalog.dataset_view(session, latest, unchanged=True), False
+            catalog.record_artifact(session, stored.sha256, ArtifactKind.DATA, stored.size, now)
+            version = latest.version + 1 if latest is not None else 1
+            row = Dataset(
+                symbol=symbol,
+                timeframe=timeframe.value,
+                version=version,
+                checksum=stored.sha256,
+                rows=len(result.timestamps),
+                first_at=first,
+                last_at=last,
+                gap_report=gaps,
+                warnings=list(result.notes),
+                source_name=source_name,
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            catalog.add_references(
+                session, [stored.sha256], catalog.dataset_referrer(symbol, timeframe.value, version)
+            )
+            return catalog.dataset_view(session, row), True
+    except IntegrityError:
+        raise ConcurrentImport(
+            f"another import of {symbol} {timeframe} finished at the same moment; send it again"
+        ) from None
+
+
+def delete_datasets(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    symbol: str,
+    timeframe: Timeframe,
+    version: int | None,
+    force: bool,
+) -> list[DatasetView]:
+    """Delete one version, or every version when ``version`` is None.
+
+    Raises catalog.InUse, naming the users, when a model or a live operation uses the data
+    and ``force`` is False. A file is removed from the store once nothing refers to it.
+    """
+    with sessions.begin() as session:
+        if version is None:
+            rows = catalog.datasets(
+                session, symbol=symbol, timeframe=timeframe.value, all_versions=True
+            )
+            if not rows:
+                catalog.dataset(session, symbol, timeframe.value, None)  # raises NotFound
+        else:
+            rows = [catalog.dataset(session, symbol, timeframe.value, version)]
+        if not force:
+            blockers = sorted(
+                {b for row in rows for b in catalog.blocking_users(session, row.checksum)}
+            )
+            if blockers:
+                raise catalog.InUse(
+                    f"{symbol} {timeframe} is used by {', '.join(blockers)}; "
+                    "delete with force=true to remove it anyway"
+                )
+        views = [catalog.dataset_view(session, row) for row in rows]
+        files = []
+        for row in rows:
+            referrer = catalog.dataset_referrer(row.symbol, row.timeframe, row.version)
+            catalog.drop_references(session, referrer)
+            session.delete(row)
+            session.flush()
+            files.append(row.checksum)
+        # A forced delete takes the data out of the catalogue; the file itself stays while a
+        # model or live operation still uses it, so nothing made from it breaks.
+        unused = [sha for sha in dict.fromkeys(files) if catalog.release_artifact(session, sha)]
+    for sha in unused:
+        store.delete(sha)
+    return views

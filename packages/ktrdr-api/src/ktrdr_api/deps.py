@@ -1,0 +1,53 @@
+"""Objects routes receive by injection: settings, sessions, the state machine, the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ktrdr_api.artifacts import ArtifactStore
+from ktrdr_api.dispatch import Dispatcher
+from ktrdr_api.operations import Operations
+from ktrdr_core.protocol import normalise_symbol
+from ktrdr_core.settings import Settings
+
+
+@dataclass
+class Backend:
+    """Everything one app instance holds; lives on ``app.state.backend``."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    operations: Operations
+    dispatcher: Dispatcher
+    store: ArtifactStore
+
+
+def get_backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+def get_session(backend: Annotated[Backend, Depends(get_backend)]) -> Iterator[Session]:
+    """A session for reads and catalogue writes; the route commits what it changes."""
+    with backend.sessions() as session:
+        yield session
+
+
+def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
+    """The ``{symbol}`` path segment, upper-cased; 422 naming the field when invalid."""
+    try:
+        return normalise_symbol(symbol)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("path", "symbol"), "msg": str(exc), "input": symbol}]
+        ) from None
+
+
+BackendDep = Annotated[Backend, Depends(get_backend)]
+SessionDep = Annotated[Session, Depends(get_session)]
+SymbolDep = Annotated[str, Depends(symbol_param)]

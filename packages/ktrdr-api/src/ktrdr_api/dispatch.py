@@ -1,0 +1,155 @@
+"""Who gets what: the one place that decides which worker runs which operation.
+
+Rules, in order:
+
+1. A worker gets only operations of its own kind (training or backtest), oldest first by the
+   time they became pending (a requeued operation keeps its place by its new time).
+2. An operation that asks for a device (``training.device: cuda``) goes only to a worker
+   with that device.
+3. **GPU first**: while a GPU worker of the same kind is long-polling, a CPU worker leaves a
+   training operation alone for ``GPU_GRACE_S`` after it became pending, so the GPU worker
+   gets it. With no GPU worker waiting, a CPU worker takes it at once.
+
+Long polling: a claiming worker waits on an ``asyncio.Event`` that ``notify`` sets as soon as
+an operation of its kind is committed as pending, so an idle worker receives a new operation
+in milliseconds; a slow periodic re-check (``RECHECK_S``) covers what no notification
+announces (another API process, the end of a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ktrdr_api.models import Operation
+from ktrdr_core.protocol import ClaimResponse, Device, OperationKind, OperationState
+
+if TYPE_CHECKING:
+    from ktrdr_api.operations import Operations, WorkerInfo
+
+GPU_GRACE_S = 2.0
+"""Seconds a CPU worker leaves a fresh training operation to a waiting GPU worker."""
+
+RECHECK_S = 1.0
+"""Longest wait between two looks at the queue during a long poll, in seconds."""
+
+_CANDIDATES = 16  # queue head looked at per claim; more is only needed with exotic devices
+
+
+def may_take(
+    worker_device: Device,
+    op: Operation,
+    *,
+    gpu_waiting: bool,
+    now: datetime,
+    grace: timedelta,
+) -> bool:
+    """Whether a worker with ``worker_device`` may claim the pending ``op`` now."""
+    if op.device is not None and op.device != worker_device.value:
+        return False
+    left_to_gpu = (
+        op.kind == OperationKind.TRAINING
+        and worker_device == Device.CPU
+        and gpu_waiting
+        and op.pending_since is not None
+        and now - op.pending_since < grace
+    )
+    return not left_to_gpu
+
+
+def candidates(
+    session: Session,
+    worker: WorkerInfo,
+    *,
+    now: datetime,
+    gpu_waiting: bool,
+    grace: timedelta,
+) -> list[str]:
+    """Ids of the pending operations ``worker`` may claim, best first."""
+    query = (
+        select(Operation)
+        .where(Operation.kind == worker.kind.value, Operation.state == OperationState.PENDING)
+        .where(or_(Operation.device.is_(None), Operation.device == worker.device.value))
+        .order_by(Operation.pending_since, Operation.created_at, Operation.id)
+        .limit(_CANDIDATES)
+    )
+    return [
+        op.id
+        for op in session.scalars(query)
+        if may_take(worker.device, op, gpu_waiting=gpu_waiting, now=now, grace=grace)
+    ]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    worker_id: str
+    kind: OperationKind
+    device: Device
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Dispatcher:
+    """Long-poll claims on top of ``Operations.try_claim``, woken by ``notify``."""
+
+    def __init__(self, operations: Operations, *, recheck_s: float = RECHECK_S):
+        self.operations = operations
+        self.recheck_s = recheck_s
+        self._waiters: dict[int, _Waiter] = {}
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to the event loop the app serves on (called from the lifespan)."""
+        self._loop = loop
+
+    def waiting(self) -> list[tuple[str, OperationKind, Device]]:
+        """(worker id, kind, device) of every worker long-polling right now."""
+        return [(w.worker_id, w.kind, w.device) for w in list(self._waiters.values())]
+
+    def gpu_waiting(self, kind: OperationKind) -> bool:
+        return any(w.kind == kind and w.device != Device.CPU for w in list(self._waiters.values()))
+
+    def notify(self, kind: str) -> None:
+        """Wake the workers of ``kind`` waiting for work; callable from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for waiter in list(self._waiters.values()):
+            if waiter.kind == kind:
+                loop.call_soon_threadsafe(waiter.event.set)
+
+    async def claim(self, worker_id: str, timeout_s: float) -> ClaimResponse | None:
+        """Wait up to ``timeout_s`` seconds for an operation for ``worker_id``; None if none.
+
+        Raises WorkerNotFound when the worker is not registered.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        ops = self.operations
+        worker = await asyncio.to_thread(ops.begin_claim, worker_id)
+        waiter = _Waiter(worker.worker_id, worker.kind, worker.device)
+        key = next(self._ids)
+        self._waiters[key] = waiter
+        deadline = loop.time() + timeout_s
+        try:
+            while True:
+                waiter.event.clear()  # before looking: a notify during the look is kept
+                gpu_waiting = worker.device == Device.CPU and self.gpu_waiting(worker.kind)
+                offer = await asyncio.to_thread(ops.try_claim, worker, gpu_waiting=gpu_waiting)
+                if offer is not None:
+                    return offer
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.event.wait(), min(remaining, self.recheck_s))
+        finally:
+            del self._waiters[key]

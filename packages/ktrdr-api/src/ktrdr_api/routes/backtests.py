@@ -1,0 +1,128 @@
+"""Backtests: start one for a model over a range; list them; fetch the report and chart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import FileResponse
+
+from ktrdr_api import catalog
+from ktrdr_api.deps import BackendDep
+from ktrdr_api.operations import OperationConflict, OperationNotFound
+from ktrdr_api.routes.artifacts import file_response
+from ktrdr_api.strategies import MissingData, check_backtest_settings
+from ktrdr_core.protocol import (
+    ArtifactKind,
+    BacktestInputs,
+    BacktestRequest,
+    OperationKind,
+    OperationState,
+    OperationView,
+)
+from ktrdr_core.version import installed_distributions
+
+router = APIRouter(prefix="/backtests", tags=["backtests"])
+
+OperationIdPath = Annotated[str, Path(max_length=32)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # A date without a zone in a request means UTC, as everywhere in ktrdr.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@router.post("", status_code=201, responses={404: {}, 422: {}})
+def start_backtest(request: BacktestRequest, backend: BackendDep) -> OperationView:
+    """Backtest a model on the newest data of the symbols and timeframe it was trained on.
+
+    Without ``start``/``end`` the worker uses the bundle's test period.
+    """
+    check_backtest_settings(request.settings)
+    with backend.sessions() as session:
+        model = catalog.model(session, request.model_id)
+        refs, missing = [], []
+        for used in model.data:
+            row = catalog.latest_dataset(session, used["symbol"], used["timeframe"])
+            if row is None:
+                missing.append((used["symbol"], used["timeframe"]))
+            else:
+                refs.append(catalog.data_ref(row))
+        if missing:
+            raise MissingData(missing)
+        inputs = BacktestInputs(
+            model_id=model.id,
+            bundle_sha256=model.bundle_sha256,
+            strategy_hash=model.strategy_hash,
+            data=refs,
+            start=_utc(request.start),
+            end=_utc(request.end),
+            settings=request.settings,
+            versions=installed_distributions(),
+        )
+    return backend.operations.create(
+        inputs, references=[model.bundle_sha256, *(ref.checksum for ref in refs)]
+    )
+
+
+@router.get("")
+def list_backtests(
+    backend: BackendDep,
+    state: OperationState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OperationView]:
+    return backend.operations.list(kind=OperationKind.BACKTEST, state=state, limit=limit)
+
+
+def _backtest(backend: BackendDep, operation_id: str) -> OperationView:
+    view = backend.operations.get(operation_id)
+    if view.kind != OperationKind.BACKTEST:
+        raise OperationNotFound(
+            f"operation {operation_id} is a {view.kind} operation, not a backtest"
+        )
+    return view
+
+
+@router.get("/{operation_id}", responses={404: {}})
+def get_backtest(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
+    return _backtest(backend, operation_id)
+
+
+def _finished_result(view: OperationView) -> dict:
+    if view.state != OperationState.COMPLETED or view.result is None:
+        raise OperationConflict(
+            f"backtest {view.operation_id} is {view.state}: its report exists once it completes"
+        )
+    return view.result
+
+
+@router.get("/{operation_id}/report", response_class=FileResponse, responses={404: {}, 409: {}})
+def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
+    """The report JSON (metrics, trades, equity) the worker uploaded."""
+    result = _finished_result(_backtest(backend, operation_id))
+    return file_response(
+        backend,
+        result["report_sha256"],
+        ArtifactKind.REPORT,
+        filename=f"{operation_id}_report.json",
+    )
+
+
+@router.get("/{operation_id}/chart", response_class=FileResponse, responses={404: {}, 409: {}})
+def chart(
+    operation_id: OperationIdPath,
+    backend: BackendDep,
+    format: Literal["png", "svg"] = "png",
+) -> FileResponse:
+    """The equity-and-drawdown chart (PNG or SVG)."""
+    result = _finished_result(_backtest(backend, operation_id))
+    sha = result.get(f"chart_{format}_sha256")
+    if sha is None:
+        raise OperationNotFound(f"backtest {operation_id} has no {format} chart")
+    response = file_response(backend, sha, ArtifactKind.CHART, filename=f"{operation_id}.{format}")
+    response.media_type = "image/png" if format == "png" else "image/svg+xml"
+    response.headers["content-type"] = response.media_type
+    return response

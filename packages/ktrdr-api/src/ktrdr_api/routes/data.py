@@ -1,0 +1,126 @@
+"""Market data: upload a CSV for a symbol and timeframe, list, show, download, delete.
+
+The upload is the raw CSV as the request body (``Content-Type: text/csv``), streamed to disk
+under the size limit, then validated and normalised; errors name the line and the rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from ktrdr_api import catalog, datasets
+from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep
+from ktrdr_api.routes.artifacts import check_declared_length, file_response
+from ktrdr_core.protocol import ArtifactKind, DatasetView, normalise_symbol
+from ktrdr_core.timeframes import Timeframe
+
+router = APIRouter(prefix="/data", tags=["data"])
+
+VersionQuery = Annotated[int | None, Query(ge=1, description="a version; default the newest")]
+
+
+@router.post(
+    "/{symbol}/{timeframe}",
+    status_code=201,
+    responses={
+        200: {"description": "identical to the newest version: nothing added"},
+        413: {},
+        422: {"description": "the file broke validation rules; each issue names its line"},
+    },
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def upload(
+    symbol: SymbolDep,
+    timeframe: Timeframe,
+    request: Request,
+    response: Response,
+    backend: BackendDep,
+    source_name: Annotated[str | None, Query(max_length=255)] = None,
+) -> DatasetView:
+    """Import the request body as the next version of ``symbol`` ``timeframe``."""
+    limit = backend.settings.max_upload_bytes
+    check_declared_length(request, limit)
+    staged = await backend.store.stage(request.stream(), max_bytes=limit)
+    try:
+        # Validation reads every row: keep it off the event loop.
+        view, created = await asyncio.to_thread(
+            datasets.import_csv,
+            backend.sessions,
+            backend.store,
+            symbol=symbol,
+            timeframe=timeframe,
+            staged=staged,
+            source_name=source_name,
+            now=backend.operations.clock(),
+        )
+    finally:
+        staged.unlink(missing_ok=True)
+    if not created:
+        response.status_code = 200
+    return view
+
+
+@router.get("")
+def list_data(
+    session: SessionDep,
+    symbol: Annotated[str | None, Query(max_length=32)] = None,
+    timeframe: Timeframe | None = None,
+    all_versions: bool = False,
+) -> list[DatasetView]:
+    """The newest version of each symbol and timeframe (every version with all_versions)."""
+    rows = catalog.datasets(
+        session,
+        symbol=normalise_symbol(symbol) if symbol else None,
+        timeframe=timeframe.value if timeframe else None,
+        all_versions=all_versions,
+    )
+    return [catalog.dataset_view(session, row) for row in rows]
+
+
+@router.get("/{symbol}/{timeframe}", responses={404: {}})
+def show(
+    symbol: SymbolDep, timeframe: Timeframe, session: SessionDep, version: VersionQuery = None
+) -> DatasetView:
+    """Range, rows, checksum, warnings and gap report of one version."""
+    return catalog.dataset_view(session, catalog.dataset(session, symbol, timeframe.value, version))
+
+
+@router.get("/{symbol}/{timeframe}/csv", response_class=FileResponse, responses={404: {}})
+def download(
+    symbol: SymbolDep,
+    timeframe: Timeframe,
+    session: SessionDep,
+    backend: BackendDep,
+    version: VersionQuery = None,
+) -> FileResponse:
+    """The normalised CSV; ``X-Content-SHA256`` carries its checksum."""
+    row = catalog.dataset(session, symbol, timeframe.value, version)
+    return file_response(
+        backend,
+        row.checksum,
+        ArtifactKind.DATA,
+        filename=f"{row.symbol}_{row.timeframe}_v{row.version}.csv",
+    )
+
+
+@router.delete("/{symbol}/{timeframe}", responses={404: {}, 409: {}})
+def delete(
+    symbol: SymbolDep,
+    timeframe: Timeframe,
+    backend: BackendDep,
+    version: VersionQuery = None,
+    force: bool = False,
+) -> list[DatasetView]:
+    """Delete one version (or all); 409 names the models and live operations using it."""
+    return datasets.delete_datasets(
+        backend.sessions,
+        backend.store,
+        symbol=symbol,
+        timeframe=timeframe,
+        version=version,
+        force=force,
+    )

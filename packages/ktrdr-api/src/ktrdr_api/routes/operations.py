@@ -1,0 +1,42 @@
+"""Operations: list, show, cancel, retry. Workers change them through /workers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from ktrdr_api.deps import BackendDep
+from ktrdr_core.protocol import OperationKind, OperationState, OperationView
+
+router = APIRouter(prefix="/operations", tags=["operations"])
+
+OperationIdPath = Annotated[str, Path(max_length=32)]
+
+
+@router.get("")
+def list_operations(
+    backend: BackendDep,
+    kind: OperationKind | None = None,
+    state: OperationState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OperationView]:
+    """Newest first, filtered by kind and state."""
+    return backend.operations.list(kind=kind, state=state, limit=limit)
+
+
+@router.get("/{operation_id}", responses={404: {}})
+def get_operation(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
+    return backend.operations.get(operation_id)
+
+
+@router.post("/{operation_id}/cancel", responses={404: {}, 409: {}})
+def cancel(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
+    """A pending operation is cancelled at once; a running one when its worker confirms."""
+    return backend.operations.request_cancel(operation_id)
+
+
+@router.post("/{operation_id}/retry", status_code=201, responses={404: {}, 409: {}})
+def retry(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
+    """A new operation with the same inputs, resuming from the last checkpoint if any."""
+    return backend.operations.retry(operation_id)

@@ -1,0 +1,43 @@
+"""Training: start one from a strategy file (and overrides); 422 names missing data."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ktrdr_api.deps import BackendDep
+from ktrdr_api.strategies import check_strategy, required_data
+from ktrdr_core.protocol import OperationView, TrainingInputs, TrainingRequest
+from ktrdr_core.version import installed_distributions
+
+router = APIRouter(prefix="/training", tags=["training"])
+
+# A worker without these devices cannot honour a strategy that names them.
+_DEVICE_BOUND = ("cuda", "mps")
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={422: {"description": "strategy issues (`issues`) or missing data (`missing`)"}},
+)
+def start_training(request: TrainingRequest, backend: BackendDep) -> OperationView:
+    """Create a pending training operation recording everything that reproduces it."""
+    strategy, effective_text = check_strategy(request.strategy, request.overrides)
+    with backend.sessions() as session:
+        data = required_data(session, strategy)
+    inputs = TrainingInputs(
+        strategy_name=strategy.name,
+        strategy_yaml=effective_text,
+        strategy_hash=strategy.strategy_hash(),
+        overrides=request.overrides,
+        data=data,
+        seed=strategy.training.seed,
+        device=strategy.training.device,
+        versions=installed_distributions(),
+    )
+    device = strategy.training.device
+    return backend.operations.create(
+        inputs,
+        device=device if device in _DEVICE_BOUND else None,
+        references=[ref.checksum for ref in data],
+    )

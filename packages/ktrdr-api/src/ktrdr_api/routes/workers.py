@@ -1,0 +1,112 @@
+"""Workers: register, long-poll for work, heartbeat, and report how an attempt ended.
+
+Each call from a worker names the attempt it holds; one naming an attempt that no longer
+holds the operation gets 409 and changes nothing (see ktrdr_api.operations).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from ktrdr_api import workers
+from ktrdr_api.deps import BackendDep
+from ktrdr_core.protocol import (
+    WORKER_ID_PATTERN,
+    AttemptRef,
+    ClaimRequest,
+    ClaimResponse,
+    Completion,
+    Failure,
+    Heartbeat,
+    HeartbeatResponse,
+    OperationKind,
+    OperationView,
+    Release,
+    WorkerRegistration,
+    WorkerView,
+)
+
+router = APIRouter(prefix="/workers", tags=["workers"])
+
+WorkerIdPath = Annotated[str, Path(pattern=WORKER_ID_PATTERN)]
+OperationIdPath = Annotated[str, Path(max_length=32)]
+
+
+@router.post("", responses={409: {}, 426: {"description": "protocol versions differ"}})
+def register(registration: WorkerRegistration, backend: BackendDep) -> WorkerView:
+    """Register (or re-register) a worker; 426 names the side to upgrade on a mismatch."""
+    ops = backend.operations
+    with backend.sessions.begin() as session:
+        row = workers.register(session, registration, ops.clock())
+        waiting = {w for w, _, _ in backend.dispatcher.waiting()}
+        return workers.view(
+            row, now=ops.clock(), waiting=waiting, lease_seconds=ops.lease.total_seconds()
+        )
+
+
+@router.get("")
+def list_workers(backend: BackendDep, kind: OperationKind | None = None) -> list[WorkerView]:
+    ops = backend.operations
+    now = ops.clock()
+    waiting = {w for w, _, _ in backend.dispatcher.waiting()}
+    with backend.sessions() as session:
+        return [
+            workers.view(row, now=now, waiting=waiting, lease_seconds=ops.lease.total_seconds())
+            for row in workers.all_workers(session, kind)
+        ]
+
+
+@router.post(
+    "/{worker_id}/claim",
+    response_model=ClaimResponse,
+    responses={204: {"description": "nothing to do within the timeout"}, 404: {}},
+)
+async def claim(
+    worker_id: WorkerIdPath, backend: BackendDep, request: ClaimRequest | None = None
+) -> ClaimResponse | Response:
+    """Long poll: the next operation for this worker, or 204 after ``timeout_s`` seconds."""
+    timeout_s = (request or ClaimRequest()).timeout_s
+    offer = await backend.dispatcher.claim(worker_id, timeout_s)
+    return offer if offer is not None else Response(status_code=204)
+
+
+@router.post("/{worker_id}/heartbeat", responses={404: {}, 409: {}})
+def heartbeat(worker_id: WorkerIdPath, beat: Heartbeat, backend: BackendDep) -> HeartbeatResponse:
+    """Renew liveness (and the lease, with progress); ``cancel: true`` means stop now."""
+    return backend.operations.heartbeat(worker_id, beat)
+
+
+@router.post("/{worker_id}/operations/{operation_id}/complete", responses={409: {}, 422: {}})
+def complete(
+    worker_id: WorkerIdPath,
+    operation_id: OperationIdPath,
+    completion: Completion,
+    backend: BackendDep,
+) -> OperationView:
+    """Finish the attempt with its result; upload the artifacts it names first."""
+    return backend.operations.complete(worker_id, operation_id, completion)
+
+
+@router.post("/{worker_id}/operations/{operation_id}/fail", responses={409: {}})
+def fail(
+    worker_id: WorkerIdPath, operation_id: OperationIdPath, failure: Failure, backend: BackendDep
+) -> OperationView:
+    return backend.operations.fail(worker_id, operation_id, failure)
+
+
+@router.post("/{worker_id}/operations/{operation_id}/cancelled", responses={409: {}})
+def cancelled(
+    worker_id: WorkerIdPath, operation_id: OperationIdPath, ack: AttemptRef, backend: BackendDep
+) -> OperationView:
+    """Confirm that the worker stopped after a heartbeat answered ``cancel: true``."""
+    return backend.operations.acknowledge_cancel(worker_id, operation_id, ack.attempt)
+
+
+@router.post("/{worker_id}/operations/{operation_id}/release", responses={409: {}})
+def release(
+    worker_id: WorkerIdPath, operation_id: OperationIdPath, release: Release, backend: BackendDep
+) -> OperationView:
+    """Give the operation back (worker shutting down); it is requeued at once."""
+    return backend.operations.release(worker_id, operation_id, release)

@@ -1,0 +1,158 @@
+"""Strategy checks for the API: apply overrides, validate with ktrdr-core, find the data.
+
+``ktrdr_core.strategy`` is imported inside the functions: it is only needed when a strategy
+arrives, and the app should start at FastAPI's own pace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from ktrdr_api import catalog
+from ktrdr_core.errors import KtrdrError
+from ktrdr_core.protocol import DataRef, StrategyIssue, normalise_symbol
+
+if TYPE_CHECKING:
+    from ktrdr_core.strategy import Strategy
+
+
+class StrategyInvalid(KtrdrError):
+    """The strategy (with its overrides) has problems (HTTP 422); ``details`` lists them all."""
+
+    def __init__(self, issues: list[StrategyIssue]):
+        self.issues = issues
+        lines = "\n".join(f"  {i.path or '(file)'}: {i.message}" for i in issues)
+        super().__init__(f"invalid strategy: {len(issues)} problem(s)\n{lines}")
+        self.details = {"issues": [i.model_dump() for i in issues]}
+
+
+class MissingData(KtrdrError):
+    """The strategy needs data that is not imported (HTTP 422), named in ``details``."""
+
+    def __init__(self, missing: list[tuple[str, str]]):
+        names = ", ".join(f"{s} {tf}" for s, tf in missing)
+        first_symbol, first_tf = missing[0]
+        super().__init__(
+            f"no data for {names}: import it first, e.g. "
+            f"`ktrdr data import {first_symbol} {first_tf} FILE.csv`"
+        )
+        self.details = {"missing": [{"symbol": s, "timeframe": tf} for s, tf in missing]}
+
+
+def _issue(path: str, message: str, line: int | None = None) -> StrategyIssue:
+    where = f" (line {line})" if line is not None else ""
+    return StrategyIssue(path=path, message=f"{message}{where}")
+
+
+def apply_overrides(data: Any, overrides: Mapping[str, Any]) -> list[StrategyIssue]:
+    """Set each ``dotted.path`` in ``data`` (in place); integer parts index lists.
+
+    Returns a problem per override that cannot be applied, its path prefixed ``overrides.``.
+    """
+    problems = []
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if not dotted or any(not part for part in parts):
+            problems.append(_issue(f"overrides.{dotted}", "expected a dotted key path"))
+            continue
+        node = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            else:
+                at = ".".join(parts[:depth]) or "(top level)"
+                problems.append(
+                    _issue(f"overrides.{dotted}", f"cannot set {part!r}: {at} is not a mapping")
+                )
+                break
+    return problems
+
+
+def check_strategy(text: str, overrides: Mapping[str, Any]) -> tuple[Strategy, str]:
+    """Validate ``text`` with ``overrides`` applied; return the strategy and its effective
+    text (``text`` itself without overrides; the overridden document as JSON, which any
+    YAML reader reads, with them).
+
+    Raises StrategyInvalid with every problem found.
+    """
+    from ktrdr_core.strategy import StrategyError, load_strategy
+    from ktrdr_core.strategy.yaml_source import parse_yaml
+
+    if not overrides:
+        try:
+            # Bytes, never str: a str without a newline would be read as a server-side path.
+            return load_strategy(text.encode("utf-8")), text
+        except StrategyError as exc:
+            raise StrategyInvalid([_convert(i) for i in exc.issues]) from None
+
+    parsed = parse_yaml(text)
+    if parsed.problems or not isinstance(parsed.data, dict):
+        try:  # the reader's own words, with lines
+            load_strategy(text.encode("utf-8"))
+        except StrategyError as exc:
+            raise StrategyInvalid([_convert(i) for i in exc.issues]) from None
+    data = parsed.data
+    problems = apply_overrides(data, overrides)
+    if problems:
+        raise StrategyInvalid(problems)
+    try:
+        strategy = load_strategy(data)
+    except StrategyError as exc:
+        raise StrategyInvalid([_convert(i) for i in exc.issues]) from None
+    return strategy, json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _convert(issue: Any) -> StrategyIssue:
+    return _issue(issue.path, issue.message, issue.line)
+
+
+def required_data(session: Session, strategy: Strategy) -> list[DataRef]:
+    """The newest version of each (symbol, base timeframe) the strategy trains on.
+
+    Longer timeframes are resampled from the base one by the worker, so only the base is
+    needed. Raises MissingData naming every pair not imported.
+    """
+    timeframe = strategy.data.timeframe.value
+    refs, missing = [], []
+    for raw in strategy.data.symbols:
+        symbol = normalise_symbol(raw)
+        row = catalog.latest_dataset(session, symbol, timeframe)
+        if row is None:
+            missing.append((symbol, timeframe))
+        else:
+            refs.append(catalog.data_ref(row))
+    if missing:
+        raise MissingData(missing)
+    return refs
+
+
+def check_backtest_settings(settings: Mapping[str, Any]) -> None:
+    """Backtest overrides must be fields of the strategy's ``backtest`` section."""
+    from ktrdr_core.strategy import BacktestConfig
+
+    try:
+        BacktestConfig.model_validate(dict(settings))
+    except ValidationError as exc:
+        raise StrategyInvalid(
+            [
+                StrategyIssue(
+                    path=".".join(["settings", *map(str, err["loc"])]),
+                    message=err["msg"],
+                )
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None

@@ -1,0 +1,109 @@
+"""The worker registry: who is out there, what it can do, and whether it is still alive."""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ktrdr_api.models import Worker
+from ktrdr_core.errors import KtrdrError
+from ktrdr_core.protocol import (
+    MAX_CLAIM_TIMEOUT_S,
+    PROTOCOL_VERSION,
+    OperationKind,
+    WorkerCapabilities,
+    WorkerRegistration,
+    WorkerStatus,
+    WorkerView,
+)
+
+
+class ProtocolMismatch(KtrdrError):
+    """The peer speaks another protocol version (HTTP 426)."""
+
+
+class RegistrationConflict(KtrdrError):
+    """A registration contradicts what the worker is doing (HTTP 409)."""
+
+
+def protocol_mismatch(peer: int, who: str) -> ProtocolMismatch | None:
+    """The error to answer a ``who`` ("worker", "client") speaking protocol ``peer``, if any."""
+    if peer == PROTOCOL_VERSION:
+        return None
+    upgrade = f"upgrade the {who}" if peer < PROTOCOL_VERSION else "upgrade the backend"
+    return ProtocolMismatch(
+        f"{who} speaks protocol {peer}, this backend speaks protocol {PROTOCOL_VERSION}: "
+        f"{upgrade} (all ktrdr packages move in lockstep)"
+    )
+
+
+def register(session: Session, registration: WorkerRegistration, now: datetime) -> Worker:
+    """Create or refresh the worker's record (idempotent: a restarted worker re-registers).
+
+    Raises ProtocolMismatch when the worker speaks another protocol version.
+    """
+    mismatch = protocol_mismatch(registration.protocol, "worker")
+    if mismatch is not None:
+        raise mismatch
+    row = session.get(Worker, registration.worker_id)
+    fields = {
+        "kind": registration.kind.value,
+        "device": registration.capabilities.device.value,
+        "capabilities": registration.capabilities.model_dump(mode="json"),
+        "versions": dict(registration.versions),
+        "protocol": registration.protocol,
+        "host": registration.host,
+        "last_seen_at": now,
+    }
+    if row is None:
+        row = Worker(id=registration.worker_id, registered_at=now, **fields)
+        session.add(row)
+    else:
+        if row.kind != registration.kind.value and row.current_operation_id:
+            raise RegistrationConflict(
+                f"worker {row.id} holds operation {row.current_operation_id} as a {row.kind} "
+                f"worker and cannot re-register as {registration.kind.value}; use another id"
+            )
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.registered_at = now
+    session.flush()
+    return row
+
+
+def offline_after(lease_seconds: float) -> timedelta:
+    """Silence after which an idle worker counts as offline: a full long poll plus a lease."""
+    return timedelta(seconds=MAX_CLAIM_TIMEOUT_S + 2 * lease_seconds)
+
+
+def view(
+    row: Worker, *, now: datetime, waiting: Container[str], lease_seconds: float
+) -> WorkerView:
+    if row.current_operation_id:
+        status = WorkerStatus.BUSY
+    elif row.id in waiting or now - row.last_seen_at <= offline_after(lease_seconds):
+        status = WorkerStatus.IDLE
+    else:
+        status = WorkerStatus.OFFLINE
+    return WorkerView(
+        worker_id=row.id,
+        kind=OperationKind(row.kind),
+        capabilities=WorkerCapabilities.model_validate(row.capabilities),
+        protocol=row.protocol,
+        versions=row.versions,
+        host=row.host,
+        registered_at=row.registered_at,
+        last_seen_at=row.last_seen_at,
+        status=status,
+        current_operation_id=row.current_operation_id,
+    )
+
+
+def all_workers(session: Session, kind: OperationKind | None = None) -> list[Worker]:
+    query = select(Worker).order_by(Worker.kind, Worker.id)
+    if kind is not None:
+        query = query.where(Worker.kind == kind.value)
+    return list(session.scalars(query))

@@ -1,0 +1,468 @@
+"""The HTTP contract between the backend, its workers and the CLI (pydantic v2 models).
+
+Request bodies reject unknown fields (a typo is an error, not a silently ignored key);
+views the backend returns ignore unknown fields so that a newer backend speaking the same
+protocol version may add information without breaking older readers.
+
+Times are timezone-aware UTC datetimes. Progress is in percent (0–100). Durations are in
+seconds. Checksums and artifact ids are lower-case hex sha256 digests (64 characters).
+
+Worker flow::
+
+    POST /workers                          WorkerRegistration -> WorkerView
+    POST /workers/{id}/claim               ClaimRequest -> ClaimResponse (200) | nothing (204)
+    POST /workers/{id}/heartbeat           Heartbeat -> HeartbeatResponse (cancel flag, lease)
+    POST /workers/{id}/operations/{op}/complete   Completion
+    POST /workers/{id}/operations/{op}/fail       Failure
+    POST /workers/{id}/operations/{op}/cancelled  AttemptRef (acknowledges a cancel request)
+    POST /workers/{id}/operations/{op}/release    Release (gives the operation back, e.g. SIGTERM)
+
+A message about an attempt that no longer holds the operation (a heartbeat after completion,
+a second completion, a completion whose lease passed to another attempt) is answered with
+409 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ktrdr_core.timeframes import Timeframe
+from ktrdr_core.version import PROTOCOL_VERSION
+
+__all__ = [
+    "ID_PATTERN",
+    "MAX_CLAIM_TIMEOUT_S",
+    "PROTOCOL_HEADER",
+    "PROTOCOL_VERSION",
+    "SHA256_PATTERN",
+    "SYMBOL_PATTERN",
+    "WORKER_ID_PATTERN",
+    "ArtifactKind",
+    "ArtifactView",
+    "AttemptOutcome",
+    "AttemptRecord",
+    "AttemptRef",
+    "BacktestInputs",
+    "BacktestRequest",
+    "BacktestResult",
+    "ClaimRequest",
+    "ClaimResponse",
+    "Completion",
+    "DataRef",
+    "DatasetView",
+    "Device",
+    "Failure",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "ModelView",
+    "OperationInputs",
+    "OperationKind",
+    "OperationResult",
+    "OperationState",
+    "OperationView",
+    "Progress",
+    "Release",
+    "Reproducibility",
+    "StrategyIssue",
+    "StrategyValidation",
+    "StrategyValidationRequest",
+    "TrainingInputs",
+    "TrainingRequest",
+    "TrainingResult",
+    "WorkerCapabilities",
+    "WorkerRegistration",
+    "WorkerStatus",
+    "WorkerView",
+    "normalise_symbol",
+]
+
+PROTOCOL_HEADER = "X-Ktrdr-Protocol"
+"""Request header carrying the sender's protocol version; the backend answers 426 on a mismatch."""
+
+MAX_CLAIM_TIMEOUT_S = 60.0
+"""Longest long poll a worker may ask for, in seconds."""
+
+SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9._=^-]{0,31}$"
+"""A market symbol after upper-casing: letters, digits and ``. _ = ^ -``; never a path."""
+
+WORKER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+ID_PATTERN = r"^[a-z]{2,4}_[0-9a-f]{12}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+
+
+def normalise_symbol(value: str) -> str:
+    """Upper-case and check a symbol (``aapl`` -> ``AAPL``); ValueError names the rule."""
+    symbol = value.strip().upper()
+    if not _SYMBOL_RE.fullmatch(symbol) or ".." in symbol:
+        raise ValueError(
+            f"invalid symbol {value!r}: use 1-32 letters, digits or . _ = ^ - "
+            "(no slashes, no '..'), e.g. AAPL, BRK.B, EURUSD, ^GSPC"
+        )
+    return symbol
+
+
+Symbol = Annotated[str, AfterValidator(normalise_symbol)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+WorkerId = Annotated[str, Field(pattern=WORKER_ID_PATTERN)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- enumerations --------------------------------------------------------------------
+
+
+class OperationKind(StrEnum):
+    TRAINING = "training"
+    BACKTEST = "backtest"
+
+
+class OperationState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED)
+
+
+class Device(StrEnum):
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class WorkerStatus(StrEnum):
+    IDLE = "idle"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+class AttemptOutcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LEASE_EXPIRED = "lease_expired"
+    RELEASED = "released"
+
+
+class ArtifactKind(StrEnum):
+    DATA = "data"
+    BUNDLE = "bundle"
+    CHECKPOINT = "checkpoint"
+    REPORT = "report"
+    CHART = "chart"
+
+
+# --- workers -------------------------------------------------------------------------
+
+
+class WorkerCapabilities(_Request):
+    device: Device = Device.CPU
+    gpu_name: str | None = Field(default=None, max_length=200)
+    gpu_memory_mb: int | None = Field(default=None, ge=0)
+    cpu_count: int | None = Field(default=None, ge=1)
+
+
+class WorkerRegistration(_Request):
+    """What a worker says about itself when it (re-)registers."""
+
+    worker_id: WorkerId
+    kind: OperationKind
+    capabilities: WorkerCapabilities = Field(default_factory=WorkerCapabilities)
+    protocol: int = PROTOCOL_VERSION
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="distribution -> version, e.g. ktrdr-worker, torch"
+    )
+    host: str | None = Field(default=None, max_length=255)
+
+
+class WorkerView(_View):
+    worker_id: str
+    kind: OperationKind
+    capabilities: WorkerCapabilities
+    protocol: int
+    versions: dict[str, str]
+    host: str | None
+    registered_at: datetime
+    last_seen_at: datetime
+    status: WorkerStatus
+    current_operation_id: str | None
+
+
+# --- progress, heartbeats, claims ----------------------------------------------------
+
+
+class Progress(_Request):
+    percent: Percent = 0.0
+    step: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    message: str = Field(default="", max_length=500)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class Heartbeat(_Request):
+    """Sent every few seconds; renews the worker's liveness and, when busy, its lease.
+
+    ``checkpoint_sha256`` names the newest checkpoint artifact (uploaded first) so that a
+    requeued training operation resumes from it.
+    """
+
+    operation_id: str | None = None
+    attempt: int | None = Field(default=None, ge=1)
+    progress: Progress | None = None
+    checkpoint_sha256: Sha256 | None = None
+
+    @model_validator(mode="after")
+    def _operation_and_attempt_together(self) -> Heartbeat:
+        if (self.operation_id is None) != (self.attempt is None):
+            raise ValueError("operation_id and attempt go together: send both or neither")
+        if self.operation_id is None and (self.progress or self.checkpoint_sha256):
+            raise ValueError("progress and checkpoint_sha256 need an operation_id")
+        return self
+
+
+class HeartbeatResponse(_View):
+    cancel: bool = False
+    lease_expires_at: datetime | None = None
+
+
+class ClaimRequest(_Request):
+    timeout_s: float = Field(default=20.0, ge=0.0, le=MAX_CLAIM_TIMEOUT_S)
+
+
+class DataRef(_View):
+    """One catalogued data file an operation reads."""
+
+    symbol: str
+    timeframe: Timeframe
+    version: int
+    checksum: str
+    rows: int
+    first: datetime
+    last: datetime
+
+
+class TrainingInputs(_View):
+    kind: Literal["training"] = "training"
+    strategy_name: str
+    strategy_yaml: str = Field(description="the effective strategy, overrides applied")
+    strategy_hash: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    data: list[DataRef]
+    seed: int | None = None
+    device: str | None = Field(default=None, description="device the strategy asks for")
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class BacktestInputs(_View):
+    kind: Literal["backtest"] = "backtest"
+    model_id: str
+    bundle_sha256: str
+    strategy_hash: str | None = None
+    data: list[DataRef]
+    start: datetime | None = None
+    end: datetime | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+OperationInputs = Annotated[TrainingInputs | BacktestInputs, Field(discriminator="kind")]
+
+
+class ClaimResponse(_View):
+    """An operation handed to a worker: keep the lease alive with heartbeats."""
+
+    operation_id: str
+    kind: OperationKind
+    attempt: int
+    lease_expires_at: datetime
+    lease_seconds: float
+    inputs: OperationInputs
+    checkpoint_sha256: str | None = Field(
+        default=None, description="resume from this checkpoint artifact when set"
+    )
+
+
+# --- outcomes ------------------------------------------------------------------------
+
+
+class TrainingResult(_Request):
+    kind: Literal["training"] = "training"
+    bundle_sha256: Sha256
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class BacktestResult(_Request):
+    kind: Literal["backtest"] = "backtest"
+    report_sha256: Sha256
+    chart_png_sha256: Sha256 | None = None
+    chart_svg_sha256: Sha256 | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+OperationResult = Annotated[TrainingResult | BacktestResult, Field(discriminator="kind")]
+
+
+class AttemptRef(_Request):
+    attempt: int = Field(ge=1)
+
+
+class Completion(AttemptRef):
+    """Artifacts named in ``result`` must be uploaded before completing."""
+
+    result: OperationResult
+
+
+class Failure(AttemptRef):
+    error: str = Field(min_length=1, max_length=20_000)
+
+
+class Release(AttemptRef):
+    reason: str = Field(default="worker shutting down", max_length=500)
+
+
+# --- operations ----------------------------------------------------------------------
+
+
+class AttemptRecord(_View):
+    attempt: int
+    worker_id: str
+    worker_versions: dict[str, str] = Field(default_factory=dict)
+    claimed_at: datetime
+    ended_at: datetime | None = None
+    outcome: AttemptOutcome | None = None
+    reason: str | None = None
+
+
+class Reproducibility(_View):
+    """Everything needed to run an operation again and expect the same result."""
+
+    strategy_hash: str | None
+    data_checksums: dict[str, str] = Field(description="'SYMBOL/timeframe@version' -> sha256")
+    seed: int | None
+    versions: dict[str, str] = Field(description="backend-side distributions at creation")
+    worker_id: str | None
+    attempts: list[AttemptRecord]
+
+
+class OperationView(_View):
+    operation_id: str
+    kind: OperationKind
+    state: OperationState
+    progress: Progress
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    attempt: int
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    inputs: OperationInputs
+    reproducibility: Reproducibility
+    error: str | None
+    result: dict[str, Any] | None
+    checkpoint_sha256: str | None
+    retry_of: str | None
+
+
+# --- catalogue views -----------------------------------------------------------------
+
+
+class ArtifactView(_View):
+    sha256: str
+    kind: ArtifactKind
+    size: int = Field(description="bytes")
+    created_at: datetime
+    references: list[str] = Field(default_factory=list)
+
+
+class DatasetView(_View):
+    symbol: str
+    timeframe: Timeframe
+    version: int
+    checksum: str
+    rows: int
+    first: datetime
+    last: datetime
+    size: int = Field(description="bytes of the normalised CSV")
+    created_at: datetime
+    source_name: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    gap_report: dict[str, Any] | None = None
+    references: list[str] = Field(default_factory=list)
+    unchanged: bool = Field(
+        default=False, description="an upload identical to the newest version adds no version"
+    )
+
+
+class ModelView(_View):
+    model_id: str
+    name: str
+    bundle_sha256: str
+    size: int
+    created_at: datetime
+    training_operation_id: str | None
+    strategy_hash: str | None
+    data: list[DataRef]
+    metadata: dict[str, Any] = Field(description="the bundle's bundle.json")
+    references: list[str] = Field(default_factory=list)
+
+
+# --- requests from the CLI -----------------------------------------------------------
+
+
+class StrategyValidationRequest(_Request):
+    strategy: str = Field(description="strategy YAML text", max_length=1_000_000)
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="dotted path -> value, e.g. training.epochs: 5"
+    )
+
+
+class StrategyIssue(_View):
+    path: str
+    message: str
+
+
+class StrategyValidation(_View):
+    valid: bool
+    name: str | None = None
+    strategy_hash: str | None = None
+    features: list[str] = Field(default_factory=list)
+    issues: list[StrategyIssue] = Field(default_factory=list)
+
+
+class TrainingRequest(StrategyValidationRequest):
+    pass
+
+
+class BacktestRequest(_Request):
+    model_id: str = Field(pattern=ID_PATTERN)
+    start: datetime | None = None
+    end: datetime | None = None
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="backtest overrides: capital, commission, ..."
+    )
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> BacktestRequest:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
