@@ -81,6 +81,17 @@ def test_cli_works_from_pip_without_the_workspace(root, wheels, tmp_path):
         [ktrdr, "--help"], capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout
     assert "Usage: ktrdr" in help_text
+    # The shipped examples travel in the core wheel: a pip-only user can start from them.
+    strategy = tmp_path / "mine.yaml"
+    subprocess.run(
+        [ktrdr, "strategies", "init", str(strategy), "--example", "macd_bollinger_mtf"],
+        check=True,
+        capture_output=True,
+    )
+    validated = subprocess.run(
+        [ktrdr, "strategies", "validate", str(strategy)], capture_output=True, text=True
+    )
+    assert validated.returncode == 0, validated.stderr
     installed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
         capture_output=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +21,10 @@ def make_csv() -> Callable[..., str]:
 
 
 def _backtesting_file(name: str) -> Path:
-    backtesting = pytest.importorskip("backtesting")
-    path = Path(backtesting.__file__).parent / "test" / name
+    # find_spec locates the package without importing it (its import pulls in bokeh: seconds).
+    spec = importlib.util.find_spec("backtesting")
+    assert spec is not None and spec.origin, "backtesting is a test dependency of the workspace"
+    path = Path(spec.origin).parent / "test" / name
     assert path.is_file(), f"backtesting ships {name} at {path}"
     return path
 

@@ -1,4 +1,7 @@
-"""CSV rows shared by the market-data tests (a plain module: conftest is not importable)."""
+"""Data shared by the market-data tests (a plain module: conftest is not importable)."""
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 HEADER = "timestamp,open,high,low,close,volume"
 
@@ -8,3 +11,37 @@ GOOD_ROWS = [
     "2024-01-02T15:00:00Z,101,102,100.5,101.5,900",
     "2024-01-02T16:00:00Z,101.5,101.75,100,100.25,0",
 ]
+
+_DAY = 86_400
+
+
+def epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    """Epoch seconds of a UTC wall-clock time."""
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp())
+
+
+def continuous_opens(start: int, end: int, step: int) -> list[int]:
+    """Every bar open in [start, end): a market that never closes."""
+    return list(range(start, end, step))
+
+
+def nyse_opens(
+    first: date, last: date, step_minutes: int, holidays: set[date] = frozenset()
+) -> list[int]:
+    """Bar opens (epoch s) of a 09:30-16:00 New York session, Mon-Fri, in UTC.
+
+    Daylight saving time moves the session by an hour in UTC (14:30-21:00 in winter,
+    13:30-20:00 in summer), as it does in real intraday stock data.
+    """
+    new_york = ZoneInfo("America/New_York")
+    opens: list[int] = []
+    day = first
+    while day <= last:
+        if day.weekday() < 5 and day not in holidays:
+            t = datetime(day.year, day.month, day.day, 9, 30, tzinfo=new_york)
+            close = datetime(day.year, day.month, day.day, 16, 0, tzinfo=new_york)
+            while t < close:
+                opens.append(int(t.timestamp()))
+                t += timedelta(minutes=step_minutes)
+        day += timedelta(days=1)
+    return opens

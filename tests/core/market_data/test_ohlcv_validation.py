@@ -101,7 +101,7 @@ def test_alignment_messages_say_the_rule_for_daily_and_weekly(make_csv: Callable
 
 def test_lines_are_file_lines_even_with_blank_and_quoted_multiline_rows() -> None:
     text = (
-        'timestamp,open,high,low,close,volume,comment\n'  # line 1
+        "timestamp,open,high,low,close,volume,comment\n"  # line 1
         '2024-01-02T14:00:00Z,1,1,1,1,1,"two\nlines"\n'  # lines 2-3
         "\n"  # line 4
         "2024-01-02T15:00:00Z,1,1,1,1,-1,x\n"  # line 5
@@ -159,6 +159,8 @@ def test_duplicate_and_ambiguous_columns(make_csv: Callable) -> None:
     assert (issue.line, issue.rule, issue.column) == (1, "duplicate_column", "close")
     issue = only_issue(make_csv([], header="date,time,open,high,low,close,volume"))
     assert issue.rule == "header" and "ambiguous" in issue.message
+    issue = only_issue(make_csv([], header="Date,open,high,low,close,volume,date"))
+    assert (issue.rule, issue.column) == ("duplicate_column", "timestamp")
 
 
 def test_empty_inputs() -> None:
@@ -183,7 +185,8 @@ def test_columns_in_any_order_and_case_normalise_to_canonical(make_csv: Callable
         "101.5,900,2024-01-02T15:00:00Z,101,100.5,102",
         "100.25,0,2024-01-02T16:00:00Z,101.5,100,101.75",
     ]
-    result = validate_ohlcv_csv(make_csv(rows, header=" Close,VOLUME,TimeStamp,Open,Low,High"), "1h")
+    header = " Close,VOLUME,TimeStamp,Open,Low,High"
+    result = validate_ohlcv_csv(make_csv(rows, header=header), "1h")
     assert result.ok, result.issues
     assert result.canonical_csv() == CANONICAL
     assert any("renamed" in note for note in result.notes)
@@ -250,7 +253,8 @@ def test_epoch_seconds_and_milliseconds_may_not_mix(make_csv: Callable) -> None:
 
 
 def test_line_endings_bom_blank_lines_and_spaces() -> None:
-    text = "\ufeff" + CANONICAL.replace("\n", "\r\n").replace("\r\n2024-01-02T15", "\r\n\r\n 2024-01-02T15")
+    text = "\ufeff" + CANONICAL.replace("\n", "\r\n")
+    text = text.replace("\r\n2024-01-02T15", "\r\n\r\n 2024-01-02T15")
     result = validate_ohlcv_csv(text, "1h")
     assert result.ok, result.issues
     assert result.canonical_csv() == CANONICAL

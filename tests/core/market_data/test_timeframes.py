@@ -101,9 +101,7 @@ def test_offsets_are_converted_and_naive_means_utc() -> None:
     assert Timeframe.D1.bar_open(datetime(2024, 1, 2, 1, 30, tzinfo=plus_two)) == datetime(
         2024, 1, 1, tzinfo=UTC
     )
-    assert Timeframe.H1.bar_open(datetime(2024, 1, 2, 1, 30)) == datetime(
-        2024, 1, 2, 1, tzinfo=UTC
-    )
+    assert Timeframe.H1.bar_open(datetime(2024, 1, 2, 1, 30)) == datetime(2024, 1, 2, 1, tzinfo=UTC)
 
 
 def test_epoch_helpers_match_the_datetime_ones() -> None:
@@ -112,4 +110,3 @@ def test_epoch_helpers_match_the_datetime_ones() -> None:
     assert Timeframe.W1.is_aligned_epoch(monday)
     assert not Timeframe.W1.is_aligned_epoch(monday + 86_400)
     assert Timeframe.H4.floor_epoch(monday + 5 * 3600) == monday + 4 * 3600
-

@@ -186,7 +186,8 @@ def test_misspelt_indicator_key_in_a_fuzzy_set_is_explained():
     text = mutate("    indicator: rsi_14\n", "    indicatr: rsi_14\n")
     issues = by_path(validate_strategy(text))
     assert "did you mean 'indicator'?" in issues["fuzzy_sets.rsi_zone.indicatr"].message
-    assert issues["fuzzy_sets.rsi_zone.indicator"].message == "required key 'indicator' is missing"
+    missing = issues["fuzzy_sets.rsi_zone.indicator"].message
+    assert missing.startswith("required key 'indicator' is missing (Indicator output read")
     assert issues["fuzzy_sets.rsi_zone.indicator"].line == line_of(text, "rsi_zone:")
 
 
@@ -380,7 +381,7 @@ def test_unknown_key_suggests_the_close_one_and_has_a_line():
 def test_missing_sections_are_named():
     issues = by_path(validate_strategy("name: x\n"))
     for section in ("data", "indicators", "inputs", "labels"):
-        assert issues[section].message == f"required key '{section}' is missing"
+        assert issues[section].message.startswith(f"required key '{section}' is missing (")
     assert "model" not in issues and "training" not in issues  # they have defaults
 
 

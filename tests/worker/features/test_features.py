@@ -45,9 +45,7 @@ def last_closed(higher_opens: pd.DatetimeIndex, hours: int, base_open: pd.Timest
     return int(np.searchsorted(closes, base_open + pd.Timedelta(hours=1), side="right")) - 1
 
 
-def test_columns_are_exactly_the_strategy_feature_names_in_order(
-    small_strategy, eurusd
-) -> None:
+def test_columns_are_exactly_the_strategy_feature_names_in_order(small_strategy, eurusd) -> None:
     built = build_features(small_strategy, eurusd)
     assert built.names == small_strategy.feature_names()
     assert list(built.frame.columns) == small_strategy.feature_names()
@@ -129,7 +127,7 @@ def test_rows_where_a_feature_is_undefined_later_are_dropped_and_named(small_str
     assert built.report.gap_rows == 12
     assert built.report.gaps_by_feature == {"1h_band_inside": 12}
     assert not built.frame.index.isin(index[318:330]).any()
-    assert built.frame.index.isin(index[330:]).all() and index[317] in built.frame.index
+    assert index[330:].isin(built.frame.index).all() and index[317] in built.frame.index
     assert "1h_band_inside (12)" in built.report.summary()
 
 

@@ -27,9 +27,7 @@ def test_triangular_asymmetric_flanks() -> None:
 
 def test_triangular_vertical_edges() -> None:
     # a == b: the left edge is a step; the right flank still falls linearly.
-    np.testing.assert_allclose(
-        membership("triangular", [-1, 0, 5, 10], [0, 0, 10]), [0, 1, 0.5, 0]
-    )
+    np.testing.assert_allclose(membership("triangular", [-1, 0, 5, 10], [0, 0, 10]), [0, 1, 0.5, 0])
     # b == c: the right edge is a step.
     np.testing.assert_allclose(
         membership("triangular", [0, 5, 10, 10.0001], [0, 10, 10]), [0, 0.5, 1, 0]

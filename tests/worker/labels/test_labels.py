@@ -116,9 +116,7 @@ def reference_pivots(close: np.ndarray, threshold: float) -> list[tuple[int, int
 
 def as_triples(pivots) -> list[tuple[int, int, int]]:
     return list(
-        zip(
-            pivots.index.tolist(), pivots.kind.tolist(), pivots.confirmed.tolist(), strict=True
-        )
+        zip(pivots.index.tolist(), pivots.kind.tolist(), pivots.confirmed.tolist(), strict=True)
     )
 
 
@@ -388,3 +386,41 @@ def test_report_is_json_ready(goog) -> None:
     assert sum(data["counts"].values()) == data["labelled"]
     assert sum(data["shares"].values()) == pytest.approx(1.0)
     assert "BUY" in str(report) and "undetermined" in str(report)
+
+
+# --------------------------------------------------------------------------- from a strategy
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [
+        ("rsi_zones", "zigzag"),
+        ("macd_bollinger_mtf", "forward_return"),
+        ("volatility_triple_barrier", "triple_barrier"),
+    ],
+)
+def test_make_labels_follows_the_strategy_labels_section(name, method, goog, eurusd) -> None:
+    from ktrdr_core.examples import load_example
+    from ktrdr_worker.frames import resample_ohlcv
+    from ktrdr_worker.labels import make_labels
+
+    strategy = load_example(name)
+    data = {
+        "1d": goog,
+        "1h": eurusd,
+        "4h": resample_ohlcv(eurusd, "1h", "4h", drop_incomplete=True),
+    }[strategy.data.timeframe.value]
+    result = make_labels(strategy.labels, data)
+    config = strategy.labels.config.model_dump()
+    assert result.report.method == method == strategy.labels.method
+    direct = {
+        "zigzag": lambda: zigzag_labels(data, **config),
+        "forward_return": lambda: forward_return_labels(data, **config),
+        "triple_barrier": lambda: triple_barrier_labels(data, **config),
+    }[method]()
+    pd.testing.assert_series_equal(result.labels, direct.labels)
+    if method != "triple_barrier":  # a barrier hit before the end settles a late bar
+        # The last `horizon` bars (the embargo's default size) have no label.
+        horizon = strategy.labels.horizon
+        assert result.labels.iloc[-horizon:].isna().all()
+        assert result.labels.iloc[:-horizon].notna().all()

@@ -2,8 +2,8 @@
 
 Rules, in order:
 
-1. A worker gets only operations of its own kind (training or backtest), oldest first by the
-   time they became pending (a requeued operation keeps its place by its new time).
+1. A worker gets only operations of its own kind (training or backtest), oldest first (by
+   creation: a requeued operation goes back to the head of the queue, not the tail).
 2. An operation that asks for a device (``training.device: cuda``) goes only to a worker
    with that device.
 3. **GPU first**: while a GPU worker of the same kind is long-polling, a CPU worker leaves a
@@ -77,7 +77,7 @@ def candidates(
         select(Operation)
         .where(Operation.kind == worker.kind.value, Operation.state == OperationState.PENDING)
         .where(or_(Operation.device.is_(None), Operation.device == worker.device.value))
-        .order_by(Operation.pending_since, Operation.created_at, Operation.id)
+        .order_by(Operation.created_at, Operation.id)
         .limit(_CANDIDATES)
     )
     return [

@@ -74,7 +74,7 @@ class Operation(Base):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # When the operation last became pending: orders the queue and times the GPU grace.
+    # When the operation last became pending: times the GPU grace (see dispatch).
     pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -93,7 +93,7 @@ class Operation(Base):
     retry_of: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
-        Index("ix_operations_queue", "kind", "state", "pending_since"),
+        Index("ix_operations_queue", "kind", "state", "created_at"),
         Index("ix_operations_state_lease", "state", "lease_expires_at"),
         Index("ix_operations_created_at", "created_at"),
     )

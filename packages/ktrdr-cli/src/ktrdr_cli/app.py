@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ktrdr_cli.commands import indicators, strategies
 from ktrdr_core.version import installed_distributions
 
 app = typer.Typer(
@@ -15,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(indicators.app, name="indicators")
+app.add_typer(strategies.app, name="strategies")
 
 
 def _print_version(value: bool) -> None:

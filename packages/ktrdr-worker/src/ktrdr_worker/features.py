@@ -232,15 +232,22 @@ def compute_features(
             values = membership(member.type, values, member.params)
         by_tf[spec.timeframe][spec.name] = values
 
-    columns: dict[str, np.ndarray] = {}
-    for tf, named in by_tf.items():
-        frame = pd.DataFrame(named, index=bars[tf].index, dtype=np.float64)
-        if tf != base_tf:
-            frame = frames.align_to_base(frame, tf, base_index, base_tf)
-        for name in named:
-            columns[name] = frame[name].to_numpy(dtype=np.float64)
     names = [spec.name for spec in specs]
-    return pd.DataFrame({name: columns[name] for name in names}, index=base_index)
+    position = {name: i for i, name in enumerate(names)}
+    # One (features × bars) block filled in place: the frame wraps it without another copy.
+    block = np.empty((len(names), len(base_index)), dtype=np.float64)
+    for tf, named in by_tf.items():
+        if tf == base_tf:
+            for name, values in named.items():
+                block[position[name]] = values
+            continue
+        higher = pd.DataFrame(
+            np.column_stack(list(named.values())), index=bars[tf].index, columns=list(named)
+        )
+        aligned = frames.align_to_base(higher, tf, base_index, base_tf).to_numpy(np.float64)
+        for j, name in enumerate(named):
+            block[position[name]] = aligned[:, j]
+    return pd.DataFrame(block.T, index=base_index, columns=names, copy=False)
 
 
 def build_features(

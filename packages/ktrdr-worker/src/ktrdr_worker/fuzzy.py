@@ -80,9 +80,7 @@ def triangular(values: Any, a: float, b: float, c: float) -> np.ndarray:
     return np.minimum(_rising(x, a, b), _falling(x, b, c))
 
 
-def trapezoidal(
-    values: Any, a: float | None, b: float, c: float, d: float | None
-) -> np.ndarray:
+def trapezoidal(values: Any, a: float | None, b: float, c: float, d: float | None) -> np.ndarray:
     """Trapezoid: 0 at and below ``a``, rising to 1 at ``b``, 1 on [b, c], 0 from ``d`` on.
 
     Needs a ≤ b ≤ c ≤ d (a < d). Open shoulders: ``a=None`` gives degree 1 for every value

@@ -289,32 +289,36 @@ class GapReport:
 
 
 def _to_epochs(timestamps: Iterable[int | datetime], tf: Timeframe) -> list[int]:
-    out: list[int] = []
-    prev: int | None = None
+    """Epoch seconds, checked to be strictly increasing bar opens of ``tf``."""
+    epoch0 = datetime(1970, 1, 1, tzinfo=UTC)
+    ts: list[int] = []
     for i, value in enumerate(timestamps):
-        if isinstance(value, datetime):
+        if type(value) is int:
+            ts.append(value)
+        elif isinstance(value, datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=UTC)
-            delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+            delta = value - epoch0
             if delta.microseconds:
                 raise ValueError(f"timestamp #{i} ({value}) has a fraction of a second")
-            ts = delta.days * _DAY + delta.seconds
-        elif isinstance(value, int) and not isinstance(value, bool):
-            ts = value
+            ts.append(delta.days * _DAY + delta.seconds)
         else:
             raise TypeError(
                 f"timestamp #{i} is {type(value).__name__}; expected epoch seconds (int) "
                 "or datetime"
             )
-        if prev is not None and ts <= prev:
-            raise ValueError(
-                f"timestamps must strictly increase: #{i} ({_iso(ts)}) follows {_iso(prev)}"
-            )
-        if not tf.is_aligned_epoch(ts):
-            raise ValueError(f"timestamp #{i} ({_iso(ts)}) is not a {tf.value} bar open")
-        out.append(ts)
-        prev = ts
-    return out
+    # Generator scans, not a per-item function call: this runs on a million bars.
+    step, origin = tf.seconds, tf.origin
+    bad = next((i for i, t in enumerate(ts) if (t - origin) % step), None)
+    if bad is not None:
+        raise ValueError(f"timestamp #{bad} ({_iso(ts[bad])}) is not a {tf.value} bar open")
+    bad = next((i for i, (a, b) in enumerate(pairwise(ts), 1) if b <= a), None)
+    if bad is not None:
+        raise ValueError(
+            f"timestamps must strictly increase: #{bad} ({_iso(ts[bad])}) follows "
+            f"{_iso(ts[bad - 1])}"
+        )
+    return ts
 
 
 # --- calendar inference -----------------------------------------------------------------
@@ -443,9 +447,19 @@ def _infer_weekend(ts: list[int], tf: Timeframe) -> tuple[str, str] | None:
     slack = 3 * 3600 if tf.is_intraday else 0
     mid_start = statistics.median_low(starts)
     mid_end = statistics.median_high(ends)
-    start = min(s for s in starts if mid_start - slack <= s <= mid_start)
-    end = max(e for e in ends if mid_end <= e <= mid_end + slack)
+    start = min(_recurring(s for s in starts if mid_start - slack <= s <= mid_start))
+    end = max(_recurring(e for e in ends if mid_end <= e <= mid_end + slack))
     return _week_time_text(start), _week_time_text(end)
+
+
+def _recurring(values: Iterable[int]) -> list[int]:
+    """The values seen on at least 10 % of the weekends (and twice): one odd weekend — a
+    missing Sunday-open bar, say — must not widen the weekend window."""
+    counts = Counter(values)
+    total = sum(counts.values())
+    keep = [v for v, n in counts.items() if n >= max(2, 0.1 * total)]
+    # With too few weekends to tell what recurs, every value counts.
+    return keep or list(counts)
 
 
 # --- classification -------------------------------------------------------------------

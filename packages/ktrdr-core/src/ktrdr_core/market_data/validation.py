@@ -423,10 +423,16 @@ def _map_header(
             time_idx = 0
             notes.append("the unnamed first column was taken as the timestamp column")
     if time_idx is not None:
-        for n, i in time_candidates.items():
-            if sum(1 for x in names if x == n) > 1 and i == time_idx:
-                error(line, "duplicate_column", f"column {n!r} appears more than once", n)
-                failed = True
+        chosen = names[time_idx]
+        if chosen and names.count(chosen) > 1:
+            reported.add("timestamp")
+            error(
+                line,
+                "duplicate_column",
+                f"column {chosen!r} appears {names.count(chosen)} times",
+                "timestamp",
+            )
+            failed = True
         mapping = {"timestamp": time_idx, **mapping}
 
     # Columns already reported (duplicated, ambiguous) are not reported missing as well.

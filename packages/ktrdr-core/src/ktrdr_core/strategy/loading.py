@@ -104,7 +104,14 @@ def _read(source: StrategySource, filename: str | None) -> tuple[Any, str | None
             with path.open("rb") as handle:
                 raw = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            return None, name, [((), f"cannot read the strategy file: {exc.strerror or exc}", None)]
+            hint = (
+                " (a str without a newline is read as a file path; pass YAML text with its "
+                "newlines)"
+                if isinstance(source, str)
+                else ""
+            )
+            message = f"cannot read the strategy file: {exc.strerror or exc}{hint}"
+            return None, name, [((), message, None)]
         return _decode(raw, name)
     raise TypeError(f"expected a path, YAML text or a mapping, got {type(source).__name__}")
 
@@ -145,6 +152,9 @@ def _run(
         except ValidationError as exc:
             problems.extend(_convert(error) for error in exc.errors(include_url=False))
         consistency = check_data(data)
+        # An unknown parameter is the whole story: its value's type does not matter.
+        unknown = {path for path, message in consistency if message.startswith("unknown ")}
+        problems = [(path, message) for path, message in problems if path not in unknown]
         problems.extend(consistency)
         if strategy is not None and not consistency and not read_problems:
             problems.extend(check_feature_names(strategy))
@@ -193,7 +203,7 @@ def _convert(error: Any) -> tuple[Path, str]:
     if "[key]" in error["loc"]:
         return loc, _key_message(value, ctx)
     if kind == "missing":
-        return loc, f"required key {loc[-1]!r} is missing"
+        return loc, _missing_message(loc)
     if kind == "extra_forbidden":
         return loc, _unknown_key_message(loc)
     if kind in {"value_error", "assertion_error"}:
@@ -228,6 +238,13 @@ def _convert(error: Any) -> tuple[Path, str]:
     elif message:
         message = message[0].lower() + message[1:]
     return loc, f"{message}, got {_show(value)}"
+
+
+def _missing_message(loc: Path) -> str:
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model is not None else None
+    what = f" ({field.description.rstrip('.')})" if field is not None and field.description else ""
+    return f"required key {loc[-1]!r} is missing{what}"
 
 
 def _key_message(key: Any, ctx: Mapping[str, Any]) -> str:

@@ -173,7 +173,8 @@ class DataConfig(_Section):
     def _longer_than_base(cls, extra: list[Timeframe], info: ValidationInfo) -> list[Timeframe]:
         if len(set(extra)) != len(extra):
             raise ValueError(
-                f"extra_timeframes must not repeat a timeframe, got {[tf.value for tf in extra]}"
+                "extra_timeframes must not repeat a timeframe, got "
+                f"{', '.join(tf.value for tf in extra)}"
             )
         base = info.data.get("timeframe")
         shorter = [tf.value for tf in extra if base is not None and tf <= base]
@@ -300,7 +301,8 @@ class InputSpec(_Section):
     def _no_repeat(cls, timeframes: list[Timeframe] | None) -> list[Timeframe] | None:
         if timeframes is not None and len(set(timeframes)) != len(timeframes):
             raise ValueError(
-                f"timeframes must not repeat a timeframe, got {[tf.value for tf in timeframes]}"
+                "timeframes must not repeat a timeframe, got "
+                f"{', '.join(tf.value for tf in timeframes)}"
             )
         return timeframes
 
@@ -546,7 +548,9 @@ class Strategy(_Section):
         description="Strategy name: letters, digits, `_`, `.`, `-` (used in bundle names)."
     )
     description: str = Field("", max_length=10_000, description="Free text.")
-    data: DataConfig
+    data: DataConfig = Field(
+        description="Symbols, base and extra timeframes, date range, split and embargo."
+    )
     indicators: dict[Identifier, IndicatorConfig] = Field(
         min_length=1, description="Indicator id → type and parameters."
     )
@@ -554,11 +558,25 @@ class Strategy(_Section):
         default_factory=dict, description="Fuzzy set name → indicator output and memberships."
     )
     inputs: list[InputSpec] = Field(min_length=1, description="Model inputs, in feature order.")
-    model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
-    training: TrainingConfig = Field(default_factory=TrainingConfig)  # type: ignore[arg-type]
-    labels: LabelsConfig
-    decisions: DecisionsConfig = Field(default_factory=DecisionsConfig)  # type: ignore[arg-type]
-    backtest: BacktestConfig = Field(default_factory=BacktestConfig)  # type: ignore[arg-type]
+    model: ModelConfig = Field(
+        default_factory=ModelConfig,  # type: ignore[arg-type]
+        description="Network architecture.",
+    )
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,  # type: ignore[arg-type]
+        description="Optimisation settings.",
+    )
+    labels: LabelsConfig = Field(
+        description="One labelling method: zigzag, forward_return or triple_barrier."
+    )
+    decisions: DecisionsConfig = Field(
+        default_factory=DecisionsConfig,  # type: ignore[arg-type]
+        description="How model probabilities become trades.",
+    )
+    backtest: BacktestConfig = Field(
+        default_factory=BacktestConfig,  # type: ignore[arg-type]
+        description="Simulation costs and sizing.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Strategy:

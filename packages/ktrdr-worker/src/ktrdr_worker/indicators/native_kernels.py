@@ -60,10 +60,6 @@ def _supertrend(
     mid /= 2.0
     supertrend_scan(close[first:], mid, offset[first:], value[first:], direction[first:])
     return value, direction
-    mid = (high[first:] + low[first:]) / 2.0
-    offset = multiplier * atr[first:]
-    value[first:], direction[first:] = supertrend_scan(close[first:], mid - offset, mid + offset)
-    return value, direction
 
 
 @kernel("vortex", "native")

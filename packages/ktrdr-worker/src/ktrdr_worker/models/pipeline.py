@@ -25,7 +25,8 @@ import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time as day_time
+from datetime import UTC, datetime
+from datetime import time as day_time
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +286,6 @@ def train_strategy(
             "no bar has both a complete feature window and a label; give more data (from "
             f"{strategy.data.start or 'the first bar'} to {strategy.data.end or 'the last bar'})"
         )
-    offsets = np.cumsum([0] + [len(ix) for ix in block_index[:-1]])
     stacked_times = np.concatenate([ix.as_unit("ns").asi8 for ix in block_index])
     block_times = [stacked_times[samples.ends[p]] for p in per_block]
 
@@ -300,10 +300,8 @@ def train_strategy(
     }
     subsets: dict[str, Samples] = {name: samples.subset(idx) for name, idx in chosen.items()}
     times = {name: stacked_times[subsets[name].ends] for name in PARTS}
-    for record, block, part_idx in zip(data_records, range(len(per_block)), zip(*parts), strict=True):
-        record["samples"] = {name: int(p.size) for name, p in zip(PARTS, part_idx, strict=True)}
-        del block
-    del offsets
+    for b, record in enumerate(data_records):
+        record["samples"] = {name: int(parts[k][b].size) for k, name in enumerate(PARTS)}
 
     # 3. Train, evaluate, explain.
     def forward(report: EpochReport) -> None:
@@ -346,9 +344,7 @@ def train_strategy(
     # 4. Bundle and result.
     runtime = torch_runtime()
     created = datetime.now(UTC).isoformat()
-    splits = {
-        name: _part_range(times[name], subsets[name].labels) for name in PARTS
-    }
+    splits = {name: _part_range(times[name], subsets[name].labels) for name in PARTS}
     training_settings = {**config.to_dict(), "class_weights": trained.class_weights}
     labels_section = {
         "method": strategy.labels.method,

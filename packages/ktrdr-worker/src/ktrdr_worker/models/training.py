@@ -357,9 +357,13 @@ def train_network(
         set_standardisation(network, mean, std)
         network.to(device)
         optimizer = torch.optim.AdamW(
-            network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+            network.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            foreach=True,  # one fused update per step: far less Python overhead on CPU
         )
         scheduler = _make_scheduler(optimizer, config)
+        parameters = [p for p in network.parameters() if p.requires_grad]
         weights = torch.as_tensor(weights_np, dtype=torch.float32, device=device)
         features = torch.as_tensor(train.features, device=device)
         val_features = (
@@ -445,7 +449,7 @@ def train_network(
                 loss = nn.functional.cross_entropy(network(inputs), target, weight=weights)
                 loss.backward()
                 if config.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+                    nn.utils.clip_grad_norm_(parameters, config.grad_clip, foreach=True)
                 optimizer.step()
                 loss_sum += float(loss.detach()) * int(target.shape[0])
                 seen += int(target.shape[0])

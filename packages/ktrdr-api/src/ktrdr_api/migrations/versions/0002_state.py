@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("retry_of", sa.String(32), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_operations"),
     )
-    op.create_index("ix_operations_queue", "operations", ["kind", "state", "pending_since"])
+    op.create_index("ix_operations_queue", "operations", ["kind", "state", "created_at"])
     op.create_index("ix_operations_state_lease", "operations", ["state", "lease_expires_at"])
     op.create_index("ix_operations_created_at", "operations", ["created_at"])
 

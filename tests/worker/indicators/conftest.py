@@ -1,0 +1,28 @@
+"""Fixtures for the indicator tests: real OHLCV frames and a million synthetic bars."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+# The reference implementations live beside the tests; the bench imports them from here too.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from indicator_reference import load_real_frames, synthetic_ohlcv  # noqa: E402
+
+REAL_DATA = ("GOOG", "EURUSD", "SP500")
+
+
+@pytest.fixture(scope="session")
+def real_frames() -> dict[str, pd.DataFrame]:
+    """GOOG daily, EURUSD hourly and S&P 500 daily as canonical OHLCV frames."""
+    return load_real_frames()
+
+
+@pytest.fixture(scope="session")
+def million_bars() -> pd.DataFrame:
+    """1,000,000 synthetic one-minute bars (seeded)."""
+    return synthetic_ohlcv(1_000_000)
