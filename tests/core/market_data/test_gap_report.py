@@ -161,6 +161,10 @@ def test_weekly_bars_are_continuous() -> None:
     report = gap_report(mondays, "1w")
     assert report.calendar.kind == "continuous"
     assert report.unexpected == [Gap("unexpected", utc(2024, 1, 29), utc(2024, 2, 5), 1)]
+    # Even for a market closed at weekends, a week without its bar is a hole.
+    assert gap_report(mondays, "1w", "weekdays").unexpected == report.unexpected
+    with pytest.raises(ValueError, match="sessions calendar needs intraday bars"):
+        gap_report(mondays, "1w", "sessions")
 
 
 # --- constructed session data (New York hours, with daylight saving time) -------------

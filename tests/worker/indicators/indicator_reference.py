@@ -14,8 +14,10 @@ Shared by the tests in this folder and by ``bench/indicators.py`` (one copy).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,15 +35,25 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, found without importing it (importing
+    backtesting or arch pulls in plotting and statistics stacks: seconds per test session)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed; run scripts/setup-env")
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+
 def load_real_frames() -> dict[str, pd.DataFrame]:
     """GOOG daily and EURUSD hourly (backtesting package), S&P 500 daily (arch package)."""
-    from arch.data import sp500
-    from backtesting.test import EURUSD, GOOG
+
+    def read(path: Path) -> pd.DataFrame:
+        return _canonical(pd.read_csv(path, index_col=0, parse_dates=True))
 
     return {
-        "GOOG": _canonical(GOOG),
-        "EURUSD": _canonical(EURUSD),
-        "SP500": _canonical(sp500.load()),
+        "GOOG": read(_package_file("backtesting", "test", "GOOG.csv")),
+        "EURUSD": read(_package_file("backtesting", "test", "EURUSD.csv")),
+        "SP500": read(_package_file("arch", "data", "sp500", "sp500.csv.gz")),
     }
 
 
@@ -251,33 +263,44 @@ def ref_hma(df: pd.DataFrame, period: int) -> pd.DataFrame:
     return _frame(df, value=_wma(raw, round(math.sqrt(period))))
 
 
+def supertrend_loop(
+    close: list[float], lower: list[float], upper: list[float]
+) -> tuple[list[float], list[float]]:
+    """The supertrend recursion bar by bar: bar 0 starts an uptrend on ``lower[0]``.
+
+    An uptrend's band ratchets up with ``lower`` and flips down (onto ``upper``) when a close
+    falls below the previous band; a downtrend mirrors it.
+    """
+    trend, band = 1.0, lower[0]
+    values, directions = [band], [trend]
+    for t in range(1, len(close)):
+        if trend > 0:
+            if close[t] < band:
+                trend, band = -1.0, upper[t]
+            else:
+                band = max(band, lower[t])
+        elif close[t] > band:
+            trend, band = 1.0, lower[t]
+        else:
+            band = min(band, upper[t])
+        values.append(band)
+        directions.append(trend)
+    return values, directions
+
+
 def ref_supertrend(df: pd.DataFrame, period: int, multiplier: float) -> pd.DataFrame:
     atr = _wilder_atr(df, period).to_numpy()
     hl2 = ((df["high"] + df["low"]) / 2).to_numpy()
-    lower = (hl2 - multiplier * atr).tolist()
-    upper = (hl2 + multiplier * atr).tolist()
-    close = df["close"].tolist()
-    n = len(close)
-    value = [math.nan] * n
-    direction = [math.nan] * n
-    if n > period:
-        trend, band = 1.0, lower[period]
-        value[period], direction[period] = band, trend
-        for t in range(period + 1, n):
-            if trend > 0:
-                if close[t] < band:
-                    trend, band = -1.0, upper[t]
-                else:
-                    band = max(band, lower[t])
-            elif close[t] > band:
-                trend, band = 1.0, lower[t]
-            else:
-                band = min(band, upper[t])
-            value[t], direction[t] = band, trend
+    lower, upper = hl2 - multiplier * atr, hl2 + multiplier * atr
+    value = np.full(len(df), np.nan)
+    direction = np.full(len(df), np.nan)
+    if len(df) > period:  # the ATR is first defined at bar `period`
+        close = df["close"].to_numpy()
+        value[period:], direction[period:] = supertrend_loop(
+            close[period:].tolist(), lower[period:].tolist(), upper[period:].tolist()
+        )
     return _frame(
-        df,
-        value=pd.Series(value, index=df.index),
-        direction=pd.Series(direction, index=df.index),
+        df, value=pd.Series(value, index=df.index), direction=pd.Series(direction, index=df.index)
     )
 
 

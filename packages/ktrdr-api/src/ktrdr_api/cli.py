@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 
 from ktrdr_core.settings import Settings, SettingsError
@@ -31,17 +32,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ktrdr-api: database at {settings.effective_database_url} is up to date")
         return 0
 
+    host = args.host or settings.api_host
+    if not settings.api_token and not is_loopback(host):
+        print(
+            f"ktrdr-api: refusing to listen on {host} without a token: anyone who can reach "
+            "it could run and delete work. Set KTRDR_API_TOKEN, or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+
     import uvicorn
 
     from ktrdr_api.app import create_app
 
     uvicorn.run(
         create_app(settings),
-        host=args.host or settings.api_host,
+        host=host,
         port=args.port or settings.api_port,
         log_level="info",
     )
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
 
 
 if __name__ == "__main__":

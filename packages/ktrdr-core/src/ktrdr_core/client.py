@@ -1,15 +1,65 @@
-"""The typed HTTP client every ktrdr program uses to talk to the backend."""
+"""The typed HTTP client every ktrdr program uses to talk to the backend.
+
+One method per route; request and response bodies are the models of ``ktrdr_core.protocol``.
+Every request carries the protocol version (``X-Ktrdr-Protocol``), so a backend that speaks
+another one answers 426 saying which side to upgrade.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, TypeAdapter
 
 from ktrdr_core.errors import ApiError
+from ktrdr_core.protocol import (
+    PROTOCOL_HEADER,
+    ArtifactKind,
+    ArtifactView,
+    AttemptRef,
+    BacktestRequest,
+    ClaimRequest,
+    ClaimResponse,
+    Completion,
+    DatasetView,
+    Failure,
+    Heartbeat,
+    HeartbeatResponse,
+    ModelView,
+    OperationKind,
+    OperationResult,
+    OperationState,
+    OperationView,
+    Progress,
+    Release,
+    StrategyValidation,
+    StrategyValidationRequest,
+    TrainingRequest,
+    WorkerRegistration,
+    WorkerView,
+)
 from ktrdr_core.settings import Settings
+from ktrdr_core.version import PROTOCOL_VERSION
 
 API_PREFIX = "/api/v1"
+CHUNK_BYTES = 1024 * 1024  # upload and download piece size
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: a value with ``/`` or ``..`` cannot reach another route."""
+    return quote(str(value), safe="")
+
+
+class ChecksumError(ApiError):
+    """A downloaded file's sha256 is not the one the backend announced."""
 
 
 class KtrdrClient:
@@ -29,7 +79,9 @@ class KtrdrClient:
         settings = Settings.from_env() if base_url is None or token is None else None
         self.base_url = (base_url or settings.effective_api_url).rstrip("/")
         token = settings.api_token if token is None else token
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
             headers=headers,
@@ -56,11 +108,7 @@ class KtrdrClient:
                 url=self.base_url,
             ) from exc
         if response.is_error:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ApiError(str(detail), status=response.status_code, url=str(response.url))
+            self._raise(response)
         return response
 
     def health(self) -> dict[str, Any]:
@@ -68,3 +116,310 @@ class KtrdrClient:
 
     def version(self) -> dict[str, Any]:
         return self.request("GET", "/version").json()
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _model(self, model: type[_M], method: str, path: str, **kwargs: Any) -> _M:
+        return model.model_validate(self.request(method, path, **kwargs).json())
+
+    def _models(self, model: type[_M], method: str, path: str, **kwargs: Any) -> list[_M]:
+        adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
+        return adapter.validate_python(self.request(method, path, **kwargs).json())
+
+    @staticmethod
+    def _body(model: BaseModel) -> dict[str, Any]:
+        return model.model_dump(mode="json", exclude_none=True)
+
+    def _download(self, path: str, dest: Path, params: Mapping[str, Any] | None = None) -> str:
+        """Stream ``path`` into ``dest`` (atomically), check its sha256; returns the sha256."""
+        dest = Path(dest)
+        part = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    self._raise(response)
+                announced = response.headers.get("x-content-sha256")
+                with part.open("wb") as out:
+                    for chunk in response.iter_bytes(CHUNK_BYTES):
+                        digest.update(chunk)
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            part.unlink(missing_ok=True)
+            raise ApiError(f"download of {path} failed: {exc}", url=self.base_url) from exc
+        sha = digest.hexdigest()
+        if announced and announced != sha:
+            part.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"downloaded {path} has sha256 {sha}, the backend announced {announced}",
+                url=self.base_url + API_PREFIX + path,
+            )
+        part.replace(dest)
+        return sha
+
+    def _raise(self, response: httpx.Response) -> None:
+        """ApiError with the backend's ``detail`` and its whole JSON body (``issues``, …)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
+        raise ApiError(
+            str(detail),
+            status=response.status_code,
+            url=str(response.url),
+            body=body if isinstance(body, dict) else None,
+        )
+
+    @staticmethod
+    def _chunks(file: BinaryIO) -> Iterator[bytes]:
+        while chunk := file.read(CHUNK_BYTES):
+            yield chunk
+
+    # --- workers ------------------------------------------------------------------------
+
+    def register_worker(self, registration: WorkerRegistration) -> WorkerView:
+        return self._model(WorkerView, "POST", "/workers", json=self._body(registration))
+
+    def list_workers(self, kind: OperationKind | None = None) -> list[WorkerView]:
+        params = {"kind": kind.value} if kind else None
+        return self._models(WorkerView, "GET", "/workers", params=params)
+
+    def claim(self, worker_id: str, timeout_s: float = 20.0) -> ClaimResponse | None:
+        """Long poll for work: the operation, or None when none came within ``timeout_s``."""
+        response = self.request(
+            "POST",
+            f"/workers/{_seg(worker_id)}/claim",
+            json=self._body(ClaimRequest(timeout_s=timeout_s)),
+            timeout=timeout_s + 30.0,  # the backend holds the request up to timeout_s
+        )
+        if response.status_code == 204:
+            return None
+        return ClaimResponse.model_validate(response.json())
+
+    def heartbeat(
+        self,
+        worker_id: str,
+        operation_id: str | None = None,
+        attempt: int | None = None,
+        *,
+        progress: Progress | None = None,
+        checkpoint_sha256: str | None = None,
+    ) -> HeartbeatResponse:
+        """Renew liveness (and the lease). ``cancel`` in the answer means: stop and confirm."""
+        beat = Heartbeat(
+            operation_id=operation_id,
+            attempt=attempt,
+            progress=progress,
+            checkpoint_sha256=checkpoint_sha256,
+        )
+        return self._model(
+            HeartbeatResponse,
+            "POST",
+            f"/workers/{_seg(worker_id)}/heartbeat",
+            json=self._body(beat),
+        )
+
+    def complete_operation(
+        self, worker_id: str, operation_id: str, attempt: int, result: OperationResult
+    ) -> OperationView:
+        body = self._body(Completion(attempt=attempt, result=result))
+        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/complete"
+        return self._model(OperationView, "POST", path, json=body)
+
+    def fail_operation(
+        self, worker_id: str, operation_id: str, attempt: int, error: str
+    ) -> OperationView:
+        body = self._body(Failure(attempt=attempt, error=error))
+        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/fail"
+        return self._model(OperationView, "POST", path, json=body)
+
+    def acknowledge_cancel(self, worker_id: str, operation_id: str, attempt: int) -> OperationView:
+        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/cancelled"
+        return self._model(
+            OperationView, "POST", path, json=self._body(AttemptRef(attempt=attempt))
+        )
+
+    def release_operation(
+        self, worker_id: str, operation_id: str, attempt: int, reason: str = "worker shutting down"
+    ) -> OperationView:
+        body = self._body(Release(attempt=attempt, reason=reason))
+        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/release"
+        return self._model(OperationView, "POST", path, json=body)
+
+    # --- operations ---------------------------------------------------------------------
+
+    def list_operations(
+        self,
+        kind: OperationKind | None = None,
+        state: OperationState | None = None,
+        limit: int = 100,
+    ) -> list[OperationView]:
+        params: dict[str, Any] = {"limit": limit}
+        if kind:
+            params["kind"] = kind.value
+        if state:
+            params["state"] = state.value
+        return self._models(OperationView, "GET", "/operations", params=params)
+
+    def get_operation(self, operation_id: str) -> OperationView:
+        return self._model(OperationView, "GET", f"/operations/{_seg(operation_id)}")
+
+    def cancel_operation(self, operation_id: str) -> OperationView:
+        return self._model(OperationView, "POST", f"/operations/{_seg(operation_id)}/cancel")
+
+    def retry_operation(self, operation_id: str) -> OperationView:
+        return self._model(OperationView, "POST", f"/operations/{_seg(operation_id)}/retry")
+
+    # --- artifacts ----------------------------------------------------------------------
+
+    def upload_artifact(self, path: Path, kind: ArtifactKind) -> ArtifactView:
+        """Upload a file (streamed) with its sha256, so a corrupted transfer is refused."""
+        path = Path(path)
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            for chunk in self._chunks(file):
+                digest.update(chunk)
+        with path.open("rb") as file:
+            return self._model(
+                ArtifactView,
+                "POST",
+                "/artifacts",
+                params={"kind": kind.value},
+                content=self._chunks(file),
+                headers={
+                    "X-Content-SHA256": digest.hexdigest(),
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+
+    def artifact_exists(self, sha256: str) -> bool:
+        try:
+            response = self._http.head(f"/artifacts/{_seg(sha256)}")
+        except httpx.TransportError as exc:
+            raise ApiError(f"cannot reach the ktrdr backend: {exc}", url=self.base_url) from exc
+        if response.status_code == 404:
+            return False
+        if response.is_error:
+            self._raise(response)
+        return True
+
+    def download_artifact(self, sha256: str, dest: Path) -> Path:
+        """Download into ``dest``; ChecksumError when the bytes are not ``sha256``."""
+        got = self._download(f"/artifacts/{_seg(sha256)}", dest)
+        if got != sha256:
+            Path(dest).unlink(missing_ok=True)
+            raise ChecksumError(f"artifact {sha256} arrived as {got}", url=self.base_url)
+        return Path(dest)
+
+    # --- data ---------------------------------------------------------------------------
+
+    def import_data(
+        self, symbol: str, timeframe: str, path: Path, *, source_name: str | None = None
+    ) -> DatasetView:
+        """Upload a CSV (streamed); the backend validates, normalises and catalogues it."""
+        path = Path(path)
+        with path.open("rb") as file:
+            return self._model(
+                DatasetView,
+                "POST",
+                f"/data/{_seg(symbol)}/{_seg(timeframe)}",
+                params={"source_name": source_name or path.name},
+                content=self._chunks(file),
+                headers={"Content-Type": "text/csv"},
+            )
+
+    def list_data(
+        self, symbol: str | None = None, timeframe: str | None = None, all_versions: bool = False
+    ) -> list[DatasetView]:
+        params: dict[str, Any] = {"all_versions": all_versions}
+        if symbol:
+            params["symbol"] = symbol
+        if timeframe:
+            params["timeframe"] = timeframe
+        return self._models(DatasetView, "GET", "/data", params=params)
+
+    def get_data(self, symbol: str, timeframe: str, version: int | None = None) -> DatasetView:
+        params = {"version": version} if version else None
+        return self._model(
+            DatasetView, "GET", f"/data/{_seg(symbol)}/{_seg(timeframe)}", params=params
+        )
+
+    def download_data(
+        self, symbol: str, timeframe: str, dest: Path, version: int | None = None
+    ) -> str:
+        """Download the normalised CSV into ``dest``; returns its (verified) sha256."""
+        params = {"version": version} if version else None
+        return self._download(f"/data/{_seg(symbol)}/{_seg(timeframe)}/csv", dest, params)
+
+    def delete_data(
+        self, symbol: str, timeframe: str, version: int | None = None, force: bool = False
+    ) -> list[DatasetView]:
+        params: dict[str, Any] = {"force": force}
+        if version:
+            params["version"] = version
+        return self._models(
+            DatasetView, "DELETE", f"/data/{_seg(symbol)}/{_seg(timeframe)}", params=params
+        )
+
+    # --- strategies, training, backtests ------------------------------------------------
+
+    def validate_strategy(
+        self, strategy: str, overrides: Mapping[str, Any] | None = None
+    ) -> StrategyValidation:
+        """Validate strategy YAML text; ApiError (422) lists every issue with its path."""
+        body = StrategyValidationRequest(strategy=strategy, overrides=dict(overrides or {}))
+        return self._model(
+            StrategyValidation, "POST", "/strategies/validate", json=self._body(body)
+        )
+
+    def start_training(
+        self, strategy: str, overrides: Mapping[str, Any] | None = None
+    ) -> OperationView:
+        body = TrainingRequest(strategy=strategy, overrides=dict(overrides or {}))
+        return self._model(OperationView, "POST", "/training", json=self._body(body))
+
+    def start_backtest(
+        self,
+        model_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> OperationView:
+        body = BacktestRequest(
+            model_id=model_id, start=start, end=end, settings=dict(settings or {})
+        )
+        return self._model(OperationView, "POST", "/backtests", json=self._body(body))
+
+    def list_backtests(self, state: OperationState | None = None) -> list[OperationView]:
+        params = {"state": state.value} if state else None
+        return self._models(OperationView, "GET", "/backtests", params=params)
+
+    def get_backtest(self, operation_id: str) -> OperationView:
+        return self._model(OperationView, "GET", f"/backtests/{_seg(operation_id)}")
+
+    def backtest_report(self, operation_id: str) -> dict[str, Any]:
+        """The report JSON document (schema in ktrdr_core.reports)."""
+        return self.request("GET", f"/backtests/{_seg(operation_id)}/report").json()
+
+    def download_backtest_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
+        return self._download(f"/backtests/{_seg(operation_id)}/chart", dest, {"format": fmt})
+
+    # --- models -------------------------------------------------------------------------
+
+    def list_models(self) -> list[ModelView]:
+        return self._models(ModelView, "GET", "/models")
+
+    def get_model(self, model_id: str) -> ModelView:
+        return self._model(ModelView, "GET", f"/models/{_seg(model_id)}")
+
+    def download_model(self, model_id: str, dest: Path) -> str:
+        """Download the bundle zip into ``dest``; returns its (verified) sha256."""
+        return self._download(f"/models/{_seg(model_id)}/bundle", dest)
+
+    def delete_model(self, model_id: str, force: bool = False) -> ModelView:
+        return self._model(
+            ModelView, "DELETE", f"/models/{_seg(model_id)}", params={"force": force}
+        )

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KtrdrError(Exception):
     """Base of every error ktrdr raises on purpose."""
 
 
 class ApiError(KtrdrError):
-    """The backend answered with an error status, or could not be reached."""
+    """The backend answered with an error status, or could not be reached.
 
-    def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
+    ``body`` is the backend's JSON answer when there was one: besides ``detail`` it may list
+    ``issues`` (by line or key path) or ``missing`` data.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        url: str | None = None,
+        body: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.url = url
+        self.body = body
 
     def __str__(self) -> str:
         where = f" ({self.url})" if self.url else ""

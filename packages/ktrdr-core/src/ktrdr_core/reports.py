@@ -103,9 +103,10 @@ class ExplanationRow(_Doc):
     ``balanced_accuracy_drop``: the fall in balanced accuracy under the same shuffles.
     ``gradients``: mean derivative of each class probability with respect to the feature over
     the test samples, times the feature's standard deviation there — the change in probability
-    for a one-standard-deviation rise. ``pushes_towards`` is BUY or SELL, whichever gradient is
-    larger in size, and ``direction`` says whether a ``high`` or ``low`` value pushes towards
-    it; ``text`` reads e.g. "`1h_rsi_zone_oversold` high → BUY".
+    for a one-standard-deviation rise. ``pushes_towards``/``direction``: the signal class (BUY or
+    SELL) whose probability a high value raises most (``high``); when a rise lowers both (the
+    feature pushes towards HOLD), the class that a low value raises most (``low``). ``text``
+    reads e.g. "`1h_rsi_zone_oversold` high → BUY".
     """
 
     rank: int = Field(ge=1)

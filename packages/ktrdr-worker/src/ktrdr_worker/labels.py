@@ -15,9 +15,9 @@ Classes (the one place they are defined; model outputs use the same indices):
 
 Methods (all on ``close`` prices; thresholds are fractions of price, 0.02 = 2 %):
 
-- :func:`zigzag_labels` — bars on a zigzag leg (pivots that reverse by at least
-  ``threshold``) heading to a high at least ``threshold`` above them within ``lookahead``
-  bars are BUY, heading to such a low are SELL, the rest HOLD.
+- :func:`zigzag_labels` — a bar whose next zigzag pivot (pivots reverse by at least
+  ``threshold``) is a high at least ``threshold`` above it, confirmed within ``lookahead``
+  bars, is BUY; such a low is SELL; the rest HOLD.
 - :func:`forward_return_labels` — the return ``horizon`` bars ahead against buy and sell
   thresholds.
 - :func:`triple_barrier_labels` — profit-take and stop barriers in units of the bar's
@@ -38,6 +38,7 @@ import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from ktrdr_core.errors import KtrdrError
+from ktrdr_core.timeframes import TIMEFRAMES
 
 if TYPE_CHECKING:
     from ktrdr_core.strategy.schema import LabelsConfig
@@ -156,24 +157,14 @@ def _bars(where: str, name: str, value: int) -> int:
     return int(value)
 
 
-_TIMEFRAMES = {
-    pd.Timedelta(minutes=1): "1m",
-    pd.Timedelta(minutes=5): "5m",
-    pd.Timedelta(minutes=15): "15m",
-    pd.Timedelta(minutes=30): "30m",
-    pd.Timedelta(hours=1): "1h",
-    pd.Timedelta(hours=4): "4h",
-    pd.Timedelta(days=1): "1d",
-    pd.Timedelta(weeks=1): "1w",
-}
-
-
 def _timeframe_of(index: pd.Index) -> str:
     """The bar size as a timeframe name (``1h``), from the most common spacing of the index."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return "unknown-timeframe"
     step = pd.Series(index[1:] - index[:-1]).mode().iloc[0]
-    return _TIMEFRAMES.get(step, str(step))
+    seconds = step.total_seconds()
+    named = next((tf.value for tf in TIMEFRAMES if tf.seconds == seconds), None)
+    return named or str(step)
 
 
 def _fmt(x: float) -> str:
@@ -376,7 +367,7 @@ def _zigzag_array(close: np.ndarray, threshold: float, lookahead: int) -> np.nda
 
 
 # Bars the zigzag advice scans: enough for stable shares, bounded time on long series.
-_ADVICE_BARS = 200_000
+_ADVICE_BARS = 50_000
 
 
 def _zigzag_thresholds(close: np.ndarray, lookahead: int) -> tuple[float, float]:
@@ -393,7 +384,7 @@ def _zigzag_thresholds(close: np.ndarray, lookahead: int) -> tuple[float, float]
         return (math.nan, math.nan)
     low, high = np.quantile(swing, [0.02, 0.98])
     good = []
-    for threshold in np.geomspace(low / 2, high, 24):
+    for threshold in np.geomspace(low / 2, high, 16):
         lab = _zigzag_array(close, float(threshold), lookahead)
         lab = lab[~np.isnan(lab)]
         if lab.size == 0:

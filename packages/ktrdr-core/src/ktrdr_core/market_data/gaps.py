@@ -41,13 +41,15 @@ close (half day) is therefore reported as ``unexpected``.
 
 from __future__ import annotations
 
+import operator
 import statistics
+from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import pairwise
+from itertools import compress, count, islice, pairwise, repeat
 from typing import Any, Literal
 
 from ktrdr_core.timeframes import Timeframe, parse_timeframe
@@ -66,8 +68,12 @@ __all__ = [
 GapKind = Literal["weekend", "session_break", "holiday", "unexpected"]
 CalendarKind = Literal["continuous", "weekdays", "sessions"]
 GAP_KINDS: tuple[str, ...] = ("weekend", "session_break", "holiday", "unexpected")
-_CALENDAR_ALIASES = {"continuous": "continuous", "24/7": "continuous", "weekdays": "weekdays"}
-_CALENDAR_ALIASES["sessions"] = "sessions"
+_CALENDAR_ALIASES = {
+    "continuous": "continuous",
+    "24/7": "continuous",
+    "weekdays": "weekdays",
+    "sessions": "sessions",
+}
 
 _DAY = 86_400
 _WEEK = 7 * _DAY
@@ -292,6 +298,9 @@ def _to_epochs(timestamps: Iterable[int | datetime], tf: Timeframe) -> list[int]
     """Epoch seconds, checked to be strictly increasing bar opens of ``tf``."""
     epoch0 = datetime(1970, 1, 1, tzinfo=UTC)
     ts: list[int] = []
+    if isinstance(timestamps, array) and timestamps.typecode in "qlQLiI":
+        ts = timestamps.tolist()  # ValidationResult.timestamps: already epoch seconds
+        timestamps = ()
     for i, value in enumerate(timestamps):
         if type(value) is int:
             ts.append(value)
@@ -307,13 +316,13 @@ def _to_epochs(timestamps: Iterable[int | datetime], tf: Timeframe) -> list[int]
                 f"timestamp #{i} is {type(value).__name__}; expected epoch seconds (int) "
                 "or datetime"
             )
-    # Generator scans, not a per-item function call: this runs on a million bars.
+    # C-level map scans first (this runs on a million bars); Python finds the culprit after.
     step, origin = tf.seconds, tf.origin
-    bad = next((i for i, t in enumerate(ts) if (t - origin) % step), None)
-    if bad is not None:
+    if any(map(operator.mod, map(operator.sub, ts, repeat(origin)), repeat(step))):
+        bad = next(i for i, t in enumerate(ts) if (t - origin) % step)
         raise ValueError(f"timestamp #{bad} ({_iso(ts[bad])}) is not a {tf.value} bar open")
-    bad = next((i for i, (a, b) in enumerate(pairwise(ts), 1) if b <= a), None)
-    if bad is not None:
+    if any(map(operator.ge, ts, islice(ts, 1, None))):
+        bad = next(i for i, (a, b) in enumerate(pairwise(ts), 1) if b <= a)
         raise ValueError(
             f"timestamps must strictly increase: #{bad} ({_iso(ts[bad])}) follows "
             f"{_iso(ts[bad - 1])}"
@@ -337,8 +346,8 @@ def infer_calendar(
     - else daily data, or intraday data whose weekday bar-open times of day cover at least
       90 % of the day → ``weekdays``;
     - else ``sessions``, with ``session_hours`` covering the bar-open times of day that occur
-      on at least 5 % of the weekdays with data, and ``edge_hours`` those occurring on under
-      80 % as many days as the most frequent time.
+      on at least 5 % as many days as there are weekdays with data, and ``edge_hours`` those
+      occurring on under 80 % as many days as the most frequent time.
 
     The weekend window is learnt from the data's gaps that contain a Saturday.
     """
@@ -362,7 +371,7 @@ def _infer(ts: list[int], tf: Timeframe, max_holiday_days: int) -> MarketCalenda
     # Day numbers count from Thursday 1970-01-01, so (day + 3) % 7 is 0 on Monday.
     first_sat = first_day + (5 - (first_day + 3) % 7) % 7
     saturdays_spanned = 0 if first_sat > last_day else (last_day - first_sat) // 7 + 1
-    day_counts = Counter(t // _DAY for t in ts)
+    day_counts = Counter(map(operator.floordiv, ts, repeat(_DAY)))
     saturdays_traded = sum(1 for d in day_counts if (d + 3) % 7 == 5)
     if saturdays_spanned == 0:
         return MarketCalendar(
@@ -390,7 +399,8 @@ def _infer(ts: list[int], tf: Timeframe, max_holiday_days: int) -> MarketCalenda
         )
     step = tf.seconds
     weekday_days = [d for d in day_counts if (d + 3) % 7 < 5]
-    tod_counts = Counter(t % _DAY for t in ts if ((t // _DAY) + 3) % 7 < 5)
+    # Times of day over all bars: weekend bars are rare here (Saturdays are closed).
+    tod_counts = Counter(map(operator.mod, ts, repeat(_DAY)))
     min_days = max(1, int(0.05 * len(weekday_days)))
     session = sorted(tod for tod, n in tod_counts.items() if n >= min_days)
     slots = _DAY // step
@@ -418,10 +428,17 @@ def _infer(ts: list[int], tf: Timeframe, max_holiday_days: int) -> MarketCalenda
 def _saturday_gaps(ts: list[int], step: int) -> list[tuple[int, int]]:
     """(first missing bar, next present bar) of every gap that contains a Saturday bar."""
     out = []
-    for a, b in pairwise(ts):
-        if b - a > step and _touches_saturday(a + step, b - step):
+    for i in _gap_positions(ts, step):
+        a, b = ts[i], ts[i + 1]
+        if _touches_saturday(a + step, b - step):
             out.append((a + step, b))
     return out
+
+
+def _gap_positions(ts: list[int], step: int) -> Iterable[int]:
+    """Indices i where ts[i + 1] - ts[i] is not one bar, found at C speed (no Python loop)."""
+    steps = map(operator.sub, islice(ts, 1, None), ts)
+    return compress(count(), map(operator.ne, steps, repeat(step)))
 
 
 def _touches_saturday(first_missing: int, last_missing: int) -> bool:
@@ -505,9 +522,10 @@ class _Classifier:
         if self.step >= _DAY:
             return 1.0
         if self.cal.kind == "sessions":
-            per_day = Counter(t // _DAY for t in ts if ((t // _DAY) + 3) % 7 < 5)
-            if per_day:
-                return float(statistics.median(per_day.values()))
+            per_day = Counter(map(operator.floordiv, ts, repeat(_DAY)))
+            weekdays = [n for day, n in per_day.items() if (day + 3) % 7 < 5]
+            if weekdays:
+                return float(statistics.median(weekdays))
             # No weekday bars to count: the session's own length.
             return float(sum((e - s) // self.step for s, e, c in self.tod_runs if c != _OUT))
         return float(_DAY // self.step)
@@ -605,11 +623,11 @@ def gap_report(
     max_days = cal.max_holiday_days
     missing, counts = report.missing_bars, report.gap_counts
 
-    for a, b in pairwise(ts):
-        if b - a == step:
-            continue
+    for i in _gap_positions(ts, step):
+        a, b = ts[i], ts[i + 1]
         first = a + step
-        if cal.kind == "continuous":
+        # A week always has a weekly bar, whatever the market: a missing one is a hole.
+        if cal.kind == "continuous" or tf is Timeframe.W1:
             _record(report, "unexpected", first, b, (b - first) // step, max_listed)
             continue
         segs = classifier.segments(first, b)
@@ -655,6 +673,11 @@ def _resolve_calendar(
     calendar: MarketCalendar | str | None, ts: list[int], tf: Timeframe
 ) -> MarketCalendar:
     if isinstance(calendar, MarketCalendar):
+        if calendar.kind == "sessions" and not tf.is_intraday:
+            raise ValueError(
+                f"a sessions calendar needs intraday bars; {tf.value} bars have no session "
+                "to break (use 'weekdays' for daily stock data)"
+            )
         if calendar.kind == "sessions" and not calendar.session_hours:
             inferred = _infer(ts, tf, calendar.max_holiday_days)
             if inferred.kind != "sessions":

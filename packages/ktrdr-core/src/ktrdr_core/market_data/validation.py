@@ -526,17 +526,21 @@ def _scan_rows(
 
         # --- timestamp ---------------------------------------------------------------
         raw = row[i_ts]
-        if raw[:1].isspace() or raw[-1:].isspace():
-            raw = raw.strip()
         # All-digit text is an epoch number, never ISO "basic" format (20240102 would
         # otherwise pass as a date here and as epoch seconds elsewhere).
         dt = None
         if not raw.isdigit():
-            # try/except, not contextlib.suppress: this runs once per row.
-            try:  # noqa: SIM105
+            try:
                 dt = fromiso(raw)
             except ValueError:
-                pass
+                # Rare: surrounding spaces (stripped only here, off the fast path) or not ISO.
+                raw = raw.strip()
+                if not raw.isdigit():
+                    # try/except, not contextlib.suppress: this runs once per bad row.
+                    try:  # noqa: SIM105
+                        dt = fromiso(raw)
+                    except ValueError:
+                        pass
         if dt is not None:
             if dt.tzinfo is None:
                 kind = "naive"
@@ -621,38 +625,18 @@ def _scan_rows(
             h = float(row[i_h])
             lo = float(row[i_l])
             c = float(row[i_c])
+            v = float(row[i_v])
         except ValueError:
             _report_bad_numbers(row, mapping, line, error)
             continue
-        # x - x is 0.0 only for finite x (nan and inf give nan): one cheap test for all four.
-        if o - o + h - h + lo - lo + c - c != 0.0:
-            for name, value in (("open", o), ("high", h), ("low", lo), ("close", c)):
-                if value - value != 0.0:
-                    error(line, "price_not_finite", f"{name} is {value}", name)
-            continue
-        if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
-            for name, value in (("open", o), ("high", h), ("low", lo), ("close", c)):
-                if value <= 0.0:
-                    error(line, "price_not_positive", f"{name} is {row[mapping[name]]!r}", name)
-            continue
-        if not (lo <= o <= h and lo <= c <= h):
-            error(
-                line,
-                "ohlc_consistency",
-                f"need low <= open, close <= high; got open={row[i_o]}, high={row[i_h]}, "
-                f"low={row[i_l]}, close={row[i_c]}",
-            )
-            continue
-        try:
-            v = float(row[i_v])
-        except ValueError:
-            error(line, "volume_format", f"volume {row[i_v]!r} is not a number", "volume")
-            continue
-        if v - v != 0.0:
-            error(line, "volume_not_finite", f"volume is {v}", "volume")
-            continue
-        if v < 0.0:
-            error(line, "volume_negative", f"volume is {row[i_v]!r}", "volume")
+        # One combined test on the fast path; the slow path says which rules broke.
+        # x - x is 0.0 only for finite x (nan and inf give nan), and nan fails every "<=".
+        if (
+            o - o + h - h + lo - lo + c - c + v - v != 0.0
+            or not (0.0 < lo <= o <= h and lo <= c <= h)
+            or v < 0.0
+        ):
+            _report_bad_values((o, h, lo, c, v), row, mapping, line, error)
             continue
 
         ts_append(ts)
@@ -716,13 +700,40 @@ def _alignment_message(ts: int, tf: Timeframe | None, raw: str) -> str:
 
 
 def _report_bad_numbers(row: list[str], mapping: dict[str, int], line: int, error: Any) -> None:
-    for name in _PRICE_NAMES:
+    for name in (*_PRICE_NAMES, "volume"):
         text = row[mapping[name]]
         try:
             float(text)
         except ValueError:
             shown = "empty" if not text.strip() else repr(text)
-            error(line, "price_format", f"{name} is {shown}, not a number", name)
+            rule = "volume_format" if name == "volume" else "price_format"
+            error(line, rule, f"{name} is {shown}, not a number", name)
+
+
+def _report_bad_values(
+    values: tuple[float, float, float, float, float],
+    row: list[str],
+    mapping: dict[str, int],
+    line: int,
+    error: Any,
+) -> None:
+    """Report every value rule a row of parsed numbers breaks (the row is known to be bad)."""
+    o, h, lo, c, v = values
+    prices_ok = True
+    for name, value in zip(_PRICE_NAMES, values, strict=False):
+        if not math.isfinite(value):
+            error(line, "price_not_finite", f"{name} is {row[mapping[name]].strip()!r}", name)
+            prices_ok = False
+        elif value <= 0.0:
+            error(line, "price_not_positive", f"{name} is {row[mapping[name]].strip()!r}", name)
+            prices_ok = False
+    if prices_ok and not (lo <= o <= h and lo <= c <= h):
+        shown = ", ".join(f"{n}={row[mapping[n]].strip()}" for n in _PRICE_NAMES)
+        error(line, "ohlc_consistency", f"need low <= open, close <= high; got {shown}")
+    if not math.isfinite(v):
+        error(line, "volume_not_finite", f"volume is {row[mapping['volume']].strip()!r}", "volume")
+    elif v < 0.0:
+        error(line, "volume_negative", f"volume is {row[mapping['volume']].strip()!r}", "volume")
 
 
 _MINUTE_TEXT = [f"{m // 60:02d}:{m % 60:02d}:00Z" for m in range(1440)]

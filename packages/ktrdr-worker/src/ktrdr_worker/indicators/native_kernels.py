@@ -31,7 +31,7 @@ def _ratio(numerator: Array, denominator: Array) -> Array:
 def _with_previous(values: Array) -> Array:
     """``values`` shifted one bar later, NaN at bar 0 (the bar has no predecessor)."""
     shifted = np.empty_like(values)
-    shifted[0] = np.nan
+    shifted[:1] = np.nan
     shifted[1:] = values[:-1]
     return shifted
 

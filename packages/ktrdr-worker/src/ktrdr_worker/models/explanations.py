@@ -60,7 +60,7 @@ def explain(
     *,
     repeats: int = 3,
     seed: int = 0,
-    max_samples: int = 20_000,
+    max_samples: int = 5_000,
 ) -> list[dict[str, Any]]:
     """Rank the features of a trained network on labelled (test) samples.
 
@@ -115,9 +115,13 @@ def explain(
     rows = []
     for j, name in enumerate(feature_names):
         g = {CLASS_NAMES[c]: float(gradients[c, j]) for c in range(N_CLASSES)}
-        # Towards BUY or SELL, whichever this feature moves more; HOLD is the absence of both.
-        towards = "BUY" if abs(g["BUY"]) >= abs(g["SELL"]) else "SELL"
-        direction = "high" if g[towards] >= 0 else "low"
+        # Read as "high → the signal class it raises most"; when a rise lowers both BUY and
+        # SELL (it pushes towards HOLD), read "low → the class it lowers most" instead.
+        towards = "BUY" if g["BUY"] >= g["SELL"] else "SELL"
+        direction = "high"
+        if g[towards] < 0:
+            towards = "BUY" if g["BUY"] <= g["SELL"] else "SELL"
+            direction = "low"
         rows.append(
             {
                 "feature": name,

@@ -48,6 +48,7 @@ from ktrdr_worker.models.training import (
     EpochReport,
     TrainingConfig,
     predict_probabilities,
+    torch_threads,
     train_network,
 )
 from ktrdr_worker.runtime import torch_runtime
@@ -323,23 +324,23 @@ def train_strategy(
 
     t0 = time.perf_counter()
     metrics = {}
-    for name in ("validation", "test"):
-        probabilities = predict_probabilities(trained.network, subsets[name])
-        metrics[name] = classification_report(
-            subsets[name].labels, probabilities.argmax(axis=1), CLASS_NAMES
+    with torch_threads(threads):
+        for name in ("validation", "test"):
+            probabilities = predict_probabilities(trained.network, subsets[name])
+            metrics[name] = classification_report(
+                subsets[name].labels, probabilities.argmax(axis=1), CLASS_NAMES
+            )
+        timings["evaluation_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        explanations = explain(
+            trained.network,
+            subsets["test"],
+            feature_names,
+            trained.class_weights,
+            repeats=explain_repeats,
+            seed=config.seed,
         )
-    timings["evaluation_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    explanations = explain(
-        trained.network,
-        subsets["test"],
-        feature_names,
-        trained.class_weights,
-        repeats=explain_repeats,
-        seed=config.seed,
-    )
-    timings["explanation_s"] = time.perf_counter() - t0
+        timings["explanation_s"] = time.perf_counter() - t0
 
     # 4. Bundle and result.
     runtime = torch_runtime()

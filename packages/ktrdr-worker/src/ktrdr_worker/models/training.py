@@ -224,6 +224,18 @@ def _reproducible(device: str, seed: int, threads: int | None) -> Iterator[None]
             torch.set_num_threads(previous[2])
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (None: unchanged); restore afterwards."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def class_weights(labels: np.ndarray) -> np.ndarray:
     """Per-class loss weights ``n / (3 × count)`` from training labels (classes 0..2).
 

@@ -1,0 +1,258 @@
+"""Backtest a trained model: bundle + market data → report JSON and equity/drawdown chart.
+
+:func:`backtest_model` runs, for one symbol:
+
+1. the bundle's strategy (from ``bundle.json``) computes features on all the bars given up to
+   the end of the period — the bars before its start warm the indicators up, and at least
+   the bundle's ``warmup_bars`` of them are required;
+2. the model predicts class probabilities (feature names checked against the bundle);
+3. the ``decisions`` settings turn them into target positions over the period;
+4. ``ktrdr_worker.backtest.run`` simulates them with the strategy's ``backtest`` settings, and
+   the same engine holds the asset over the same bars for the buy-and-hold comparison;
+5. the report (``ktrdr_core.reports.BacktestReport``) and the chart (PNG and SVG).
+
+By default the period is the bundle's test period: bars the model never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ktrdr_core.bundles import BundleSource
+from ktrdr_core.errors import KtrdrError
+from ktrdr_core.reports import BacktestReport
+from ktrdr_core.strategy.loading import load_strategy
+from ktrdr_worker.backtest import BacktestConfig, run
+from ktrdr_worker.features import compute_features
+from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
+from ktrdr_worker.models.decisions import DecisionSettings, decide_positions, no_trade_reason
+from ktrdr_worker.models.inference import BundleModel
+
+__all__ = ["ModelBacktestError", "ModelBacktestOutcome", "backtest_model"]
+
+REPORT_NAME = "report.json"
+CHART_STEM = "equity"
+
+
+class ModelBacktestError(KtrdrError, ValueError):
+    """A model backtest that cannot run on the data given; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ModelBacktestOutcome:
+    """Plain values: ``report`` (JSON-ready dict, ``BacktestReport``), the chart as ``png``
+    bytes and ``svg`` text, and ``paths`` (format → file) when written to a folder."""
+
+    report: dict[str, Any]
+    png: bytes
+    svg: str
+    paths: dict[str, Path] | None = None
+
+
+def _timestamp(value: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
+def _base_frame(data: pd.DataFrame | Mapping[str, pd.DataFrame], timeframe: str) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    for key, frame in data.items():
+        if str(key) == timeframe:
+            return frame
+    raise ModelBacktestError(
+        f"data: no frame for the model's base timeframe {timeframe} "
+        f"(got {', '.join(map(str, data))})"
+    )
+
+
+def _cut(
+    data: pd.DataFrame | Mapping[str, pd.DataFrame], end: pd.Timestamp
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    if isinstance(data, pd.DataFrame):
+        return data.loc[data.index <= end]
+    return {key: frame.loc[frame.index <= end] for key, frame in data.items()}
+
+
+def _pairs(series: pd.Series) -> list[tuple[str, float]]:
+    return [
+        (stamp.isoformat(), float(value))
+        for stamp, value in zip(series.index, series.to_numpy(dtype=np.float64), strict=True)
+    ]
+
+
+def _json_number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return None
+
+
+def _metrics(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+    return {key: _json_number(value) for key, value in metrics.items()}
+
+
+def _trades(trades: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for record in trades.to_dict(orient="records"):
+        rows.append(
+            {
+                "entry_time": pd.Timestamp(record["entry_time"]).isoformat(),
+                "exit_time": pd.Timestamp(record["exit_time"]).isoformat(),
+                "side": record["side"],
+                "units": float(record["units"]),
+                "entry_price": float(record["entry_price"]),
+                "exit_price": float(record["exit_price"]),
+                "gross_pnl": float(record["gross_pnl"]),
+                "commission": float(record["commission"]),
+                "net_pnl": float(record["net_pnl"]),
+                "return": float(record["return"]),
+                "bars_held": int(record["bars_held"]),
+                "exit_reason": str(record["exit_reason"]),
+            }
+        )
+    return rows
+
+
+def backtest_model(
+    bundle: BundleSource,
+    data: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *,
+    symbol: str | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    decisions: Mapping[str, Any] | None = None,
+    backtest: Mapping[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+) -> ModelBacktestOutcome:
+    """Backtest a model bundle on one symbol's bars.
+
+    In: the bundle (path or bytes); ``data``: the symbol's canonical OHLCV frame on the model's
+    base timeframe (or a mapping timeframe → frame), including warm-up bars before the start;
+    ``symbol``: its name (default: the bundle's only symbol); ``start``/``end``: first and last
+    bar of the period (UTC; default: the bundle's test period); ``decisions``/``backtest``:
+    overrides of the strategy's sections; ``out_dir``: where to write ``report.json``,
+    ``equity.png`` and ``equity.svg``.
+
+    Out: :class:`ModelBacktestOutcome`. Raises :class:`ModelBacktestError` when the data does
+    not cover the period with enough warm-up, and ``FeatureMismatchError`` when the features
+    the strategy builds are not the ones the model was trained on.
+    """
+    model = BundleModel(bundle)
+    manifest = model.manifest
+    bundle_sha = hashlib.sha256(
+        bundle if isinstance(bundle, bytes) else Path(bundle).read_bytes()
+    ).hexdigest()
+    if symbol is None:
+        if len(manifest.symbols) != 1:
+            raise ModelBacktestError(
+                f"the model was trained on {', '.join(manifest.symbols)}: name the symbol"
+            )
+        symbol = manifest.symbols[0]
+    strategy = load_strategy(manifest.strategy.config)
+    timeframe = manifest.timeframe
+    base = _base_frame(data, timeframe)
+    if not isinstance(base.index, pd.DatetimeIndex) or len(base) < 2:
+        raise ModelBacktestError("data: expected a canonical ohlcv frame with at least 2 bars")
+
+    test = manifest.splits["test"]
+    period = "test" if start is None and end is None else "custom"
+    first = _timestamp(start) if start is not None else _timestamp(test.start)
+    last = _timestamp(end) if end is not None else _timestamp(test.end)
+    if first is None or last is None or first > last:
+        raise ModelBacktestError(f"the period {first} … {last} is empty")
+    in_period = (base.index >= first) & (base.index <= last)
+    if not in_period.any():
+        raise ModelBacktestError(
+            f"data for {symbol} ({base.index[0]} … {base.index[-1]}) has no bar in the period "
+            f"{first} … {last}"
+        )
+    start_pos = int(np.argmax(in_period))
+    if start_pos < manifest.warmup_bars:
+        raise ModelBacktestError(
+            f"data for {symbol} has {start_pos} bars before {base.index[start_pos]}, but the "
+            f"model's features need {manifest.warmup_bars} bars of warm-up: give data from "
+            "earlier on"
+        )
+
+    # Features on everything up to the period's end: the same history the training saw.
+    features = compute_features(strategy, _cut(data, last))
+    probabilities = model.predict(features)
+    window = probabilities.loc[(probabilities.index >= first) & (probabilities.index <= last)]
+    ohlcv = base.loc[window.index]
+    settings = DecisionSettings.from_dict({**manifest.decisions, **(decisions or {})})
+    decided = decide_positions(window, settings)
+
+    section = {**manifest.backtest, **(backtest or {})}
+    config = BacktestConfig(
+        capital=float(section["capital"]),
+        commission=float(section["commission"]),
+        slippage=float(section["slippage"]),
+        position_size=float(section["position_size"]),
+        fractional=bool(section["fractional"]),
+        allow_short=settings.mode == "long_short",
+        timeframe=timeframe,
+    )
+    result = run(ohlcv, decided.positions.astype(np.int64), config)
+    held = run(ohlcv, pd.Series(1, index=ohlcv.index, dtype=np.int64), config)
+    equity = result.equity
+    peak = equity.cummax()
+    drawdown = (1.0 - equity / peak).where(peak > 0, 0.0)
+
+    n_trades = len(result.trades)
+    report = BacktestReport.model_validate(
+        {
+            "created_at": datetime.now(UTC).isoformat(),
+            "strategy_name": manifest.strategy.name,
+            "strategy_hash": manifest.strategy.hash,
+            "bundle_sha256": bundle_sha,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "start": ohlcv.index[0].isoformat(),
+            "end": ohlcv.index[-1].isoformat(),
+            "bars": len(ohlcv),
+            "warmup_bars": start_pos,
+            "period": period,
+            "decisions": settings.to_dict(),
+            "config": config.to_dict(),
+            "calendar": {k: v for k, v in asdict(result.calendar).items() if k != "inferred"},
+            "metrics": _metrics(result.metrics),
+            "buy_and_hold": _metrics(held.metrics),
+            "signal_counts": decided.counts,
+            "zero_trade_reason": no_trade_reason(decided, settings, n_trades, len(ohlcv)),
+            "trades": _trades(result.trades),
+            "equity": _pairs(equity),
+            "drawdown": _pairs(drawdown),
+            "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
+        }
+    )
+    total = report.metrics.get("total_return")
+    worst = report.metrics.get("max_drawdown")
+    title = f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades"
+    if total is not None:
+        title += f", return {total * 100:+.1f}%"
+    if worst is not None:
+        title += f", max DD {worst * 100:.1f}%"
+    images = render_equity_chart(equity, buy_and_hold=held.equity, title=title)
+    document = report.model_dump(mode="json", by_alias=True)
+    paths = None
+    if out_dir is not None:
+        folder = Path(out_dir)
+        paths = write_equity_chart(folder, CHART_STEM, images)
+        paths["report"] = folder / REPORT_NAME
+        paths["report"].write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return ModelBacktestOutcome(report=document, png=images.png, svg=images.svg, paths=paths)

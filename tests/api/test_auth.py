@@ -1,0 +1,97 @@
+"""Token auth on every route but health; protocol versions checked; no open listening."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ktrdr_api import cli
+from ktrdr_api.app import create_app
+from ktrdr_core.client import KtrdrClient
+from ktrdr_core.errors import ApiError
+from ktrdr_core.protocol import OperationKind, WorkerRegistration
+
+API = "/api/v1"
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def secured(settings):
+    with TestClient(create_app(settings.model_copy(update={"api_token": TOKEN}))) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/version"),
+        ("GET", "/operations"),
+        ("GET", "/workers"),
+        ("POST", "/workers/w1/claim"),
+        ("GET", "/data"),
+        ("POST", "/data/GOOG/1d"),
+        ("GET", "/models"),
+        ("POST", "/strategies/validate"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+    ],
+)
+def test_every_route_but_health_needs_the_token(secured, method, path):
+    missing = secured.request(method, API + path)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "KTRDR_API_TOKEN" in missing.json()["detail"]
+    wrong = secured.request(method, API + path, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+def test_health_is_open_and_the_right_token_works(secured):
+    assert secured.get(f"{API}/health").status_code == 200
+    ok = secured.get(f"{API}/version", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+
+
+def test_typed_client_sends_the_token(secured):
+    with KtrdrClient("http://testserver", token=TOKEN, transport=secured._transport) as kc:
+        assert kc.list_workers() == []
+    with KtrdrClient("http://testserver", token="", transport=secured._transport) as anon:
+        with pytest.raises(ApiError) as caught:
+            anon.list_workers()
+        assert caught.value.status == 401
+
+
+@pytest.mark.parametrize(
+    ("protocol", "upgrade"), [(0, "upgrade the worker"), (2, "upgrade the backend")]
+)
+def test_worker_with_another_protocol_is_told_which_side_to_upgrade(client, protocol, upgrade):
+    body = WorkerRegistration(worker_id="w1", kind=OperationKind.TRAINING, protocol=protocol)
+    response = client.post(f"{API}/workers", json=body.model_dump(mode="json"))
+    assert response.status_code == 426
+    assert upgrade in response.json()["detail"]
+    assert client.get(f"{API}/workers").json() == []
+
+
+@pytest.mark.parametrize(
+    ("header", "upgrade"), [("0", "upgrade the client"), ("7", "upgrade the backend")]
+)
+def test_client_with_another_protocol_is_told_which_side_to_upgrade(client, header, upgrade):
+    response = client.get(f"{API}/operations", headers={"X-Ktrdr-Protocol": header})
+    assert response.status_code == 426
+    assert upgrade in response.json()["detail"]
+    assert client.get(f"{API}/operations", headers={"X-Ktrdr-Protocol": "1"}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "ktrdr.example.org"])
+def test_serve_refuses_a_non_loopback_address_without_a_token(monkeypatch, capsys, tmp_path, host):
+    monkeypatch.setenv("KTRDR_HOME", str(tmp_path))
+    monkeypatch.delenv("KTRDR_API_TOKEN", raising=False)
+    assert cli.main(["serve", "--host", host]) == 2
+    assert "refusing to listen" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("[::1]", True), ("10.0.0.1", False)],
+)
+def test_loopback_detection(host, loopback):
+    assert cli.is_loopback(host) is loopback
