@@ -1,39 +1,9 @@
-import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-MEMBERS = ("ktrdr-core", "ktrdr-api", "ktrdr-worker", "ktrdr-cli")
+from workspace_support import ROOT
 
 
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
-
-
-def venv_bin(name: str) -> str:
-    """A tool from the environment running the tests (ruff, deptry, lint-imports, ...)."""
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{name} is not installed beside {sys.executable}; run scripts/setup-env"
-        )
-    return str(path)
-
-
-def uv_bin() -> str:
-    found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
-    if not found:
-        raise FileNotFoundError("uv is not on PATH; run scripts/setup-env")
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    """The environment for child processes, without the test venv leaking into them."""
-    env = dict(os.environ)
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
-    return env

@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from conftest import MEMBERS, clean_env, uv_bin, venv_bin
+from workspace_support import MEMBERS, clean_env, uv_bin, venv_bin
 
 
 @pytest.mark.parametrize("member", MEMBERS)

@@ -7,7 +7,7 @@ import zipfile
 from email.parser import Parser
 
 import pytest
-from conftest import MEMBERS, clean_env, uv_bin
+from workspace_support import MEMBERS, clean_env, uv_bin
 
 
 def _project(root, member):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import MEMBERS, clean_env, venv_bin
+from workspace_support import MEMBERS, clean_env, venv_bin
 
 NUMERIC = ("numpy", "pandas", "scipy", "torch", "sklearn", "talib")
 

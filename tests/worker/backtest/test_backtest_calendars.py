@@ -35,7 +35,11 @@ def test_stock_intraday_counts_bars_per_session():
     days = pd.bdate_range("2024-01-01", periods=60, tz="UTC")
     # 09:30-16:00 New York in winter: 7 hourly bars from 14:30 UTC.
     index = pd.DatetimeIndex(
-        [d + pd.Timedelta(hours=14, minutes=30) + pd.Timedelta(hours=h) for d in days for h in range(7)]
+        [
+            d + pd.Timedelta(hours=14, minutes=30) + pd.Timedelta(hours=h)
+            for d in days
+            for h in range(7)
+        ]
     )
     cal = resolve_calendar(index)
     assert (cal.calendar, cal.bars_per_session, cal.bars_per_year) == ("exchange", 7.0, 252 * 7)

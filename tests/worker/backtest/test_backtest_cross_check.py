@@ -21,9 +21,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from backtest_data import canonical
 from backtesting import Backtest, Strategy
 from backtesting.test import EURUSD, GOOG
-from backtest_data import canonical
 
 from ktrdr_worker.backtest import BacktestConfig, run
 
@@ -69,7 +69,9 @@ def run_backtesting_py(data: pd.DataFrame, target: np.ndarray, commission: float
     with warnings.catch_warnings():
         # "prices larger than initial cash" does not apply: cash is 100k.
         warnings.simplefilter("ignore")
-        bt = Backtest(data, FollowTargets, cash=CAPITAL, commission=commission, finalize_trades=True)
+        bt = Backtest(
+            data, FollowTargets, cash=CAPITAL, commission=commission, finalize_trades=True
+        )
         return bt.run()
 
 

@@ -47,7 +47,9 @@ def test_commission_and_slippage_move_both_fills_against_the_trader():
     assert trade["units"] == pytest.approx(units)
     assert trade["gross_pnl"] == pytest.approx(units * (exit_ - entry))
     assert trade["commission"] == pytest.approx(0.01 * units * (entry + exit_))
-    assert trade["net_pnl"] == pytest.approx(units * (exit_ - entry) - 0.01 * units * (entry + exit_))
+    assert trade["net_pnl"] == pytest.approx(
+        units * (exit_ - entry) - 0.01 * units * (entry + exit_)
+    )
     assert trade["return"] == pytest.approx(trade["net_pnl"] / (units * entry))
 
 
@@ -102,7 +104,7 @@ def test_a_flip_closes_and_reopens_at_the_same_open_on_the_new_equity():
 def reference_backtest(opens, closes, target, capital, commission, slippage, position_size):
     """A plain bar-by-bar cash account: sale proceeds credited, equity = cash + units × close."""
     n = len(opens)
-    cash, units, held = capital, 0.0, 0
+    cash, units, held, start_equity = capital, 0.0, 0, capital
     equity = np.empty(n)
     pnl = []
     for t in range(n):
@@ -153,8 +155,11 @@ def test_whole_units_are_floored_and_a_trade_too_small_is_skipped():
     first = result.trades.iloc[0]
     assert first["units"] == 10.0  # floor(1000 / (95 × 1.01)) = floor(10.42)
     assert result.trades["units"].tolist() == [float(int(u)) for u in result.trades["units"]]
-    tiny = run(make_bars([100.0] * 4), targets(make_bars([100.0] * 4), [1, 1, 0, 0]),
-               BacktestConfig(capital=50.0, fractional=False))
+    tiny = run(
+        make_bars([100.0] * 4),
+        targets(make_bars([100.0] * 4), [1, 1, 0, 0]),
+        BacktestConfig(capital=50.0, fractional=False),
+    )
     assert tiny.trades.empty
     assert (tiny.equity == 50.0).all()
 
@@ -171,7 +176,8 @@ def test_a_ruinous_short_stops_all_later_trading():
 
 def test_boolean_and_integer_targets_are_accepted():
     bars = make_bars(OPENS, CLOSES)
-    from_bool = run(bars, targets(bars, [True, True, False, False, False]).astype(bool),
-                    BacktestConfig())
+    from_bool = run(
+        bars, targets(bars, [True, True, False, False, False]).astype(bool), BacktestConfig()
+    )
     from_int = run(bars, targets(bars, [1, 1, 0, 0, 0]), BacktestConfig())
     pd.testing.assert_series_equal(from_bool.equity, from_int.equity)

@@ -26,8 +26,17 @@ def test_write_produces_metrics_json_and_trade_and_equity_csv(tmp_path):
     trades = pd.read_csv(paths["trades"])
     assert len(trades) == len(result.trades)
     assert list(trades.columns)[:11] == [
-        "entry_time", "exit_time", "side", "units", "entry_price", "exit_price",
-        "gross_pnl", "commission", "net_pnl", "return", "bars_held",
+        "entry_time",
+        "exit_time",
+        "side",
+        "units",
+        "entry_price",
+        "exit_price",
+        "gross_pnl",
+        "commission",
+        "net_pnl",
+        "return",
+        "bars_held",
     ]
     assert trades["entry_time"].iloc[0] == result.trades["entry_time"].iloc[0].strftime(
         "%Y-%m-%dT%H:%M:%SZ"

@@ -44,7 +44,7 @@ def test_misaligned_index(bars):
     shifted = pd.Series(0, index=bars.index + pd.Timedelta(hours=1))
     with pytest.raises(ValueError, match=r"misaligned .* first difference at bar 0"):
         run(bars, shifted, BacktestConfig())
-    with pytest.raises(ValueError, match="misaligned .* 4 positions for 5 bars"):
+    with pytest.raises(ValueError, match=r"misaligned .* 4 positions for 5 bars"):
         run(bars, flat(bars).iloc[:4], BacktestConfig())
     with pytest.raises(ValueError, match="misaligned"):
         run(bars, pd.Series(0, index=range(5)), BacktestConfig())

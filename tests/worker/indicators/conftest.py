@@ -11,9 +11,7 @@ import pytest
 # The reference implementations live beside the tests; the bench imports them from here too.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from indicator_reference import load_real_frames, synthetic_ohlcv  # noqa: E402
-
-REAL_DATA = ("GOOG", "EURUSD", "SP500")
+from indicator_reference import load_real_frames, synthetic_ohlcv
 
 
 @pytest.fixture(scope="session")

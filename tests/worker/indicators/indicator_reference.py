@@ -44,6 +44,9 @@ def _package_file(package: str, *parts: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)), *parts)
 
 
+REAL_DATA = ("GOOG", "EURUSD", "SP500")
+
+
 def load_real_frames() -> dict[str, pd.DataFrame]:
     """GOOG daily and EURUSD hourly (backtesting package), S&P 500 daily (arch package)."""
 
@@ -344,9 +347,7 @@ def ref_donchian(df: pd.DataFrame, period: int) -> pd.DataFrame:
     return _frame(df, upper=upper, middle=(upper + lower) / 2, lower=lower)
 
 
-def ref_squeeze(
-    df: pd.DataFrame, period: int, bb_std: float, kc_multiplier: float
-) -> pd.DataFrame:
+def ref_squeeze(df: pd.DataFrame, period: int, bb_std: float, kc_multiplier: float) -> pd.DataFrame:
     close = df["close"]
     basis = close.rolling(period).mean()
     deviation = _rolling_std(close, period)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from indicator_reference import synthetic_ohlcv
+
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import KERNELS, compute
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from indicator_reference import synthetic_ohlcv
+
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import compute
 

@@ -11,14 +11,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REAL_DATA
 from indicator_reference import (
     PANDAS_REFERENCE,
+    REAL_DATA,
     assert_close_to_reference,
     supertrend_loop,
     synthetic_ohlcv,
     varied_params,
 )
+
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import KERNELS, compute, scan
 from ktrdr_worker.indicators.rolling import rolling_mean_std
@@ -71,9 +72,7 @@ def test_vwap_worked_example() -> None:
     # high = low = close, so the typical price is the close.
     prices = [10.0, 11.0, 12.0, 13.0]
     frame = bars(high=prices, low=prices, close=prices, volume=[1, 2, 3, 4])
-    assert_values(
-        compute("vwap", frame, period=2), {"value": [NAN, 32 / 3, 58 / 5, 88 / 7]}
-    )
+    assert_values(compute("vwap", frame, period=2), {"value": [NAN, 32 / 3, 58 / 5, 88 / 7]})
 
 
 def test_vwap_of_a_zero_volume_window_is_nan() -> None:
@@ -232,6 +231,7 @@ def test_supertrend_scan_repairs_every_wrong_guess(monkeypatch) -> None:
     their re-run in time, so repairs cascade over several rounds: still bit-identical."""
     monkeypatch.setattr(scan, "_WARM_UP", 1)
     monkeypatch.setattr(scan, "_TARGET_STEPS", 4)
+    monkeypatch.setattr(scan, "_MAX_LANES_PER_SQRT", 10**6)
     reruns: list[int] = []
     original = scan._rerun
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REAL_DATA
-from indicator_reference import TALIB_DIRECT, arrays_of, varied_params
+from indicator_reference import REAL_DATA, TALIB_DIRECT, arrays_of, varied_params
+
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import KERNELS, compute
 

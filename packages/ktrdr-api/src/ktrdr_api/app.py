@@ -62,9 +62,8 @@ def create_app(
         sessions,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
-        clock=clock,
-        artifact_exists=store.exists,
         read_bundle=lambda sha: read_bundle_metadata(store.path(sha)),
+        clock=clock,
     )
     dispatcher = Dispatcher(ops)
     ops.on_pending = dispatcher.notify

@@ -277,7 +277,7 @@ def create_model(
     op: Operation,
     bundle_sha256: str,
     *,
-    read_bundle: Callable[[str], dict[str, Any]] | None,
+    read_bundle: Callable[[str], dict[str, Any]],
     now: datetime,
 ) -> Model:
     """Catalogue the bundle a training operation produced.
@@ -288,7 +288,7 @@ def create_model(
     from ktrdr_api.operations import new_id
 
     inputs = TrainingInputs.model_validate(op.inputs)
-    metadata = read_bundle(bundle_sha256) if read_bundle is not None else {}
+    metadata = read_bundle(bundle_sha256)
     row = Model(
         id=new_id("mdl"),
         name=inputs.strategy_name,

@@ -38,14 +38,19 @@ def get_session(backend: Annotated[Backend, Depends(get_backend)]) -> Iterator[S
         yield session
 
 
-def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
-    """The ``{symbol}`` path segment, upper-cased; 422 naming the field when invalid."""
+def checked_symbol(value: str, where: str = "path") -> str:
+    """``value`` upper-cased; a 422 naming ``(where, "symbol")`` when it is no symbol."""
     try:
-        return normalise_symbol(symbol)
+        return normalise_symbol(value)
     except ValueError as exc:
         raise RequestValidationError(
-            [{"type": "value_error", "loc": ("path", "symbol"), "msg": str(exc), "input": symbol}]
+            [{"type": "value_error", "loc": (where, "symbol"), "msg": str(exc), "input": value}]
         ) from None
+
+
+def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
+    """The ``{symbol}`` path segment, upper-cased; 422 naming the field when invalid."""
+    return checked_symbol(symbol)
 
 
 BackendDep = Annotated[Backend, Depends(get_backend)]

@@ -139,9 +139,10 @@ class WorkerInfo:
 class Operations:
     """Creates operations and applies every event to them.
 
-    ``clock`` returns the current aware UTC time (tests pass a fake one). ``on_pending`` is
-    called with an operation kind after a commit made an operation of that kind claimable
-    (the dispatcher wakes its waiting workers).
+    ``read_bundle(sha256)`` returns a stored model bundle's ``bundle.json`` (raising when the
+    file is no bundle). ``clock`` returns the current aware UTC time (tests pass a fake one).
+    ``on_pending`` is called with an operation kind after a commit made an operation of that
+    kind claimable (the dispatcher wakes its waiting workers).
     """
 
     def __init__(
@@ -151,9 +152,8 @@ class Operations:
         lease_seconds: float,
         max_attempts: int,
         gpu_grace_s: float = dispatch.GPU_GRACE_S,
+        read_bundle: Callable[[str], dict[str, Any]],
         clock: Callable[[], datetime] = utcnow,
-        artifact_exists: Callable[[str], bool] | None = None,
-        read_bundle: Callable[[str], dict[str, Any]] | None = None,
     ):
         self.sessions = sessions
         self.lease = timedelta(seconds=lease_seconds)
@@ -161,7 +161,6 @@ class Operations:
         self.gpu_grace = timedelta(seconds=gpu_grace_s)
         self.clock = clock
         self.on_pending: Callable[[str], None] = lambda _kind: None
-        self._artifact_exists = artifact_exists or (lambda _sha: True)
         self._read_bundle = read_bundle
 
     # --- creation and reads -----------------------------------------------------------
@@ -205,7 +204,7 @@ class Operations:
         with self.sessions() as session:
             return to_view(_load(session, operation_id))
 
-    def list(
+    def list_operations(
         self,
         *,
         kind: OperationKind | None = None,
@@ -220,17 +219,6 @@ class Operations:
             query = query.where(Operation.state == state.value)
         with self.sessions() as session:
             return [to_view(op) for op in session.scalars(query)]
-
-    def queue_depth(self) -> dict[str, int]:
-        """Pending operations per kind."""
-        with self.sessions() as session:
-            rows = session.execute(
-                select(Operation.kind).where(Operation.state == P.value)
-            ).scalars()
-            depth = {kind.value: 0 for kind in OperationKind}
-            for kind in rows:
-                depth[kind] = depth.get(kind, 0) + 1
-            return depth
 
     # --- claims -----------------------------------------------------------------------
 
@@ -353,7 +341,7 @@ class Operations:
             if beat.progress is not None:
                 values["progress"] = beat.progress.model_dump(mode="json")
             if beat.checkpoint_sha256 is not None:
-                if not self._artifact_exists(beat.checkpoint_sha256):
+                if catalog.artifact(session, beat.checkpoint_sha256) is None:
                     raise InvalidOutcome(
                         f"checkpoint {beat.checkpoint_sha256} was not uploaded: "
                         "PUT it to /artifacts first"

@@ -10,7 +10,6 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ktrdr_api import catalog
@@ -146,13 +145,11 @@ def check_backtest_settings(settings: Mapping[str, Any]) -> None:
 
     try:
         BacktestConfig.model_validate(dict(settings))
-    except ValidationError as exc:
+    except ValueError as exc:  # pydantic's ValidationError (not imported: a core dependency)
+        errors = exc.errors(include_url=False)  # type: ignore[attr-defined]
         raise StrategyInvalid(
             [
-                StrategyIssue(
-                    path=".".join(["settings", *map(str, err["loc"])]),
-                    message=err["msg"],
-                )
-                for err in exc.errors(include_url=False)
+                StrategyIssue(path=".".join(["settings", *map(str, e["loc"])]), message=e["msg"])
+                for e in errors
             ]
         ) from None

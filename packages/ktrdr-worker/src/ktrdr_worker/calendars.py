@@ -92,16 +92,29 @@ def _epoch_ns(index: pd.DatetimeIndex) -> np.ndarray:
     return index.as_unit("ns").asi8
 
 
+def _sample(values: np.ndarray) -> np.ndarray:
+    # Shares and medians over at most ~100k evenly spaced elements: as good as the full
+    # series for these estimates, and 10× cheaper on a million bars.
+    stride = max(1, len(values) // _SAMPLE)
+    return values[::stride]
+
+
+_SAMPLE = 100_000
+
+
 def infer_timeframe_seconds(index: pd.DatetimeIndex) -> int:
     """Bar duration in seconds, read from an index of bar open times.
 
-    The median spacing between consecutive bars: gaps (nights, weekends, holidays) are the
-    minority of spacings in any real series, so the median is the bar size. Raises
-    ``ValueError`` for fewer than two bars or a non-increasing index.
+    The median spacing between consecutive bars (over up to ~100k evenly spaced pairs): gaps
+    (nights, weekends, holidays) are the minority of spacings in any real series, so the
+    median is the bar size. Raises ``ValueError`` for fewer than two bars or a
+    non-increasing index.
     """
     if len(index) < 2:
         raise ValueError("cannot infer the timeframe from fewer than 2 bars; set it explicitly")
-    spacing = np.diff(_epoch_ns(index))
+    ns = _epoch_ns(index)
+    stride = max(1, (len(ns) - 1) // _SAMPLE)
+    spacing = ns[1::stride] - ns[:-1:stride]
     step = int(np.median(spacing)) // _NS
     if step <= 0:
         raise ValueError("cannot infer the timeframe: the index is not strictly increasing")
@@ -122,7 +135,8 @@ def infer_calendar(index: pd.DatetimeIndex, timeframe_seconds: int) -> str:
     Rules, in order:
 
     1. weekly or longer bars: ``"24/7"`` (the calendar does not change their bars per year);
-    2. more than 1/7 of the bars open on Saturday or Sunday: ``"24/7"``;
+    2. more than 1/7 of the bars (of up to ~100k evenly spaced ones) open on Saturday or
+       Sunday: ``"24/7"``;
     3. intraday bars whose UTC dates hold at least 20 h of bars (median): ``"weekdays"``,
        else ``"exchange"``;
     4. daily bars covering at least 98.5 % of the Monday–Friday dates of their span:
@@ -132,7 +146,7 @@ def infer_calendar(index: pd.DatetimeIndex, timeframe_seconds: int) -> str:
         return "24/7"
     ns = _epoch_ns(index)
     # 1970-01-01 was a Thursday: (days + 3) % 7 counts from Monday = 0.
-    weekday = (ns // (_DAY_S * _NS) + 3) % 7
+    weekday = (_sample(ns) // (_DAY_S * _NS) + 3) % 7
     if float(np.mean(weekday >= 5)) > _WEEKEND_SHARE_24_7:
         return "24/7"
     if timeframe_seconds < _DAY_S:
@@ -161,9 +175,7 @@ def bars_per_year(
     days = DAYS_PER_YEAR[calendar]
     if timeframe_seconds < _DAY_S and calendar == "exchange":
         if bars_per_session is None or bars_per_session <= 0:
-            raise ValueError(
-                "intraday bars on the 'exchange' calendar need bars_per_session (> 0)"
-            )
+            raise ValueError("intraday bars on the 'exchange' calendar need bars_per_session (> 0)")
         return days * bars_per_session
     return days * _DAY_S / timeframe_seconds
 

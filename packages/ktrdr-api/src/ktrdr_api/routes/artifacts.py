@@ -74,18 +74,25 @@ def exists(sha256: ShaPath, session: SessionDep, backend: BackendDep) -> Respons
 def download(sha256: ShaPath, session: SessionDep, backend: BackendDep) -> FileResponse:
     """The file's bytes; verify them against the sha256 in the URL."""
     row = catalog.artifact(session, sha256)
-    if row is None or not backend.store.exists(sha256):
+    if row is None:
         raise ArtifactNotFound(f"artifact {sha256} is not in the store")
     return file_response(backend, sha256, ArtifactKind(row.kind), filename=sha256)
 
 
 def file_response(
-    backend: BackendDep, sha256: str, kind: ArtifactKind, *, filename: str
+    backend: BackendDep,
+    sha256: str,
+    kind: ArtifactKind,
+    *,
+    filename: str,
+    media_type: str | None = None,
 ) -> FileResponse:
     """Stream a stored file with its checksum in ``X-Content-SHA256`` and the ETag."""
+    if not backend.store.exists(sha256):
+        raise ArtifactNotFound(f"artifact {sha256} is not in the store")
     return FileResponse(
         backend.store.path(sha256),
-        media_type=MEDIA_TYPES.get(kind, "application/octet-stream"),
+        media_type=media_type or MEDIA_TYPES.get(kind, "application/octet-stream"),
         filename=filename,
         headers={"X-Content-SHA256": sha256, "ETag": f'"{sha256}"'},
     )

@@ -74,7 +74,7 @@ def list_backtests(
     state: OperationState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[OperationView]:
-    return backend.operations.list(kind=OperationKind.BACKTEST, state=state, limit=limit)
+    return backend.operations.list_operations(kind=OperationKind.BACKTEST, state=state, limit=limit)
 
 
 def _backtest(backend: BackendDep, operation_id: str) -> OperationView:
@@ -122,7 +122,10 @@ def chart(
     sha = result.get(f"chart_{format}_sha256")
     if sha is None:
         raise OperationNotFound(f"backtest {operation_id} has no {format} chart")
-    response = file_response(backend, sha, ArtifactKind.CHART, filename=f"{operation_id}.{format}")
-    response.media_type = "image/png" if format == "png" else "image/svg+xml"
-    response.headers["content-type"] = response.media_type
-    return response
+    return file_response(
+        backend,
+        sha,
+        ArtifactKind.CHART,
+        filename=f"{operation_id}.{format}",
+        media_type="image/png" if format == "png" else "image/svg+xml",
+    )

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog, datasets
-from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep
+from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep, checked_symbol
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
-from ktrdr_core.protocol import ArtifactKind, DatasetView, normalise_symbol
+from ktrdr_core.protocol import ArtifactKind, DatasetView
 from ktrdr_core.timeframes import Timeframe
 
 router = APIRouter(prefix="/data", tags=["data"])
@@ -74,7 +74,7 @@ def list_data(
     """The newest version of each symbol and timeframe (every version with all_versions)."""
     rows = catalog.datasets(
         session,
-        symbol=normalise_symbol(symbol) if symbol else None,
+        symbol=checked_symbol(symbol, where="query") if symbol else None,
         timeframe=timeframe.value if timeframe else None,
         all_versions=all_versions,
     )

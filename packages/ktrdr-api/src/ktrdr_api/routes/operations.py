@@ -22,7 +22,7 @@ def list_operations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[OperationView]:
     """Newest first, filtered by kind and state."""
-    return backend.operations.list(kind=kind, state=state, limit=limit)
+    return backend.operations.list_operations(kind=kind, state=state, limit=limit)
 
 
 @router.get("/{operation_id}", responses={404: {}})

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ktrdr_core.timeframes import parse_timeframe
-
 from ktrdr_worker.calendars import CALENDARS
 
 __all__ = ["BacktestConfig"]
@@ -55,7 +54,11 @@ class BacktestConfig:
         _check_number("commission", self.commission, low=0.0, high=1.0)
         _check_number("slippage", self.slippage, low=0.0, high=1.0)
         _check_number(
-            "position_size", self.position_size, low=0.0, low_inclusive=False, high=1.0,
+            "position_size",
+            self.position_size,
+            low=0.0,
+            low_inclusive=False,
+            high=1.0,
             high_inclusive=True,
         )
         _check_number("risk_free_rate", self.risk_free_rate, low=-1.0, low_inclusive=False)
@@ -102,4 +105,6 @@ def _check_number(
         right = "]" if high_inclusive else ")"
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        raise ValueError(f"BacktestConfig.{name} must lie in {left}{lo}, {hi}{right}, got {value!r}")
+        raise ValueError(
+            f"BacktestConfig.{name} must lie in {left}{lo}, {hi}{right}, got {value!r}"
+        )

@@ -225,7 +225,9 @@ def _mark_to_market(
     slope[1::2] = held_slope
     side[1::2] = trades.side
     intercept[0] = capital
-    intercept[1::2] = trades.equity_before - trades.entry_commission - held_slope * trades.entry_price
+    intercept[1::2] = (
+        trades.equity_before - trades.entry_commission - held_slope * trades.entry_price
+    )
     intercept[2::2] = trades.equity_after
     equity = np.repeat(intercept, lengths)
     equity += np.repeat(slope, lengths) * close

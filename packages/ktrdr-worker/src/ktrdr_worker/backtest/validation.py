@@ -80,18 +80,18 @@ def _check_prices(ohlcv: pd.DataFrame, index: pd.DatetimeIndex) -> dict[str, np.
         if not (pd.api.types.is_float_dtype(series) or pd.api.types.is_integer_dtype(series)):
             raise ValueError(f"ohlcv column {col!r} must be numeric, got dtype {series.dtype}")
         values = series.to_numpy(dtype=np.float64)
-        not_finite = ~np.isfinite(values)
-        if not_finite.any():
+        # One reduction on the happy path; the mask is built only to report a failure.
+        if not np.isfinite(values.min() + values.max()):
             raise ValueError(
-                f"ohlcv column {col!r} has NaN or infinite prices {_where(index, not_finite)}; "
+                f"ohlcv column {col!r} has NaN or infinite prices "
+                f"{_where(index, ~np.isfinite(values))}; "
                 "drop or repair those bars before backtesting"
             )
         prices[col] = values
     for col in ("open", "close"):
-        not_positive = prices[col] <= 0
-        if not_positive.any():
+        if prices[col].min() <= 0:
             raise ValueError(
-                f"ohlcv column {col!r} has prices <= 0 {_where(index, not_positive)}; "
+                f"ohlcv column {col!r} has prices <= 0 {_where(index, prices[col] <= 0)}; "
                 "returns are undefined there"
             )
     return prices
@@ -124,25 +124,34 @@ def _check_positions(
         )
     if not pd.api.types.is_numeric_dtype(positions.dtype):
         raise ValueError(f"positions must be numeric (-1, 0, 1), got dtype {positions.dtype}")
-    # float64 holds every accepted dtype (bool, int, float, nullable) and its missing values.
-    values = positions.to_numpy(dtype=np.float64, na_value=np.nan)
-    nan = np.isnan(values)
-    if nan.any():
-        raise ValueError(f"positions contain NaN or missing values {_where(index, nan)}; use 0 for flat")
-    invalid = (values != 0) & (values != 1) & (values != -1)
-    if invalid.any():
+    raw = positions.to_numpy()
+    if raw.dtype.kind in "biu":
+        values, target = raw, raw.astype(np.int8)
+        valid = len(raw) == 0 or (raw.min() >= -1 and raw.max() <= 1)
+    else:
+        # float64 holds every other accepted dtype (float, nullable) and its missing values.
+        values = positions.to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            target = values.astype(np.int8)
+        valid = bool(np.all(target == values)) and (
+            len(values) == 0 or (target.min() >= -1 and target.max() <= 1)
+        )
+    if not valid:
+        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
+        if nan.any():
+            raise ValueError(
+                f"positions contain NaN or missing values {_where(index, nan)}; use 0 for flat"
+            )
+        invalid = (values != 0) & (values != 1) & (values != -1)
         first = int(np.flatnonzero(invalid)[0])
         raise ValueError(
             f"positions must be -1, 0 or 1: got {values[first]:g} {_where(index, invalid)}"
         )
-    target = values.astype(np.int8)
-    if not config.allow_short:
-        short = target == -1
-        if short.any():
-            raise ValueError(
-                f"positions hold -1 (short) {_where(index, short)} but "
-                "BacktestConfig.allow_short is False"
-            )
+    if not config.allow_short and len(target) and target.min() < 0:
+        raise ValueError(
+            f"positions hold -1 (short) {_where(index, target == -1)} but "
+            "BacktestConfig.allow_short is False"
+        )
     return target
 
 

@@ -27,6 +27,7 @@ import numpy as np
 # amortise the first, and are long enough that most wrongly started lanes meet their re-run
 # within the lane. Beyond ~1M bars the lane count grows as 4 * sqrt(n) instead.
 _TARGET_STEPS = 256
+_MAX_LANES_PER_SQRT = 4
 _PRUNE_EVERY = 8
 # Bars of the previous lane each lane runs through to reach a good start state.
 _WARM_UP = 64
@@ -54,8 +55,10 @@ def supertrend_scan(
     total = n - 1
     if total == 0:
         return
-    lanes = max(1, min(math.isqrt(16 * total), total // _TARGET_STEPS))
-    steps = -(-total // lanes)
+    wanted = min(_MAX_LANES_PER_SQRT * math.isqrt(total), total // _TARGET_STEPS)
+    steps = -(-total // max(1, wanted))
+    # Recount so that every lane holds at least one real bar (only the last is padded).
+    lanes = -(-total // steps)
 
     def lay_out(values: np.ndarray) -> np.ndarray:
         """Bars 1..n-1 as a (steps, lanes) step-major matrix; padding repeats the last bar."""

@@ -523,9 +523,10 @@ def train_network(
 
 
 def _resume_relevant(config: TrainingConfig) -> dict[str, Any]:
-    # Epochs and checkpoint interval may change between runs; everything else shapes the result.
+    # How often to save and where to run may change between runs; everything else (epochs
+    # too: the cosine schedule spans them) shapes the result.
     data = config.to_dict()
-    for free in ("epochs", "checkpoint_interval", "device", "threads"):
+    for free in ("checkpoint_interval", "device", "threads"):
         data.pop(free)
     return data
 

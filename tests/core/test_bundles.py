@@ -1,0 +1,167 @@
+"""Model bundles read with the standard library: the backend lists models without torch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from ktrdr_core.bundles import BUNDLE_FORMAT, BundleError, read_bundle, read_manifest, write_bundle
+
+WEIGHTS = b"not really torch weights, but bytes all the same"
+
+
+def _metrics() -> dict:
+    per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
+    return {
+        "samples": 30,
+        "accuracy": 0.5,
+        "balanced_accuracy": 0.5,
+        "per_class": {"BUY": per_class, "HOLD": per_class, "SELL": per_class},
+        "confusion_matrix": [[5, 5, 0], [0, 5, 5], [5, 0, 5]],
+        "baseline": {"class": "HOLD", "accuracy": 0.34, "balanced_accuracy": 1 / 3},
+    }
+
+
+def _manifest(weights: bytes = WEIGHTS) -> dict:
+    part = {
+        "start": "2024-01-01T00:00:00Z",
+        "end": "2024-02-01T00:00:00Z",
+        "samples": 30,
+        "class_counts": {"BUY": 10, "HOLD": 10, "SELL": 10},
+    }
+    return {
+        "created_at": "2024-03-01T12:00:00Z",
+        "strategy": {"name": "demo", "hash": "ab" * 32, "text": "name: demo\n", "config": {}},
+        "feature_names": ["1h_rsi_zone_oversold", "1h_rsi_zone_overbought"],
+        "model": {
+            "type": "mlp",
+            "hidden_layers": [8],
+            "activation": "relu",
+            "dropout": 0.0,
+            "window": 1,
+        },
+        "training": {"epochs": 3},
+        "labels": {"method": "zigzag"},
+        "decisions": {"confidence_threshold": 0.5},
+        "backtest": {"capital": 1000.0},
+        "timeframe": "1h",
+        "extra_timeframes": [],
+        "warmup_bars": 14,
+        "data": [
+            {
+                "symbol": "EURUSD",
+                "timeframe": "1h",
+                "checksum": "cd" * 32,
+                "rows": 100,
+                "first": "2024-01-01T00:00:00Z",
+                "last": "2024-03-01T00:00:00Z",
+                "samples": {"train": 30, "validation": 30, "test": 30},
+            }
+        ],
+        "splits": {"train": part, "validation": part, "test": part},
+        "seed": 7,
+        "device": "cpu",
+        "versions": {"ktrdr-core": "0.1.0"},
+        "history": [],
+        "best_epoch": 1,
+        "test_metrics": _metrics(),
+        "explanations": [
+            {
+                "rank": 1,
+                "feature": "1h_rsi_zone_oversold",
+                "importance": 0.2,
+                "importance_std": 0.01,
+                "balanced_accuracy_drop": 0.1,
+                "gradients": {"BUY": 0.2, "HOLD": 0.0, "SELL": -0.2},
+                "pushes_towards": "BUY",
+                "direction": "high",
+                "text": "`1h_rsi_zone_oversold` high → BUY",
+            }
+        ],
+        "weights": {
+            "file": "weights.pt",
+            "sha256": hashlib.sha256(weights).hexdigest(),
+            "bytes": len(weights),
+            "n_features": 2,
+            "parameters": 51,
+        },
+    }
+
+
+def test_a_bundle_round_trips_and_describes_itself(tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_bytes(write_bundle(_manifest(), WEIGHTS))
+    manifest, weights = read_bundle(path)
+    assert weights == WEIGHTS
+    assert manifest.feature_names == ["1h_rsi_zone_oversold", "1h_rsi_zone_overbought"]
+    summary = read_manifest(path.read_bytes()).summary()
+    assert summary["symbols"] == ["EURUSD"]
+    assert summary["top_explanation"] == "`1h_rsi_zone_oversold` high → BUY"
+    assert summary["baseline_accuracy"] == 0.34
+    # bundle.json is plain JSON that any zip tool can read.
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("bundle.json"))["seed"] == 7
+
+
+def test_reading_a_bundle_needs_no_numeric_library(tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_bytes(write_bundle(_manifest(), WEIGHTS))
+    code = (
+        "import sys\n"
+        "for name in ('numpy', 'pandas', 'torch', 'sklearn'):\n"
+        "    sys.modules[name] = None  # any import of them now fails\n"
+        "from ktrdr_core.bundles import read_bundle\n"
+        f"manifest, _ = read_bundle({str(path)!r})\n"
+        "print(manifest.strategy.name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "demo"
+
+
+def test_weights_that_do_not_match_the_manifest_are_refused():
+    bundle = write_bundle(_manifest(), WEIGHTS)
+    source = zipfile.ZipFile(io.BytesIO(bundle))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        target.writestr("bundle.json", source.read("bundle.json"))
+        target.writestr("weights.pt", WEIGHTS.upper())
+    with pytest.raises(BundleError, match="corrupt or was altered"):
+        read_bundle(out.getvalue())
+    with pytest.raises(BundleError, match="sha256 and size"):
+        write_bundle(_manifest(), WEIGHTS + b"!")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"plain text", "not a zip archive"),
+        ({"weights.pt": WEIGHTS}, "missing bundle.json"),
+        ({"bundle.json": b"{nope"}, "not UTF-8 JSON"),
+        ({"bundle.json": json.dumps({"format": "other/9"}).encode()}, "retrain the model"),
+        (
+            {"bundle.json": json.dumps({**_manifest(), "format": BUNDLE_FORMAT, "seed": "seven"}).encode()},
+            "invalid at seed",
+        ),
+    ],
+)
+def test_broken_bundles_say_what_is_wrong(content, message):
+    if isinstance(content, dict):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for name, data in content.items():
+                archive.writestr(name, data)
+        content = out.getvalue()
+    with pytest.raises(BundleError, match=message):
+        read_manifest(content)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(BundleError, match="no such file"):
+        read_manifest(tmp_path / "absent.zip")

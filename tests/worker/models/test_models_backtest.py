@@ -1,0 +1,64 @@
+"""Model backtests: bundle + data → positions → engine → report and chart."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from ktrdr_core.bundles import read_manifest
+from ktrdr_core.reports import load_backtest_report
+from ktrdr_worker.models.backtest import ModelBacktestError, backtest_model
+
+
+def test_backtest_covers_the_test_period_and_writes_report_and_chart(
+    tmp_path, planted_outcome, planted_data
+):
+    outcome = backtest_model(planted_outcome.bundle, planted_data, out_dir=tmp_path)
+    report = load_backtest_report(json.loads((tmp_path / "report.json").read_text()))
+    test = read_manifest(planted_outcome.bundle).splits["test"]
+    assert report.period == "test"
+    assert report.start == test.start and report.end == test.end
+    assert report.bars == len(report.equity) == len(report.drawdown)
+    counts = report.signal_counts
+    assert counts.BUY + counts.HOLD + counts.SELL + counts.no_data == report.bars
+    # The planted signal is strong: the model trades, and the report shows the trades.
+    assert report.zero_trade_reason is None
+    assert report.metrics["num_trades"] == len(report.trades) > 10
+    assert report.trades[0].entry_time >= report.start
+    assert report.buy_and_hold["num_trades"] == 1
+    assert report.metrics["total_return"] == pytest.approx(report.equity[-1][1] / 10_000 - 1)
+    assert (tmp_path / "equity.png").read_bytes() == outcome.png
+    assert (tmp_path / "equity.svg").read_text().startswith("<svg")
+    assert report.charts == {"png": "equity.png", "svg": "equity.svg"}
+
+
+def test_a_backtest_without_trades_says_why(planted_outcome, planted_data):
+    outcome = backtest_model(
+        planted_outcome.bundle, planted_data, decisions={"confidence_threshold": 1.0}
+    )
+    report = load_backtest_report(outcome.report)
+    assert report.trades == []
+    assert "confidence threshold 1" in report.zero_trade_reason
+
+
+def test_too_little_warm_up_before_the_period_is_refused(planted_outcome, planted_data):
+    start = pd.Timestamp(read_manifest(planted_outcome.bundle).splits["test"].start)
+    with pytest.raises(ModelBacktestError, match="bars of warm-up"):
+        backtest_model(planted_outcome.bundle, planted_data.loc[start - pd.Timedelta(hours=5) :])
+
+
+def test_a_custom_period_can_be_backtested(planted_outcome, planted_data):
+    outcome = backtest_model(
+        planted_outcome.bundle,
+        planted_data,
+        start="2021-01-10",
+        end="2021-01-20 23:00",
+        backtest={"commission": 0.001},
+    )
+    report = load_backtest_report(outcome.report)
+    assert report.period == "custom"
+    assert report.start == pd.Timestamp("2021-01-10", tz="UTC")
+    assert report.bars == 11 * 24
+    assert report.config["commission"] == 0.001
