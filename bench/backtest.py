@@ -3,17 +3,17 @@
 1,000,000 hourly bars (a seeded random walk, 24/7) with 20,000 target changes among long,
 flat and short. Each engine runs end to end:
 
-- ours: ``ktrdr_worker.backtest.run()`` including the trades frame and every metric
-  in the default fractional mode and with whole units;
+- ours: ``ktrdr_worker.backtest.run()`` including the trades frame and every metric, in the
+  default fractional mode and with whole units;
 - backtesting.py 0.6.6: ``Backtest.run()`` (its loop plus its stats) driven by a Strategy that
-  reads the targets, on the first ``--bt-bars`` bars (it needs ~30 µs a bar), scaled per bar;
-  our whole-unit result on that slice is checked to agree with it (same trades, same equity
-  at every close but the last, where the two close the open position differently);
+  reads the targets, on the first ``--bt-bars`` bars (it needs ~10-15 µs a bar), scaled per
+  bar; our whole-unit result on that slice is checked to agree with it (same trades, same
+  equity at every close but the last, where the two close the open position differently);
 - vectorbt: ``Portfolio.from_orders`` (target percent, next-open fills) plus its trade records
-  and ``stats()`` (its simulation alone is shown on a second row), run in its own environment with ``uv run --no-project --with vectorbt`` so
-  its numba never enters the project's lock; JIT compilation is warmed up before timing, and
-  it gets a naive UTC index (a tz-aware one makes its stats() ~20× slower on pandas 3). If it
-  cannot be installed or run, its row says why.
+  and ``stats()``, with its simulation alone on a second row. It runs in its own environment
+  (``uv run --no-project --with vectorbt``) so its numba never enters the project's lock; JIT
+  compilation is warmed up before timing, and it gets a naive UTC index (a tz-aware one makes
+  its stats() ~20× slower on pandas 3). If it cannot be installed or run, its row says why.
 
 Every engine's time is the best of several runs (``--repeat``, ``--bt-repeat``): the machine is
 shared, and the best run is the least disturbed one.

@@ -26,4 +26,4 @@ def test_health_without_backend_says_how_to_start_one():
         port = probe.getsockname()[1]
     result = runner.invoke(app, ["health"], env={"KTRDR_API_URL": f"http://127.0.0.1:{port}"})
     assert result.exit_code == 1
-    assert "cannot reach the ktrdr backend" in result.stderr
+    assert "is the backend running? try `ktrdr local up`" in result.stderr

@@ -146,7 +146,7 @@ def test_weights_that_do_not_match_the_manifest_are_refused():
         ({"bundle.json": b"{nope"}, "not UTF-8 JSON"),
         ({"bundle.json": json.dumps({"format": "other/9"}).encode()}, "retrain the model"),
         (
-            {"bundle.json": json.dumps({**_manifest(), "format": BUNDLE_FORMAT, "seed": "seven"}).encode()},
+            {"bundle.json": json.dumps({**_manifest(), "format": BUNDLE_FORMAT, "seed": "x"})},
             "invalid at seed",
         ),
     ],
@@ -156,7 +156,7 @@ def test_broken_bundles_say_what_is_wrong(content, message):
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as archive:
             for name, data in content.items():
-                archive.writestr(name, data)
+                archive.writestr(name, data)  # str members are written as UTF-8
         content = out.getvalue()
     with pytest.raises(BundleError, match=message):
         read_manifest(content)

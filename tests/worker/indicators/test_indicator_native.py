@@ -211,8 +211,7 @@ def scan_inputs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def assert_scan_equals_loop(close, mid, offset) -> None:
-    band, direction = np.empty(close.shape[0]), np.empty(close.shape[0])
-    scan.supertrend_scan(close, mid, offset, band, direction)
+    band, direction = scan.supertrend_scan(close, mid, offset)
     values, directions = supertrend_loop(
         close.tolist(), (mid - offset).tolist(), (mid + offset).tolist()
     )

@@ -1,4 +1,9 @@
-"""The `ktrdr` command."""
+"""The `ktrdr` command.
+
+Command modules import only typer and the standard library at load time; the
+backend client, pydantic and rich load when a command runs, so `ktrdr --help`
+stays quick.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from ktrdr_cli.commands import indicators, strategies
+from ktrdr_cli.commands import (
+    data,
+    indicators,
+    local,
+    models,
+    ops,
+    quickstart,
+    research,
+    strategies,
+)
+from ktrdr_cli.context import STATE
 from ktrdr_core.version import installed_distributions
 
 app = typer.Typer(
@@ -14,10 +29,18 @@ app = typer.Typer(
     help="Research trading strategies built on neuro-fuzzy models.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
-    add_completion=False,
 )
+app.add_typer(local.app, name="local")
+app.add_typer(data.app, name="data")
 app.add_typer(indicators.app, name="indicators")
 app.add_typer(strategies.app, name="strategies")
+app.command("train")(research.train)
+app.command("backtest")(research.backtest)
+app.add_typer(research.backtests_app, name="backtests")
+app.add_typer(ops.app, name="ops")
+app.command("workers")(ops.workers)
+app.add_typer(models.app, name="models")
+app.command("quickstart")(quickstart.quickstart)
 
 
 def _print_version(value: bool) -> None:
@@ -30,6 +53,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def root(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar="KTRDR_API_URL", help="backend URL", show_default=False),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="KTRDR_API_TOKEN", help="API token", show_default=False),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="machine-readable output on every command")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -41,21 +75,26 @@ def root(
     ] = False,
 ) -> None:
     """Research trading strategies built on neuro-fuzzy models."""
+    STATE.url, STATE.token, STATE.json = url, token, json_output
 
 
 @app.command()
 def health() -> None:
-    """Check that the backend answers (KTRDR_API_URL)."""
-    from ktrdr_core.client import KtrdrClient
-    from ktrdr_core.errors import ApiError
+    """Check that the backend answers."""
+    from ktrdr_cli.context import client, emit, handles_api_errors
 
-    try:
-        with KtrdrClient() as client:
-            info = client.health()
-    except ApiError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"backend {client.base_url}: {info['status']} (database: {info['database']})")
+    @handles_api_errors
+    def run() -> None:
+        with client() as api:
+            info = api.health()
+        emit(
+            info,
+            lambda: typer.echo(
+                f"backend {api.base_url}: {info['status']} (database: {info['database']})"
+            ),
+        )
+
+    run()
 
 
 def main() -> None:

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from ktrdr_core.examples import list_examples, read_example
-from ktrdr_core.strategy import load_strategy, strategy_json_schema, validate_strategy
-from ktrdr_core.strategy.issues import StrategyError
 
 app = typer.Typer(help="Create and check strategy files (no backend needed).", no_args_is_help=True)
 
@@ -42,6 +40,8 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="strategy YAML files")],
 ) -> None:
     """Check each file; print every problem with its file, line and key path. Exit 1 on any."""
+    from ktrdr_core.strategy import validate_strategy
+
     failed = 0
     for file in files:
         if not file.is_file():
@@ -63,6 +63,8 @@ def validate(
 @app.command("show")
 def show(file: Annotated[Path, typer.Argument(help="a strategy YAML file")]) -> None:
     """The strategy's hash and its ordered model inputs (the feature names a bundle records)."""
+    from ktrdr_core.strategy import StrategyError, load_strategy
+
     try:
         strategy = load_strategy(file)
     except StrategyError as exc:
@@ -87,6 +89,8 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to a file")] = None,
 ) -> None:
     """The JSON Schema of strategy files, for editors."""
+    from ktrdr_core.strategy import strategy_json_schema
+
     text = json.dumps(strategy_json_schema(), indent=2)
     if output is None:
         typer.echo(text)

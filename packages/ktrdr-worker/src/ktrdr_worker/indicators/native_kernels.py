@@ -22,10 +22,14 @@ Array = np.ndarray
 
 
 def _ratio(numerator: Array, denominator: Array) -> Array:
-    """numerator / denominator, NaN where the denominator is 0 or NaN (no warnings)."""
-    out = np.full(numerator.shape, np.nan)
-    np.divide(numerator, denominator, out=out, where=denominator != 0)
-    return out
+    """numerator / denominator, NaN where the denominator is 0 (or NaN).
+
+    Divides in place: ``numerator`` must be a temporary the caller owns (e.g. a TA-Lib output).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        numerator /= denominator
+    numerator[denominator == 0] = np.nan
+    return numerator
 
 
 def _with_previous(values: Array) -> Array:
@@ -39,7 +43,9 @@ def _with_previous(values: Array) -> Array:
 # ---- trend ---------------------------------------------------------------------------------------
 @kernel("hma", "native")
 def _hma(close: Array, *, period: int) -> tuple[Array]:
-    raw = 2.0 * talib.WMA(close, period // 2) - talib.WMA(close, period)
+    raw = talib.WMA(close, period // 2)
+    raw *= 2.0
+    raw -= talib.WMA(close, period)
     # TA-Lib starts a function at the first non-NaN input, so the outer WMA skips the warm-up.
     return (talib.WMA(raw, round(math.sqrt(period))),)
 
@@ -49,17 +55,14 @@ def _supertrend(
     high: Array, low: Array, close: Array, *, period: int, multiplier: float
 ) -> tuple[Array, Array]:
     n = close.shape[0]
-    value = np.full(n, np.nan)
-    direction = np.full(n, np.nan)
     offset = talib.ATR(high, low, close, period)
     first = period  # TA-Lib's ATR(period) is first defined at bar `period`
     if n <= first:
-        return value, direction
+        return np.full(n, np.nan), np.full(n, np.nan)
     offset *= multiplier  # TA-Lib's output array is ours to reuse
     mid = np.add(high[first:], low[first:])
     mid /= 2.0
-    supertrend_scan(close[first:], mid, offset[first:], value[first:], direction[first:])
-    return value, direction
+    return supertrend_scan(close[first:], mid, offset[first:], prefix=first)
 
 
 @kernel("vortex", "native")
@@ -77,7 +80,7 @@ def _vortex(high: Array, low: Array, close: Array, *, period: int) -> tuple[Arra
 @kernel("zscore", "native")
 def _zscore(close: Array, *, period: int) -> tuple[Array]:
     mean, std = rolling_mean_std(close, period)
-    return (_ratio(close - mean, std),)
+    return (_ratio(np.subtract(close, mean, out=mean), std),)
 
 
 # ---- volatility ----------------------------------------------------------------------------------

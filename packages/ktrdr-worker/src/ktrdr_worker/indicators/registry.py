@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -76,7 +77,20 @@ def compute(name: str, ohlcv: pd.DataFrame, **params: int | float) -> pd.DataFra
         raise ValueError(f"indicator {name!r}: expected an OHLCV DataFrame, got {type(ohlcv)}")
     arrays = [_column(ohlcv, column, name) for column in spec.inputs]
     outputs = registered.function(*arrays, **resolved)
-    # copy=False: each output array becomes its own column block, without a consolidating copy.
-    return pd.DataFrame(
-        dict(zip(spec.outputs, outputs, strict=True)), index=ohlcv.index, copy=False
-    )
+    return _frame(outputs, _output_columns(spec.outputs), ohlcv.index)
+
+
+@functools.cache
+def _output_columns(outputs: tuple[str, ...]) -> pd.Index:
+    # Building a string Index costs ~0.2 ms a call (dtype inference); the names never change.
+    return pd.Index(outputs)
+
+
+def _frame(outputs: tuple[np.ndarray, ...], columns: pd.Index, index: pd.Index) -> pd.DataFrame:
+    """Wrap kernel outputs as a frame without copying them."""
+    if len(outputs) == 1:
+        # A (1, n) array seen transposed is already pandas' internal block layout: no copy,
+        # and ~10 us instead of the dict path's ~60 us.
+        return pd.DataFrame(outputs[0].reshape(1, -1).T, index=index, columns=columns, copy=False)
+    # copy=False: each array becomes its own column block, without a consolidating copy.
+    return pd.DataFrame(dict(zip(columns, outputs, strict=True)), index=index, copy=False)

@@ -34,31 +34,38 @@ _WARM_UP = 64
 
 
 def supertrend_scan(
-    close: np.ndarray,
-    mid: np.ndarray,
-    offset: np.ndarray,
-    band: np.ndarray,
-    direction: np.ndarray,
-) -> None:
-    """Fill ``band`` and ``direction`` with the supertrend recursion (all arrays length n >= 1).
+    close: np.ndarray, mid: np.ndarray, offset: np.ndarray, prefix: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The supertrend recursion over finite, equally long arrays (n >= 1).
 
-    In: close, ``mid`` = (high + low) / 2 and ``offset`` = multiplier * ATR, finite, price units.
+    In: close, ``mid`` = (high + low) / 2 and ``offset`` = multiplier * ATR, price units.
     With lower = mid - offset and upper = mid + offset, bar 0 starts an uptrend on lower[0]; in
     an uptrend the band is the running maximum of lower since the trend began, and the trend
     turns down at the first bar whose close is below the previous bar's band (the band restarts
     at that bar's upper); a downtrend mirrors it with the running minimum of upper and a close
-    above the band. Out (written in place): band in price units, direction +1.0 / -1.0.
+    above the band.
+    Out: (band in price units, direction +1.0 / -1.0), each of length ``prefix + n`` with
+    ``prefix`` leading NaNs (the caller's warm-up bars, so no second copy is needed).
     """
     n = close.shape[0]
-    band[0] = mid[0] - offset[0]
-    direction[0] = 1.0
     total = n - 1
-    if total == 0:
-        return
     wanted = min(_MAX_LANES_PER_SQRT * math.isqrt(total), total // _TARGET_STEPS)
     steps = -(-total // max(1, wanted))
     # Recount so that every lane holds at least one real bar (only the last is padded).
-    lanes = -(-total // steps)
+    lanes = -(-total // steps) if total else 0
+
+    # Outputs with room for the padded last lane; the step loop writes straight into them
+    # through (steps, lanes) views: y (signed band) into band, s into direction.
+    band = np.empty(prefix + 1 + lanes * steps)
+    direction = np.empty(prefix + 1 + lanes * steps)
+    band[:prefix] = np.nan
+    direction[:prefix] = np.nan
+    band[prefix] = mid[0] - offset[0]
+    direction[prefix] = 1.0
+    if total == 0:
+        return band[: prefix + n], direction[: prefix + n]
+    y_out = band[prefix + 1 :].reshape(lanes, steps).T
+    s_out = direction[prefix + 1 :].reshape(lanes, steps).T
 
     def lay_out(values: np.ndarray) -> np.ndarray:
         """Bars 1..n-1 as a (steps, lanes) step-major matrix; padding repeats the last bar."""
@@ -75,15 +82,13 @@ def supertrend_scan(
     c = lay_out(close)
     m = lay_out(mid)
     o = lay_out(offset)
-    y_out = np.empty((steps, lanes))
-    s_out = np.empty((steps, lanes))
 
     # Start states: lane 0's is known. Lane l > 0 guesses an uptrend begun just before the
     # last _WARM_UP bars of lane l - 1 and runs through them; runs from different states
     # meet within ~50 bars on real and synthetic data, so most guesses come out exact.
     start_s = np.ones(lanes)
     start_y = np.empty(lanes)
-    start_y[0] = band[0]
+    start_y[0] = band[prefix]
     if lanes > 1:
         warm_up = min(_WARM_UP, steps - 1)
         before = steps - warm_up - 1
@@ -102,14 +107,9 @@ def supertrend_scan(
         start_y[wrong] = end_y[wrong - 1]
         _rerun(wrong, start_s[wrong], start_y[wrong], c, m, o, y_out, s_out)
 
-    full = total // steps
-    by_lane_band = band[1 : 1 + full * steps].reshape(full, steps)
-    np.multiply(s_out.T[:full], y_out.T[:full], out=by_lane_band)
-    direction[1 : 1 + full * steps].reshape(full, steps)[:] = s_out.T[:full]
-    rest = total - full * steps
-    if rest:
-        band[1 + full * steps :] = s_out[:rest, full] * y_out[:rest, full]
-        direction[1 + full * steps :] = s_out[:rest, full]
+    # band held s * band; s is +-1, so one more multiplication restores it exactly.
+    np.multiply(band[prefix + 1 :], direction[prefix + 1 :], out=band[prefix + 1 :])
+    return band[: prefix + n], direction[: prefix + n]
 
 
 class _Buffers:

@@ -1,0 +1,191 @@
+"""`ktrdr train`, `ktrdr backtest` and `ktrdr backtests list | show | compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ktrdr_cli.context import STATE, client, emit, fail, handles_api_errors, short_time, table
+from ktrdr_cli.follow import end_of, follow
+from ktrdr_cli.reports import metric_value, number, ordered_keys, show_backtest, show_training
+
+backtests_app = typer.Typer(help="Backtest results.", no_args_is_help=True)
+
+CHART_DIR_HELP = "folder for the equity chart (default: ./ktrdr-charts)"
+
+
+@handles_api_errors
+def train(
+    strategy: Annotated[Path, typer.Argument(help="strategy YAML file")],
+    symbol: Annotated[list[str] | None, typer.Option(help="train on these symbols instead")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="base timeframe instead")] = None,
+    start: Annotated[str | None, typer.Option(help="first date (YYYY-MM-DD)")] = None,
+    end: Annotated[str | None, typer.Option(help="last date (YYYY-MM-DD)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed instead of the file's")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
+    follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show progress")] = False,
+) -> None:
+    """Start training a strategy on the backend's data (a worker does the work)."""
+    if not strategy.is_file():
+        fail(f"{strategy}: no such file")
+    overrides: dict[str, Any] = {}
+    if symbol:
+        overrides["data.symbols"] = list(symbol)
+    if timeframe:
+        overrides["data.timeframe"] = timeframe
+    if start:
+        overrides["data.start"] = start
+    if end:
+        overrides["data.end"] = end
+    if seed is not None:
+        overrides["training.seed"] = seed
+    if device:
+        overrides["training.device"] = device
+    with client() as api:
+        view = api.start_training(strategy.read_text(encoding="utf-8"), overrides)
+        if not follow_it:
+            emit(
+                view,
+                lambda: typer.echo(
+                    f"training started: {view.operation_id}\n"
+                    f"follow it with: ktrdr ops follow {view.operation_id}"
+                ),
+            )
+            return
+        view = follow(api, view.operation_id, quiet=STATE.json)
+    end_of(view)
+    result = view.result or {}
+
+    def human() -> None:
+        summary = result.get("summary") or result
+        if "test_metrics" in summary:
+            show_training(summary)
+        model_id = result.get("model_id") or summary.get("model_id")
+        if model_id:
+            typer.echo(f"model: {model_id}\nbacktest it with: ktrdr backtest {model_id} --follow")
+
+    emit(view, human)
+
+
+@handles_api_errors
+def backtest(
+    model: Annotated[str, typer.Argument(help="model id (ktrdr models list)")],
+    start: Annotated[str | None, typer.Option(help="first date (default: the test period)")] = None,
+    end: Annotated[str | None, typer.Option(help="last date")] = None,
+    capital: Annotated[float | None, typer.Option(help="starting capital")] = None,
+    commission: Annotated[float | None, typer.Option(help="fraction of traded value")] = None,
+    slippage: Annotated[float | None, typer.Option(help="fraction of price")] = None,
+    follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show progress")] = False,
+    charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
+) -> None:
+    """Backtest a trained model on data it never saw (default: its test period)."""
+    from datetime import datetime
+
+    settings = {
+        key: value
+        for key, value in {
+            "capital": capital,
+            "commission": commission,
+            "slippage": slippage,
+        }.items()
+        if value is not None
+    }
+    try:
+        start_at = datetime.fromisoformat(start) if start else None
+        end_at = datetime.fromisoformat(end) if end else None
+    except ValueError as exc:
+        fail(f"--start/--end: {exc}", code=2)
+    with client() as api:
+        view = api.start_backtest(model, start=start_at, end=end_at, settings=settings)
+        if not follow_it:
+            emit(
+                view,
+                lambda: typer.echo(
+                    f"backtest started: {view.operation_id}\n"
+                    f"follow it with: ktrdr ops follow {view.operation_id}"
+                ),
+            )
+            return
+        view = follow(api, view.operation_id, quiet=STATE.json)
+        end_of(view)
+        report, chart = _report_and_chart(api, view.operation_id, charts)
+    emit(report, lambda: show_backtest(report, chart))
+
+
+def _report_and_chart(api, operation_id: str, folder: Path) -> tuple[dict, Path | None]:  # type: ignore[no-untyped-def]
+    report = api.backtest_report(operation_id)
+    if not report.get("charts"):
+        return report, None
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = folder / f"backtest-{operation_id}.png"
+    api.download_backtest_chart(operation_id, chart, "png")
+    return report, chart.resolve()
+
+
+@backtests_app.command("list")
+@handles_api_errors
+def list_backtests(
+    status: Annotated[str | None, typer.Option(help="pending, running, completed, …")] = None,
+) -> None:
+    """Backtest operations, newest first."""
+    with client() as api:
+        views = api.list_backtests(status)
+    emit(
+        views,
+        lambda: table(
+            [
+                [
+                    v.operation_id,
+                    str(v.state),
+                    getattr(v.inputs, "model_id", "-"),
+                    short_time(v.created_at),
+                ]
+                for v in views
+            ],
+            ["ID", "STATE", "MODEL", "CREATED"],
+        ),
+    )
+
+
+@backtests_app.command("show")
+@handles_api_errors
+def show_report(
+    operation_id: str,
+    charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
+) -> None:
+    """The report of a finished backtest; saves its chart."""
+    with client() as api:
+        report, chart = _report_and_chart(api, operation_id, charts)
+    emit(report, lambda: show_backtest(report, chart))
+
+
+@backtests_app.command("compare")
+@handles_api_errors
+def compare(
+    operation_ids: Annotated[list[str], typer.Argument(help="two or more backtest ids")],
+) -> None:
+    """Metrics of several backtests side by side."""
+    if len(operation_ids) < 2:
+        fail("give at least two backtest ids", code=2)
+    with client() as api:
+        reports = {op: api.backtest_report(op) for op in operation_ids}
+    keys: list[str] = []
+    for report in reports.values():
+        keys += [k for k in ordered_keys(report.get("metrics") or {}) if k not in keys]
+
+    def human() -> None:
+        rows = [
+            [
+                key,
+                *(
+                    number(key, metric_value((r.get("metrics") or {}).get(key)))
+                    for r in reports.values()
+                ),
+            ]
+            for key in keys
+        ]
+        table(rows, ["metric", *operation_ids])
+
+    emit(reports, human)

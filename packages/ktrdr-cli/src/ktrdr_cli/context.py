@@ -1,0 +1,118 @@
+"""What every command shares: where the backend is, how to print, how to fail.
+
+The root callback fills `STATE` from `--url`, `--token` and `--json` (or the
+environment); commands call `client()` and `emit()`. Errors are one line on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from ktrdr_core.client import KtrdrClient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    url: str | None = None
+    token: str | None = None
+    json: bool = False
+
+
+STATE = State()
+
+
+def client() -> KtrdrClient:
+    """A client for the backend named by --url/--token, else KTRDR_API_URL/KTRDR_API_TOKEN."""
+    from ktrdr_core.client import KtrdrClient
+    from ktrdr_core.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc), code=2)
+    url = STATE.url or settings.effective_api_url
+    token = STATE.token if STATE.token is not None else settings.api_token
+    return KtrdrClient(url, token=token)
+
+
+def fail(message: str, *, code: int = 1) -> None:
+    """Print one clear line on stderr and exit with `code`."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handles_api_errors(func: F) -> F:
+    """Turn backend errors into one line and exit 1 (unreachable backend: a hint to start it)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ktrdr_core.errors import ApiError
+
+        try:
+            return func(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status is None:
+                fail(
+                    f"cannot reach the backend at {exc.url}: is the backend running? "
+                    "try `ktrdr local up`"
+                )
+            detail = _detail(exc)
+            fail(f"{detail} (HTTP {exc.status})")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    message = str(exc.args[0]) if exc.args else str(exc)
+    if isinstance(body, dict):
+        issues = body.get("issues") or []
+        lines = [f"  {i.get('path') or '(file)'}: {i.get('message')}" for i in issues]
+        if lines:
+            return message.splitlines()[0] + "\n" + "\n".join(lines)
+    return message
+
+
+def emit(data: Any, human: Callable[[], None]) -> None:
+    """With --json print `data` as JSON; otherwise call `human` to print for a person."""
+    if STATE.json:
+        sys.stdout.write(json.dumps(_plain(data), indent=2, default=str) + "\n")
+    else:
+        human()
+
+
+def _plain(data: Any) -> Any:
+    if hasattr(data, "model_dump"):
+        return data.model_dump(mode="json")
+    if isinstance(data, list):
+        return [_plain(item) for item in data]
+    if isinstance(data, dict):
+        return {key: _plain(value) for key, value in data.items()}
+    return data
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    """A plain aligned text table (rich is kept for progress and reports)."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def short_time(value: Any) -> str:
+    """`2024-01-02 14:00` from a datetime (UTC), or '-'."""
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"

@@ -1,0 +1,76 @@
+"""Following an operation live: a progress bar until it ends, Ctrl-C to cancel or detach."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from ktrdr_core.client import KtrdrClient
+    from ktrdr_core.protocol import OperationView
+
+POLL_SECONDS = 0.5
+FINAL_STATES = ("completed", "failed", "cancelled")
+
+
+def follow(api: KtrdrClient, operation_id: str, *, quiet: bool = False) -> OperationView:
+    """Poll the operation until it ends, drawing its progress; return the final view.
+
+    Ctrl-C asks whether to cancel the operation or only stop following it.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("[bold]{task.fields[state]:<9}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[message]}"),
+    )
+    view = api.get_operation(operation_id)
+    with Progress(*columns, transient=False, disable=quiet) as bar:
+        task = bar.add_task(view.kind, total=100, state=view.state, message="")
+        while True:
+            try:
+                view = api.get_operation(operation_id)
+                bar.update(
+                    task,
+                    completed=view.progress.percent,
+                    state=str(view.state),
+                    message=_message(view),
+                )
+                if str(view.state) in FINAL_STATES:
+                    if str(view.state) == "completed":
+                        bar.update(task, completed=100)
+                    return view
+                time.sleep(POLL_SECONDS)
+            except KeyboardInterrupt:
+                bar.stop()
+                if typer.confirm(f"cancel operation {operation_id}?", default=False):
+                    api.cancel_operation(operation_id)
+                    typer.echo(f"cancel requested; follow it with: ktrdr ops follow {operation_id}")
+                    raise typer.Exit(130) from None
+                typer.echo(f"stopped following; it goes on: ktrdr ops follow {operation_id}")
+                raise typer.Exit(0) from None
+
+
+def _message(view: OperationView) -> str:
+    progress = view.progress
+    parts = [progress.message] if progress.message else []
+    for key in ("train_loss", "val_loss", "val_balanced_accuracy"):
+        if key in progress.metrics:
+            parts.append(f"{key}={progress.metrics[key]:.4f}")
+    return "  ".join(parts)
+
+
+def end_of(view: OperationView) -> None:
+    """Exit non-zero with the reason when a followed operation did not complete."""
+    state = str(view.state)
+    if state == "failed":
+        typer.echo(f"error: operation {view.operation_id} failed: {view.error}", err=True)
+        raise typer.Exit(1)
+    if state == "cancelled":
+        typer.echo(f"operation {view.operation_id} was cancelled", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,121 @@
+"""Rendering training results and backtest reports for a person (JSON goes out as it is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ktrdr_cli.context import table
+
+# Metric keys shown first, in this order; the rest follow alphabetically.
+HEADLINE = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "max_drawdown_duration_bars",
+    "calmar",
+    "volatility",
+    "num_trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+)
+FRACTIONS = {"total_return", "cagr", "max_drawdown", "win_rate", "exposure", "volatility"}
+
+
+def number(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and key in FRACTIONS:
+        return f"{value * 100:.2f}%"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def metric_value(entry: Any) -> Any:
+    """Metrics may be plain numbers or {value, description} documents."""
+    return entry.get("value") if isinstance(entry, dict) else entry
+
+
+def ordered_keys(metrics: dict[str, Any]) -> list[str]:
+    return [k for k in HEADLINE if k in metrics] + sorted(k for k in metrics if k not in HEADLINE)
+
+
+def show_training(result: dict[str, Any]) -> None:
+    """Test metrics beside the majority baseline, then the explanation table."""
+    test = result.get("test_metrics") or {}
+    baseline = test.get("baseline") or {}
+    typer.echo(
+        f"model trained on {result.get('device_name', result.get('device'))}: "
+        f"{result.get('epochs_run')} epochs (best {result.get('best_epoch')})"
+    )
+    table(
+        [
+            ["accuracy", f"{test.get('accuracy', 0):.3f}", f"{baseline.get('accuracy', 0):.3f}"],
+            [
+                "balanced accuracy",
+                f"{test.get('balanced_accuracy', 0):.3f}",
+                f"{baseline.get('balanced_accuracy', 0):.3f}",
+            ],
+        ],
+        ["test set", "model", f"baseline (always {baseline.get('class', '?')})"],
+    )
+    per_class = test.get("per_class") or {}
+    if per_class:
+        table(
+            [
+                [
+                    name,
+                    f"{m['precision']:.3f}",
+                    f"{m['recall']:.3f}",
+                    f"{m['f1']:.3f}",
+                    str(m["support"]),
+                ]
+                for name, m in per_class.items()
+            ],
+            ["class", "precision", "recall", "f1", "support"],
+        )
+    rows = result.get("explanations") or []
+    if rows:
+        typer.echo("what the model listens to:")
+        table(
+            [[str(r["rank"]), r["text"], f"{r['importance']:.4f}"] for r in rows[:10]],
+            ["#", "membership → class", "importance"],
+        )
+
+
+def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
+    """Metrics beside buy-and-hold, trades summary, signal counts and the chart's path."""
+    metrics = report.get("metrics") or {}
+    hold = report.get("buy_and_hold") or {}
+    typer.echo(
+        f"backtest {report.get('strategy_name')} on {report.get('symbol')} "
+        f"{report.get('timeframe')}: {report.get('start')} → {report.get('end')} "
+        f"({report.get('bars')} bars, {report.get('period')} period)"
+    )
+    table(
+        [
+            [k, number(k, metric_value(metrics[k])), number(k, metric_value(hold.get(k)))]
+            for k in ordered_keys(metrics)
+        ],
+        ["metric", "strategy", "buy & hold"],
+    )
+    counts = report.get("signal_counts") or {}
+    if counts:
+        typer.echo("signals: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    trades = report.get("trades") or []
+    if trades:
+        wins = sum(1 for t in trades if t["net_pnl"] > 0)
+        typer.echo(
+            f"trades: {len(trades)} ({wins} winners); last: {trades[-1]['side']} "
+            f"{trades[-1]['entry_time']} → {trades[-1]['exit_time']}"
+        )
+    if report.get("zero_trade_reason"):
+        typer.echo(f"no trades: {report['zero_trade_reason']}")
+    if chart is not None:
+        typer.echo(f"chart: {chart}")
