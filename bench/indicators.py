@@ -69,7 +69,9 @@ def best_of(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--repeats", type=int, default=25, help="most repeats per timing (default 25)"
+    )
     parser.add_argument("--only", nargs="*", help="indicator names to run (default: all)")
     args = parser.parse_args()
 
@@ -84,7 +86,7 @@ def main() -> int:
         if KERNELS[name].backend == "talib":
             direct = TALIB_DIRECT[name]
             reference = lambda direct=direct, params=params: direct(arrays, params)  # noqa: E731
-            ours_ms, ref_ms = best_of(ours, reference, args.repeats, budget_s=2.0)
+            ours_ms, ref_ms = best_of(ours, reference, args.repeats, budget_s=1.5)
             ratio, target = ours_ms / ref_ms, TALIB_MAX_RATIO
             ok = ratio <= target
             shown = (f"{ratio:.2f} ours/talib", f"<= {target:.1f}")
@@ -93,7 +95,7 @@ def main() -> int:
             ref_function = PANDAS_REFERENCE[name]
             reference = lambda f=ref_function, params=params: f(frame, **params)  # noqa: E731
             # A time budget caps the repeats of slow references: their noise is small anyway.
-            ours_ms, ref_ms = best_of(ours, reference, args.repeats, budget_s=6.0)
+            ours_ms, ref_ms = best_of(ours, reference, min(args.repeats, 7), budget_s=6.0)
             ratio = ref_ms / ours_ms
             looping = name in PYTHON_LOOP_REFERENCE
             target = LOOP_MIN_SPEEDUP if looping else VECTORISED_MIN_SPEEDUP

@@ -101,3 +101,58 @@ def start_postgres(base: Path) -> PostgresServer:
             time.sleep(0.05)
     unavailable("PostgreSQL started but does not accept connections")
     raise AssertionError("unreachable")
+
+
+@dataclass
+class ApiProcess:
+    """A real `ktrdr-api serve` on a loopback port."""
+
+    process: subprocess.Popen
+    url: str
+    home: Path
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_api(home: Path, *, database_url: str | None = None, token: str = "",
+              extra_env: dict[str, str] | None = None) -> ApiProcess:  # fmt: skip
+    """Start the backend from its console script and wait until /health answers 200."""
+    import sys
+
+    import httpx
+
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.pop("KTRDR_DATABASE_URL", None)
+    env.update(KTRDR_HOME=str(home), KTRDR_API_HOST="127.0.0.1", KTRDR_API_PORT=str(port),
+               KTRDR_API_TOKEN=token)  # fmt: skip
+    if database_url:
+        env["KTRDR_DATABASE_URL"] = database_url
+    env.update(extra_env or {})
+    log = home / "api.log"
+    script = Path(sys.executable).parent / "ktrdr-api"
+    process = subprocess.Popen(
+        [str(script), "serve"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+    api = ApiProcess(process, f"http://127.0.0.1:{port}", home, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ktrdr-api exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{api.url}/api/v1/health", timeout=0.5).status_code == 200:
+                return api
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    api.stop()
+    raise RuntimeError(f"ktrdr-api did not become healthy in 30 s:\n{log.read_text()}")

@@ -57,10 +57,19 @@ def handles_api_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
         from ktrdr_core.errors import ApiError
 
         try:
             return func(*args, **kwargs)
+        except ValidationError as exc:
+            # A request the client refuses to send: say which value, and why.
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+                for err in exc.errors()
+            )
+            fail(f"invalid input: {problems}", code=2)
         except ApiError as exc:
             if exc.status is None:
                 fail(
@@ -78,10 +87,18 @@ def _detail(exc: Any) -> str:
     message = str(exc.args[0]) if exc.args else str(exc)
     if isinstance(body, dict):
         issues = body.get("issues") or []
-        lines = [f"  {i.get('path') or '(file)'}: {i.get('message')}" for i in issues]
+        lines = [f"  {_where(i)}: {i.get('message')}" for i in issues if isinstance(i, dict)]
         if lines:
             return message.splitlines()[0] + "\n" + "\n".join(lines)
     return message
+
+
+def _where(issue: dict[str, Any]) -> str:
+    """`line 3 (ohlc_consistency)` for data problems, the key path for strategy problems."""
+    if issue.get("line") is not None:
+        rule = f" ({issue['rule']})" if issue.get("rule") else ""
+        return f"line {issue['line']}{rule}"
+    return issue.get("path") or "(file)"
 
 
 def emit(data: Any, human: Callable[[], None]) -> None:

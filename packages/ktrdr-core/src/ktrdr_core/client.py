@@ -252,15 +252,15 @@ class KtrdrClient:
 
     def list_operations(
         self,
-        kind: OperationKind | None = None,
-        state: OperationState | None = None,
+        kind: OperationKind | str | None = None,
+        state: OperationState | str | None = None,
         limit: int = 100,
     ) -> list[OperationView]:
         params: dict[str, Any] = {"limit": limit}
         if kind:
-            params["kind"] = kind.value
+            params["kind"] = str(kind)
         if state:
-            params["state"] = state.value
+            params["state"] = str(state)
         return self._models(OperationView, "GET", "/operations", params=params)
 
     def get_operation(self, operation_id: str) -> OperationView:
@@ -393,8 +393,8 @@ class KtrdrClient:
         )
         return self._model(OperationView, "POST", "/backtests", json=self._body(body))
 
-    def list_backtests(self, state: OperationState | None = None) -> list[OperationView]:
-        params = {"state": state.value} if state else None
+    def list_backtests(self, state: OperationState | str | None = None) -> list[OperationView]:
+        params = {"state": str(state)} if state else None
         return self._models(OperationView, "GET", "/backtests", params=params)
 
     def get_backtest(self, operation_id: str) -> OperationView:

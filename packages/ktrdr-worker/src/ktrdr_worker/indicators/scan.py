@@ -116,7 +116,7 @@ class _Buffers:
     """Scratch arrays for one step over ``size`` lanes, reused across steps."""
 
     def __init__(self, size: int) -> None:
-        self.flip = np.empty(size)
+        self.flip = np.empty(size, dtype=bool)
         self.sign = np.empty(size)
         self.work = np.empty(size)
         self.candidate = np.empty(size)
@@ -131,7 +131,7 @@ def _step(
 ) -> None:
     """Advance states (s, y) in place by one bar with close ``c``, mid ``m``, offset ``o``."""
     np.multiply(s, c, out=b.work)
-    np.less(b.work, y, out=b.flip)  # 1.0 where the close crossed the band
+    np.less(b.work, y, out=b.flip)  # where the close crossed the band
     np.multiply(b.flip, -2.0, out=b.sign)
     np.add(b.sign, 1.0, out=b.sign)  # -1.0 on a flip, +1.0 otherwise
     np.multiply(s, b.sign, out=s)
