@@ -203,17 +203,17 @@ def test_supertrend_direction_flips_on_real_data(real_frames) -> None:
     assert (direction.diff().abs() > 0).sum() > 50
 
 
-def scan_inputs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scan_inputs(n: int, seed: int) -> tuple[np.ndarray, ...]:
     frame = synthetic_ohlcv(n, seed=seed)
-    mid = ((frame["high"] + frame["low"]) / 2).to_numpy()
-    offset = 1.5 * (frame["high"] - frame["low"]).rolling(3, min_periods=1).mean().to_numpy()
-    return frame["close"].to_numpy(), mid, offset
+    atr = (frame["high"] - frame["low"]).rolling(3, min_periods=1).mean().to_numpy()
+    return frame["close"].to_numpy(), frame["high"].to_numpy(), frame["low"].to_numpy(), atr
 
 
-def assert_scan_equals_loop(close, mid, offset) -> None:
-    band, direction = scan.supertrend_scan(close, mid, offset)
+def assert_scan_equals_loop(close, high, low, atr, multiplier: float = 1.5) -> None:
+    band, direction = scan.supertrend_scan(close, high, low, atr, multiplier)
+    mid = (high + low) / 2
     values, directions = supertrend_loop(
-        close.tolist(), (mid - offset).tolist(), (mid + offset).tolist()
+        close.tolist(), (mid - multiplier * atr).tolist(), (mid + multiplier * atr).tolist()
     )
     np.testing.assert_array_equal(band, values)
     np.testing.assert_array_equal(direction, directions)

@@ -1,4 +1,10 @@
-"""`ktrdr-worker check`: report what this worker can compute on, or refuse with the reason."""
+"""`ktrdr-worker`: run a worker, or report what this machine can compute on.
+
+- ``ktrdr-worker check``: the torch build and devices as JSON, or the reason there are none;
+- ``ktrdr-worker training`` / ``ktrdr-worker backtest``: register with the backend and run its
+  operations until SIGTERM/SIGINT (settings from the environment: see
+  ``ktrdr_worker.service.config``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,25 @@ import sys
 
 from ktrdr_worker.runtime import TorchUnavailableError, torch_runtime
 
+_SETTINGS_HELP = (
+    "settings come from the environment: KTRDR_API_URL, KTRDR_API_TOKEN, KTRDR_WORKER_ID, "
+    "KTRDR_WORKER_CACHE, KTRDR_WORKER_HEALTH_PORT (see ktrdr_worker.service.config)"
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ktrdr-worker", description="The ktrdr worker.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="print the torch build and devices as JSON")
-    parser.parse_args(argv)
+    for kind, does in (("training", "train strategies"), ("backtest", "backtest models")):
+        commands.add_parser(
+            kind, help=f"{does} for the backend until stopped", description=_SETTINGS_HELP
+        )
+    args = parser.parse_args(argv)
+    if args.command in ("training", "backtest"):
+        from ktrdr_worker.service import serve
+
+        return serve(args.command)
     try:
         runtime = torch_runtime()
     except TorchUnavailableError as exc:

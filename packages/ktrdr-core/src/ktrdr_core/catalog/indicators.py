@@ -18,9 +18,9 @@ from ktrdr_core.catalog.types import IndicatorSpec, ParamSpec
 # Periods up to 10,000 bars: enough for a 200-day average on hourly data; TA-Lib allows 100,000.
 _MAX_PERIOD = 10_000
 
-HLC = ("high", "low", "close")
-HL = ("high", "low")
-HLCV = ("high", "low", "close", "volume")
+_HLC = ("high", "low", "close")
+_HL = ("high", "low")
+_HLCV = ("high", "low", "close", "volume")
 
 
 def _period(
@@ -94,7 +94,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "Average directional index with the +DI and -DI lines (Wilder), 0..100.",
         (_period(14),),
         outputs=("adx", "plus_di", "minus_di"),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "aroon",
@@ -102,7 +102,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "Aroon up/down (bars since the window high/low, 0..100) and the oscillator up - down.",
         (_period(14),),
         outputs=("up", "down", "osc"),
-        inputs=HL,
+        inputs=_HL,
     ),
     IndicatorSpec(
         "sar",
@@ -113,7 +113,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _float("maximum", 0.2, 0.01, 1.0, "largest acceleration factor"),
         ),
         less_than=(("acceleration", "maximum"),),
-        inputs=HL,
+        inputs=_HL,
     ),
     IndicatorSpec(
         "linearreg",
@@ -137,7 +137,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _float("multiplier", 3.0, 0.1, 20.0, "band distance from (high + low) / 2, in ATRs"),
         ),
         outputs=("value", "direction"),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "vortex",
@@ -146,7 +146,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "divided by the summed true range.",
         (_period(14),),
         outputs=("plus", "minus"),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     # ---- momentum ------------------------------------------------------------------------------
     IndicatorSpec("rsi", "momentum", "Relative strength index (Wilder), 0..100.", (_period(14),)),
@@ -160,7 +160,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _int("d_period", 3, "SMA period of %D, in bars", minimum=1),
         ),
         outputs=("k", "d"),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "stochrsi",
@@ -178,9 +178,9 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "momentum",
         "Commodity channel index of the typical price (mean deviation scaled by 0.015).",
         (_period(20),),
-        inputs=HLC,
+        inputs=_HLC,
     ),
-    IndicatorSpec("willr", "momentum", "Williams %R, -100..0.", (_period(14),), inputs=HLC),
+    IndicatorSpec("willr", "momentum", "Williams %R, -100..0.", (_period(14),), inputs=_HLC),
     IndicatorSpec(
         "roc",
         "momentum",
@@ -224,7 +224,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _int("period3", 28, "long window in bars", minimum=1),
         ),
         less_than=(("period1", "period2"), ("period2", "period3")),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "bop",
@@ -251,20 +251,20 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "volatility",
         "Average true range (Wilder smoothing), in price units.",
         (_period(14, minimum=1),),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "natr",
         "volatility",
         "Normalised average true range: ATR / close * 100.",
         (_period(14, minimum=1),),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "trange",
         "volatility",
         "True range: max(high, close[-1]) - min(low, close[-1]), in price units.",
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "stddev",
@@ -282,7 +282,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _int("atr_period", 10, "ATR period in bars", minimum=1),
         ),
         outputs=("upper", "middle", "lower"),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "donchian",
@@ -290,7 +290,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "Donchian channel: highest high and lowest low over the window, and their midpoint.",
         (_period(20),),
         outputs=("upper", "middle", "lower"),
-        inputs=HL,
+        inputs=_HL,
     ),
     IndicatorSpec(
         "squeeze",
@@ -304,14 +304,14 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _float("kc_multiplier", 1.5, 0.1, 10.0, "Keltner width in average true ranges"),
         ),
         outputs=("on", "momentum"),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     IndicatorSpec(
         "chop",
         "volatility",
         "Choppiness index, 0..100: 100 * log10(sum of true range / window range) / log10(period).",
         (_period(14),),
-        inputs=HLC,
+        inputs=_HLC,
     ),
     # ---- volume --------------------------------------------------------------------------------
     IndicatorSpec(
@@ -324,7 +324,7 @@ _SPECS: tuple[IndicatorSpec, ...] = (
         "ad",
         "volume",
         "Chaikin accumulation/distribution line (cumulative money-flow volume).",
-        inputs=HLCV,
+        inputs=_HLCV,
     ),
     IndicatorSpec(
         "adosc",
@@ -335,28 +335,28 @@ _SPECS: tuple[IndicatorSpec, ...] = (
             _int("slow", 10, "slow EMA period in bars"),
         ),
         less_than=(("fast", "slow"),),
-        inputs=HLCV,
+        inputs=_HLCV,
     ),
     IndicatorSpec(
         "mfi",
         "volume",
         "Money flow index (volume-weighted RSI of the typical price), 0..100.",
         (_period(14),),
-        inputs=HLCV,
+        inputs=_HLCV,
     ),
     IndicatorSpec(
         "vwap",
         "volume",
         "Rolling volume-weighted average of the typical price (high + low + close) / 3.",
         (_period(20),),
-        inputs=HLCV,
+        inputs=_HLCV,
     ),
     IndicatorSpec(
         "cmf",
         "volume",
         "Chaikin money flow: summed money-flow volume / summed volume over the window, -1..1.",
         (_period(20),),
-        inputs=HLCV,
+        inputs=_HLCV,
     ),
 )
 

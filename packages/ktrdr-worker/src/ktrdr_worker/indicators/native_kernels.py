@@ -55,14 +55,13 @@ def _supertrend(
     high: Array, low: Array, close: Array, *, period: int, multiplier: float
 ) -> tuple[Array, Array]:
     n = close.shape[0]
-    offset = talib.ATR(high, low, close, period)
+    atr = talib.ATR(high, low, close, period)
     first = period  # TA-Lib's ATR(period) is first defined at bar `period`
     if n <= first:
         return np.full(n, np.nan), np.full(n, np.nan)
-    offset *= multiplier  # TA-Lib's output array is ours to reuse
-    mid = np.add(high[first:], low[first:])
-    mid /= 2.0
-    return supertrend_scan(close[first:], mid, offset[first:], prefix=first)
+    return supertrend_scan(
+        close[first:], high[first:], low[first:], atr[first:], multiplier, prefix=first
+    )
 
 
 @kernel("vortex", "native")

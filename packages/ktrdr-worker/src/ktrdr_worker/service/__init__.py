@@ -1,0 +1,104 @@
+"""The worker service: ``ktrdr-worker training`` and ``ktrdr-worker backtest``.
+
+:func:`serve` is what the command runs: check the machine-learning stack, read the settings
+(:mod:`~ktrdr_worker.service.config`), start the ``/health`` endpoint, install the signal
+handlers, then :class:`~ktrdr_worker.service.worker.Worker` registers and claims, runs and
+reports until SIGTERM or SIGINT.
+
+Exit status: 0 after a requested stop, 1 when torch is missing or broken, 2 when the settings
+are wrong or the backend refuses the worker for good.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+from types import FrameType
+
+from ktrdr_core.errors import ApiError
+from ktrdr_core.protocol import OperationKind
+from ktrdr_worker.runtime import TorchUnavailableError
+from ktrdr_worker.service.config import WorkerConfig, WorkerConfigError
+from ktrdr_worker.service.health import HealthServer
+from ktrdr_worker.service.logs import configure_logging
+from ktrdr_worker.service.worker import Worker, WorkerFatalError
+
+__all__ = ["Worker", "WorkerConfig", "serve"]
+
+log = logging.getLogger("ktrdr_worker.service")
+
+# Imported before registering, so that a registered worker is ready to run a job at once.
+_JOB_MODULES = {
+    OperationKind.TRAINING: ("ktrdr_worker.models.pipeline",),
+    OperationKind.BACKTEST: ("ktrdr_worker.models.backtest",),
+}
+
+
+def _warm_up(kind: OperationKind) -> None:
+    """Pay one-off import costs before registering, not inside the first job's lease."""
+    for module in _JOB_MODULES[kind]:
+        importlib.import_module(module)
+    if kind == OperationKind.TRAINING:
+        import torch
+
+        # Training switches deterministic kernels on; the first switch imports torch's
+        # compiler configuration (seconds). Setting the current value again changes nothing.
+        torch.use_deterministic_algorithms(
+            torch.are_deterministic_algorithms_enabled(),
+            warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+
+
+def _install_signal_handlers(worker: Worker) -> None:
+    """First SIGTERM/SIGINT: stop cleanly (checkpoint, release). A second one: exit now."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if worker.stopping.is_set():
+            log.warning("%s again: exiting now without releasing the operation", name)
+            raise SystemExit(128 + signum)
+        worker.request_stop(f"{name} received")
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def serve(kind: OperationKind | str) -> int:
+    """Run a worker of ``kind`` until it is told to stop; returns the exit status."""
+    from ktrdr_worker.models.dependencies import validate_ml_dependencies
+
+    configure_logging()
+    try:
+        config = WorkerConfig.from_env(kind)
+    except WorkerConfigError as exc:
+        print(f"ktrdr-worker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        runtime = validate_ml_dependencies()
+    except TorchUnavailableError as exc:
+        print(f"ktrdr-worker: {exc}", file=sys.stderr)
+        return 1
+    _warm_up(config.kind)
+    worker = Worker(config, runtime)
+    _install_signal_handlers(worker)
+    health = None
+    if config.health_port is not None:
+        try:
+            health = HealthServer(worker.snapshot, config.health_host, config.health_port).start()
+        except OSError as exc:
+            print(
+                f"ktrdr-worker: cannot serve /health on {config.health_host}:"
+                f"{config.health_port}: {exc} (KTRDR_WORKER_HEALTH_PORT)",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        return worker.run()
+    except (WorkerFatalError, ApiError) as exc:
+        print(f"ktrdr-worker: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if health is not None:
+            health.stop()

@@ -1,0 +1,64 @@
+"""What this worker tells the backend about itself: device, GPU, CPUs and package versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+
+from ktrdr_core.protocol import (
+    PROTOCOL_VERSION,
+    Device,
+    OperationKind,
+    WorkerCapabilities,
+    WorkerRegistration,
+)
+from ktrdr_worker.runtime import TorchRuntime
+
+__all__ = ["capabilities", "registration", "versions"]
+
+_DISTRIBUTIONS = ("ktrdr-core", "ktrdr-worker", "torch", "numpy", "pandas", "scikit-learn")
+
+
+def versions(runtime: TorchRuntime) -> dict[str, str]:
+    """Distribution -> version for what decides a result (python and the CUDA build too)."""
+    found = {"python": platform.python_version()}
+    for name in _DISTRIBUTIONS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if runtime.cuda_build:
+        found["cuda"] = runtime.cuda_build
+    return found
+
+
+def capabilities(runtime: TorchRuntime) -> WorkerCapabilities:
+    """The best device torch offers here; for CUDA also the GPU's name and memory (MiB)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if runtime.cuda_available:
+        import torch
+
+        memory = torch.cuda.get_device_properties(0).total_memory // (1024 * 1024)
+        return WorkerCapabilities(
+            device=Device.CUDA,
+            gpu_name=runtime.device_name,
+            gpu_memory_mb=int(memory),
+            cpu_count=cpus,
+        )
+    if runtime.mps_available:
+        return WorkerCapabilities(device=Device.MPS, gpu_name=runtime.device_name, cpu_count=cpus)
+    return WorkerCapabilities(device=Device.CPU, cpu_count=cpus)
+
+
+def registration(worker_id: str, kind: OperationKind, runtime: TorchRuntime) -> WorkerRegistration:
+    """The registration this worker sends (and re-sends after the backend forgot it)."""
+    return WorkerRegistration(
+        worker_id=worker_id,
+        kind=kind,
+        capabilities=capabilities(runtime),
+        protocol=PROTOCOL_VERSION,
+        versions=versions(runtime),
+        host=socket.gethostname()[:255],
+    )

@@ -1,0 +1,197 @@
+"""The two jobs a worker runs: train a strategy, backtest a model.
+
+Each takes a :class:`~ktrdr_worker.service.job.Job` and returns the result to complete the
+operation with, after uploading the artifacts it names; it raises a
+:class:`~ktrdr_worker.service.attempt.JobInterrupted` when the attempt was lost, cancelled or
+the worker is stopping, and any other error when the work itself failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ktrdr_core.errors import KtrdrError
+from ktrdr_core.protocol import (
+    ArtifactKind,
+    BacktestInputs,
+    BacktestResult,
+    OperationKind,
+    TrainingInputs,
+    TrainingResult,
+)
+from ktrdr_worker.service.job import Job
+
+__all__ = ["RUNNERS", "BacktestJobError", "Runner", "run_backtest", "run_training"]
+
+log = logging.getLogger("ktrdr_worker.service")
+
+Runner = Callable[[Job], TrainingResult | BacktestResult]
+
+# Progress (percent) given to the phases around the computing.
+_DATA_DONE = 3.0
+_TRAINING_DONE = 97.0
+
+_EPOCH_METRICS = (
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "learning_rate",
+    "samples_per_s",
+)
+
+
+class BacktestJobError(KtrdrError):
+    """A backtest operation this worker cannot run as asked; the message says why."""
+
+
+def _finite(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
+    # Progress metrics travel as JSON numbers: NaN and infinities have no spelling there.
+    out = {}
+    for key in keys:
+        value = values.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def run_training(job: Job) -> TrainingResult:
+    """Download the data, train (resuming from the claim's checkpoint when there is one),
+    stream epochs as progress, checkpoint, and upload the bundle.
+
+    A stop request (SIGTERM) saves a checkpoint mid-epoch and uploads it before raising
+    :class:`StopRequested`, so the next attempt resumes from there.
+    """
+    from ktrdr_worker.models.pipeline import train_strategy
+    from ktrdr_worker.models.training import TrainingCancelled, checkpoint_path
+
+    inputs = job.claim.inputs
+    if not isinstance(inputs, TrainingInputs):
+        raise TypeError(f"a training job got {inputs.kind} inputs")
+    job.progress(0.0, f"downloading data for {inputs.strategy_name}", now=True)
+    frames = job.load_data(inputs.data)
+    resume_from = None
+    if job.claim.checkpoint_sha256:
+        job.progress(_DATA_DONE, "downloading the checkpoint to resume from")
+        resume_from = job.workdir / "resume.pt"
+        job.call(
+            lambda: job.client.download_artifact(job.claim.checkpoint_sha256, resume_from),
+            "download of the checkpoint",
+        )
+    job.check()
+    checkpoints = job.workdir / "checkpoints"
+    job.heartbeat.watch_checkpoint(checkpoint_path(checkpoints))
+    where = f", resuming from checkpoint {job.claim.checkpoint_sha256[:12]}" if resume_from else ""
+    job.progress(_DATA_DONE, f"building features and labels{where}", now=True)
+
+    def on_epoch(report: dict[str, Any]) -> None:
+        epoch, epochs = int(report["epoch"]), int(report["epochs"])
+        share = epoch / epochs if epochs else 1.0
+        job.progress(
+            _DATA_DONE + (_TRAINING_DONE - _DATA_DONE) * share,
+            f"epoch {epoch}/{epochs}: train loss {report['train_loss']:.4f}, "
+            f"validation loss {report['val_loss']:.4f}",
+            step=epoch,
+            total_steps=epochs,
+            metrics=_finite(report, _EPOCH_METRICS),
+        )
+
+    # The text, never a path: it always holds a newline, which is what tells them apart.
+    strategy_text = inputs.strategy_yaml
+    if "\n" not in strategy_text:
+        strategy_text += "\n"
+    try:
+        outcome = train_strategy(
+            strategy_text,
+            frames,
+            seed=inputs.seed,
+            threads=job.threads,
+            on_epoch=on_epoch,
+            should_cancel=job.interrupted,
+            checkpoint_dir=checkpoints,
+            resume_from=resume_from,
+        )
+    except TrainingCancelled as stopped:
+        log.info("%s", stopped)
+        if job.attempt.stopping.is_set() and not job.attempt.lost:
+            # Shutting down: leave the next attempt a checkpoint from right here.
+            sha = job.call(job.heartbeat.sync_checkpoint, "checkpoint upload before release")
+            log.info("checkpoint %s uploaded for the next attempt", (sha or "none")[:12])
+        job.check()
+        raise  # cancelled without a reason we know of: report it as a failure
+
+    job.check(finishing=True)
+    job.progress(_TRAINING_DONE, "uploading the model bundle", now=True)
+    bundle = job.workdir / "bundle.zip"
+    bundle.write_bytes(outcome.bundle)
+    sha = job.upload(bundle, ArtifactKind.BUNDLE)
+    return TrainingResult(bundle_sha256=sha, summary=outcome.result)
+
+
+def run_backtest(job: Job) -> BacktestResult:
+    """Download the bundle and data, backtest, upload the report and both charts."""
+    from ktrdr_worker.models.backtest import backtest_model
+
+    inputs = job.claim.inputs
+    if not isinstance(inputs, BacktestInputs):
+        raise TypeError(f"a backtest job got {inputs.kind} inputs")
+    symbols = sorted({ref.symbol for ref in inputs.data})
+    if len(symbols) != 1:
+        raise BacktestJobError(
+            f"model {inputs.model_id} was trained on {', '.join(symbols)}: a backtest "
+            "operation produces one report for one symbol, so only single-symbol models "
+            "can be backtested for now"
+        )
+    job.progress(0.0, f"downloading model {inputs.model_id} and data", now=True)
+    bundle = job.fetch(inputs.bundle_sha256, keep=tuple(ref.checksum for ref in inputs.data))
+    frames = job.load_data(inputs.data)
+    job.check()
+    job.progress(30.0, f"backtesting {inputs.model_id} on {symbols[0]}", now=True)
+    outcome = backtest_model(
+        bundle,
+        frames[symbols[0]],
+        symbol=symbols[0],
+        start=inputs.start,
+        end=inputs.end,
+        backtest=inputs.settings or None,
+        out_dir=job.workdir / "report",
+    )
+    job.check(finishing=True)
+    job.progress(90.0, "uploading the report and charts", now=True)
+    assert outcome.paths is not None
+    report_sha = job.upload(outcome.paths["report"], ArtifactKind.REPORT)
+    png_sha = job.upload(outcome.paths["png"], ArtifactKind.CHART)
+    svg_sha = job.upload(outcome.paths["svg"], ArtifactKind.CHART)
+    report = outcome.report
+    summary = {
+        key: report.get(key)
+        for key in (
+            "strategy_name",
+            "symbol",
+            "timeframe",
+            "start",
+            "end",
+            "bars",
+            "period",
+            "metrics",
+            "buy_and_hold",
+            "signal_counts",
+            "zero_trade_reason",
+        )
+    }
+    summary["trades"] = len(report.get("trades", []))
+    return BacktestResult(
+        report_sha256=report_sha,
+        chart_png_sha256=png_sha,
+        chart_svg_sha256=svg_sha,
+        summary=summary,
+    )
+
+
+RUNNERS: dict[OperationKind, Runner] = {
+    OperationKind.TRAINING: run_training,
+    OperationKind.BACKTEST: run_backtest,
+}

@@ -1,0 +1,284 @@
+"""Real ktrdr processes for the worker-service and end-to-end tests.
+
+`ktrdr-api serve` and `ktrdr-worker training|backtest` run from their console scripts on
+loopback, each with its own log file; the helpers wait for them by polling what a user would
+look at (the API's /health, the worker's /health, the worker list, an operation's state) and
+put the logs into every failure message.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ktrdr_core.client import KtrdrClient
+from ktrdr_core.protocol import OperationState, OperationView
+
+BIN = Path(sys.executable).parent
+
+# The tiny strategy the service tests train: one hourly symbol, two indicators, a small MLP.
+# Epochs, batch size and checkpoint interval are set per test through the API's overrides.
+TINY_STRATEGY = """\
+name: tiny_eurusd
+description: Hourly RSI zones and rate of change on EURUSD; small enough for tests.
+data:
+  symbols: [EURUSD]
+  timeframe: 1h
+  split: {train: 0.6, validation: 0.2, test: 0.2}
+  embargo_bars: 5
+indicators:
+  rsi_14: {type: rsi, params: {period: 14}}
+  roc_10: {type: roc, params: {period: 10}}
+fuzzy_sets:
+  rsi_zone:
+    indicator: rsi_14
+    oversold: {type: trapezoidal, params: [null, 0, 30, 45]}
+    overbought: {type: trapezoidal, params: [55, 70, 100, null]}
+inputs:
+  - fuzzy_set: rsi_zone
+  - raw: roc_10
+model: {type: mlp, hidden_layers: [8], dropout: 0.0}
+training:
+  epochs: 3
+  batch_size: 256
+  learning_rate: 0.005
+  seed: 3
+  device: cpu
+  checkpoint_interval: 1
+labels:
+  forward_return: {horizon: 5, buy_threshold: 0.001, sell_threshold: -0.001}
+decisions: {confidence_threshold: 0.4, min_separation_bars: 0, mode: long_short}
+backtest: {capital: 10000.0, commission: 0.0001, slippage: 0.0, position_size: 1.0}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], Any], what: str, limit_s: float = 60.0,
+               logs: Callable[[], str] | None = None) -> Any:  # fmt: skip
+    """Poll ``condition`` until it returns something truthy (returned); a bounded wait for real
+    processes, never a timing assertion. ``logs`` adds the processes' logs to the failure."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"\n{logs()}" if logs else ""
+            raise AssertionError(f"gave up after {limit_s:.0f} s waiting for {what}{detail}")
+        time.sleep(0.05)
+
+
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a child: no KTRDR_* leaking in from the caller's shell; bytecode
+    cached outside the tree, so each torch-importing child after the first starts fast (this
+    machine sets PYTHONDONTWRITEBYTECODE, which would make every child compile torch anew)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "ktrdr-test-pycache")
+    env.update(extra)
+    return env
+
+
+def log_tail(path: Path, chars: int = 6000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"--- {path.name}: no log ---"
+    return f"--- {path.name} (last {chars} chars) ---\n{text[-chars:]}"
+
+
+class ApiServer:
+    """`ktrdr-api serve` on a fixed loopback port, restartable (same port, same or new home)."""
+
+    def __init__(self, home: Path, *, lease_seconds: float = 3.0, database_url: str | None = None,
+                 token: str = "", port: int | None = None):  # fmt: skip
+        self.home = home
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lease_seconds = lease_seconds
+        self.database_url = database_url
+        self.token = token
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.home / "api.log"
+
+    def start(self, home: Path | None = None) -> ApiServer:
+        """Start (again, on another home when given) and wait until /health answers 200."""
+        if home is not None:
+            self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = process_env(
+            {
+                "KTRDR_HOME": str(self.home),
+                "KTRDR_API_HOST": "127.0.0.1",
+                "KTRDR_API_PORT": str(self.port),
+                "KTRDR_API_TOKEN": self.token,
+                "KTRDR_LEASE_SECONDS": str(self.lease_seconds),
+            }
+        )
+        if self.database_url:
+            env["KTRDR_DATABASE_URL"] = self.database_url
+        self.process = subprocess.Popen(
+            [str(BIN / "ktrdr-api"), "serve"],
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.starts += 1
+
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"ktrdr-api exited with {self.process.returncode}\n"
+                                     f"{log_tail(self.log)}")  # fmt: skip
+            try:
+                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, "ktrdr-api /health", 60, lambda: log_tail(self.log))
+        return self
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL): a crash, or a restart that does not wait for long polls."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def client(self) -> KtrdrClient:
+        return KtrdrClient(self.url, token=self.token)
+
+
+class WorkerProcess:
+    """`ktrdr-worker KIND` talking to ``api``, with its /health on a free port."""
+
+    def __init__(self, kind: str, api: ApiServer, folder: Path, *, worker_id: str,
+                 env: dict[str, str] | None = None):  # fmt: skip
+        self.kind = kind
+        self.api = api
+        self.worker_id = worker_id
+        self.folder = folder
+        self.health_port = free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = folder / f"{worker_id}.log"
+        self.process = subprocess.Popen(
+            [str(BIN / "ktrdr-worker"), kind],
+            env=process_env(
+                {
+                    "KTRDR_API_URL": api.url,
+                    "KTRDR_API_TOKEN": api.token,
+                    "KTRDR_WORKER_ID": worker_id,
+                    "KTRDR_WORKER_CACHE": str(folder / "cache"),
+                    "KTRDR_WORKER_HEALTH_PORT": str(self.health_port),
+                    "KTRDR_WORKER_POLL_SECONDS": "2",
+                    "KTRDR_WORKER_THREADS": "1",
+                    **(env or {}),
+                }
+            ),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return f"{log_tail(self.log)}\n{log_tail(self.api.log)}"
+
+    def health(self) -> dict[str, Any] | None:
+        """The worker's /health answer, or None while it does not answer."""
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"worker {self.worker_id} exited with {self.process.returncode}\n{self.logs()}"
+            )
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.health_port}/health", timeout=1).json()
+        except httpx.HTTPError:
+            return None
+
+    def wait_registered(self, limit_s: float = 90.0) -> None:
+        """Until the backend lists this worker (it registers once torch is imported)."""
+
+        def listed() -> bool:
+            self.health()  # fails fast when the process died
+            with self.api.client() as api:
+                try:
+                    return any(w.worker_id == self.worker_id for w in api.list_workers())
+                except Exception:
+                    return False
+
+        wait_until(listed, f"worker {self.worker_id} registered", limit_s, self.logs)
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    def wait_exit(self, limit_s: float = 30.0) -> int:
+        try:
+            return self.process.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"worker {self.worker_id} still running {limit_s:.0f} s after the signal\n"
+                f"{self.logs()}"
+            ) from None
+
+    def stop(self) -> None:
+        """Teardown: SIGKILL (a graceful stop is what some tests assert, not what they need)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a test may have paused it
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for_state(api: ApiServer, operation_id: str, states: set[OperationState],
+                   what: str, limit_s: float = 90.0,
+                   logs: Callable[[], str] | None = None) -> OperationView:  # fmt: skip
+    """Poll the operation until its state is one of ``states``; returns its view."""
+    with api.client() as client:
+
+        def reached() -> OperationView | None:
+            view = client.get_operation(operation_id)
+            return view if view.state in states else None
+
+        return wait_until(reached, f"{operation_id} {what}", limit_s, logs)
+
+
+def eurusd_csv(dest: Path) -> Path:
+    """The EURUSD hourly bars shipped in the `backtesting` wheel, rewritten as a canonical
+    ktrdr CSV (``timestamp,open,high,low,close,volume``, ISO-8601 UTC), without pandas."""
+    spec = importlib.util.find_spec("backtesting")
+    assert spec is not None and spec.submodule_search_locations
+    source = Path(next(iter(spec.submodule_search_locations))) / "test" / "EURUSD.csv"
+    with source.open(newline="") as raw, dest.open("w", newline="") as out:
+        rows = csv.reader(raw)
+        header = next(rows)
+        assert header[1:] == ["Open", "High", "Low", "Close", "Volume"], header
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["timestamp", "open", "high", "low", "close", "volume"])
+        for stamp, *values in rows:
+            writer.writerow([stamp.replace(" ", "T") + "Z", *values])
+    return dest
