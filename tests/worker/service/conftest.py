@@ -20,8 +20,11 @@ LEASE_SECONDS = 3.0  # heartbeats every second; a frozen worker loses its lease 
 
 
 @pytest.fixture
-def api(tmp_path) -> ApiServer:
-    server = ApiServer(tmp_path / "home", lease_seconds=LEASE_SECONDS).start()
+def api(request, tmp_path) -> ApiServer:
+    """The backend; ``@pytest.mark.parametrize("api", [{"lease_seconds": 20}], indirect=True)``
+    changes its settings."""
+    options = {"lease_seconds": LEASE_SECONDS} | getattr(request, "param", {})
+    server = ApiServer(tmp_path / "home", **options).start()
     yield server
     server.stop()
 

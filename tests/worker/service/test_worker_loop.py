@@ -1,0 +1,128 @@
+"""The worker loop (in a thread of this process) against a real backend process: it claims,
+trains with progress and checkpoints, completes, stops on cancel, reports failures, and finds
+the backend again after a restart without anyone's help."""
+
+from __future__ import annotations
+
+import pytest
+from ktrdr_stack import TINY_STRATEGY, wait_for_state, wait_until
+
+from ktrdr_core.protocol import AttemptOutcome, OperationState, WorkerStatus
+
+DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
+LONG = {"training.epochs": 500, "training.batch_size": 32}  # minutes: only ever cancelled
+
+
+def _logs(api):
+    from ktrdr_stack import log_tail
+
+    return lambda: log_tail(api.log)
+
+
+def test_training_completes_with_bundle_result_and_reproducibility(api, eurusd, thread_worker):
+    worker = thread_worker("training")
+    with api.client() as client:
+        started = client.start_training(TINY_STRATEGY, {"training.epochs": 3})
+        view = wait_for_state(api, started.operation_id, DONE, "to end", logs=_logs(api))
+        assert view.state == OperationState.COMPLETED, view.error
+        summary = view.result["summary"]
+        assert summary["format"] == "ktrdr-training-result/1"
+        assert summary["epochs_run"] == 3 and summary["symbols"] == ["EURUSD"]
+        assert summary["resumed_from_epoch"] is None
+        [model] = client.list_models()
+        assert model.bundle_sha256 == view.result["bundle_sha256"]
+        assert model.training_operation_id == started.operation_id
+        assert model.metadata["feature_names"] == summary["feature_names"]
+        [attempt] = view.reproducibility.attempts
+        assert attempt.worker_id == worker.worker_id
+        assert attempt.outcome == AttemptOutcome.COMPLETED
+        assert attempt.worker_versions["torch"].startswith("2.")
+    wait_until(lambda: worker.worker.snapshot()["jobs_done"] == 1, "the worker to be idle")
+    assert worker.worker.snapshot()["status"] in ("idle", "reconnecting")
+
+
+def test_progress_and_checkpoints_reach_the_backend_and_cancel_stops_the_job(
+    api, eurusd, thread_worker
+):
+    worker = thread_worker("training")
+    with api.client() as client:
+        long = client.start_training(TINY_STRATEGY, LONG)
+
+        def training_with_a_checkpoint():
+            view = client.get_operation(long.operation_id)
+            step = view.progress.step or 0
+            return view if step >= 2 and view.checkpoint_sha256 else None
+
+        seen = wait_until(training_with_a_checkpoint, "epoch progress and a checkpoint", 120,
+                          _logs(api))  # fmt: skip
+        assert seen.state == OperationState.RUNNING
+        assert seen.progress.total_steps == 500 and "epoch" in seen.progress.message
+        assert {"train_loss", "val_loss"} <= set(seen.progress.metrics)
+        assert 0 < seen.progress.percent < 100
+        assert client.artifact_exists(seen.checkpoint_sha256)
+
+        client.cancel_operation(long.operation_id)
+        cancelled = wait_for_state(api, long.operation_id, DONE, "to end", logs=_logs(api))
+        assert cancelled.state == OperationState.CANCELLED
+        # The worker confirmed it: not the "never confirmed" of a lease that ran out.
+        assert cancelled.reproducibility.attempts[0].outcome == AttemptOutcome.CANCELLED
+
+        # And it goes on working.
+        short = client.start_training(TINY_STRATEGY, {"training.epochs": 1})
+        done = wait_for_state(api, short.operation_id, DONE, "to end", logs=_logs(api))
+        assert done.state == OperationState.COMPLETED, done.error
+        assert done.reproducibility.attempts[0].worker_id == worker.worker_id
+
+
+def test_a_job_that_cannot_run_fails_with_the_reason(api, eurusd, thread_worker):
+    thread_worker("training")
+    thread_worker("backtest")
+    with api.client() as client:
+        trained = client.start_training(TINY_STRATEGY, {"training.epochs": 1})
+        assert wait_for_state(api, trained.operation_id, DONE, "to end").state == "completed"
+        [model] = client.list_models()
+        # A period after the last bar: the engine's own words come back as the error.
+        backtest = client.start_backtest(
+            model.model_id, start="2030-01-01T00:00:00Z", end="2030-02-01T00:00:00Z"
+        )
+        view = wait_for_state(api, backtest.operation_id, DONE, "to end", logs=_logs(api))
+    assert view.state == OperationState.FAILED
+    assert "ModelBacktestError" in view.error and "2030-01-01" in view.error
+
+
+def test_worker_registers_again_after_the_backend_restarts_on_a_fresh_database(
+    api, thread_worker, tmp_path
+):
+    worker = thread_worker("backtest")
+
+    def listed_idle():
+        with api.client() as client:
+            return any(
+                w.worker_id == worker.worker_id and w.status == WorkerStatus.IDLE
+                for w in client.list_workers()
+            )
+
+    wait_until(listed_idle, "the worker registered", 60)
+    api.kill()
+    api.start(home=tmp_path / "fresh-home")  # same port, an empty database
+    wait_until(listed_idle, "the worker registered on the new backend", 60, _logs(api))
+    assert worker.error is None
+
+
+@pytest.mark.parametrize("api", [{"lease_seconds": 30.0}], indirect=True)
+def test_a_backend_crash_mid_training_does_not_lose_the_job(api, eurusd, thread_worker):
+    worker = thread_worker("training")
+    with api.client() as client:
+        started = client.start_training(
+            TINY_STRATEGY, {"training.epochs": 12, "training.batch_size": 64}
+        )
+        wait_until(
+            lambda: client.get_operation(started.operation_id).state == OperationState.RUNNING,
+            "the training to start",
+        )
+    api.kill()
+    api.start()  # same database; the lease (30 s) outlives the outage
+    view = wait_for_state(api, started.operation_id, DONE, "to end", 120, _logs(api))
+    assert view.state == OperationState.COMPLETED, view.error
+    [attempt] = view.reproducibility.attempts  # the same attempt carried on
+    assert attempt.worker_id == worker.worker_id
