@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from model_data import example_for
+import yaml
+from model_data import PLANTED_STRATEGY, example_for, planted_market
 
 from ktrdr_core.bundles import read_manifest
 from ktrdr_core.reports import load_training_result
+from ktrdr_core.strategy.loading import load_strategy
 from ktrdr_worker.models.pipeline import StrategyTrainingError, train_strategy
 from ktrdr_worker.models.training import TrainingCancelled
 
@@ -117,3 +119,21 @@ def test_multi_timeframe_gru_example_trains_on_real_hourly_data(eurusd):
     manifest = read_manifest(outcome.bundle)
     assert manifest.warmup_bars >= 33 + 7  # MACD(12, 26, 9) warm-up plus the window
     assert pd.Timestamp(manifest.splits["train"].start) > eurusd.index[manifest.warmup_bars - 1]
+
+
+def test_several_symbols_train_one_model_on_a_common_timeline():
+    data = yaml.safe_load(PLANTED_STRATEGY)
+    data["data"]["symbols"] = ["AAA", "BBB"]
+    data["training"]["epochs"] = 2
+    strategy = load_strategy(data)
+    early, late = planted_market(1200, seed=1), planted_market(900, seed=2)
+    late.index = late.index + pd.Timedelta(hours=300)  # BBB starts later
+    outcome = train_strategy(strategy, {"AAA": early, "BBB": late}, threads=1, explain_repeats=1)
+    manifest = read_manifest(outcome.bundle)
+    assert [record.symbol for record in manifest.data] == ["AAA", "BBB"]
+    assert manifest.data[1].checksum != manifest.data[0].checksum
+    for part in ("train", "validation", "test"):
+        assert sum(r.samples[part] for r in manifest.data) == manifest.splits[part].samples
+    # Both symbols are tested on the same calendar period.
+    assert manifest.data[0].samples["test"] > 0 and manifest.data[1].samples["test"] > 0
+    assert manifest.splits["test"].start > manifest.splits["validation"].end

@@ -12,9 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "e2e"))
 
-from ktrdr_stack import ApiServer, WorkerProcess, eurusd_csv  # noqa: E402
+from ktrdr_stack import ApiServer, WorkerProcess, eurusd_csv
 
-from ktrdr_core.protocol import DatasetView, OperationKind  # noqa: E402
+from ktrdr_core.protocol import DatasetView, OperationKind
 
 LEASE_SECONDS = 3.0  # heartbeats every second; a frozen worker loses its lease quickly
 

@@ -10,7 +10,8 @@ from ktrdr_stack import TINY_STRATEGY, wait_for_state, wait_until
 from ktrdr_core.protocol import AttemptOutcome, OperationState, WorkerStatus
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-LONG = {"training.epochs": 500, "training.batch_size": 32}  # minutes: only ever cancelled
+# Minutes of training, never stopping early: these runs are only ever interrupted.
+LONG = {"training.epochs": 500, "training.batch_size": 32, "training.early_stopping": None}
 
 
 def _logs(api):
@@ -50,6 +51,7 @@ def test_progress_and_checkpoints_reach_the_backend_and_cancel_stops_the_job(
 
         def training_with_a_checkpoint():
             view = client.get_operation(long.operation_id)
+            assert view.state == OperationState.RUNNING or view.state == "pending", view.error
             step = view.progress.step or 0
             return view if step >= 2 and view.checkpoint_sha256 else None
 

@@ -236,7 +236,8 @@ class BacktestReport(_Doc):
     calendar: dict[str, Any]
     metrics: dict[str, Metric]
     buy_and_hold: dict[str, Metric] = Field(
-        description="The same equity metrics for holding the asset over the same bars."
+        description="The same metrics for holding the asset over the same bars (bought at the "
+        "second bar's open, with the strategy's position size, commission and slippage)."
     )
     signal_counts: SignalCounts
     zero_trade_reason: str | None = Field(

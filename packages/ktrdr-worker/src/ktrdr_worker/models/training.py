@@ -390,7 +390,9 @@ def train_network(
 
         epoch, batch = 0, 0
         permutation: torch.Tensor | None = None
-        loss_sum, seen = 0.0, 0
+        # Summed on the device: reading the loss every batch would stall a GPU.
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
         history: list[dict[str, Any]] = []
         best_loss, best_epoch, bad_epochs = math.inf, 0, 0
         best_state = copy.deepcopy(network.state_dict())
@@ -406,7 +408,8 @@ def train_network(
                 torch.cuda.set_rng_state(resume_state["cuda_rng"])
             epoch, batch = int(resume_state["epoch"]), int(resume_state["batch"])
             permutation = resume_state["permutation"]
-            loss_sum, seen = float(resume_state["loss_sum"]), int(resume_state["seen"])
+            loss_sum = resume_state["loss_sum"].to(device)
+            seen = int(resume_state["seen"])
             history = list(resume_state["history"])
             best_loss = float(resume_state["best_loss"])
             best_epoch = int(resume_state["best_epoch"])
@@ -430,7 +433,7 @@ def train_network(
                 "epoch": epoch,
                 "batch": batch,
                 "permutation": permutation,
-                "loss_sum": loss_sum,
+                "loss_sum": loss_sum.detach().to("cpu"),
                 "seen": seen,
                 "history": history,
                 "best_loss": best_loss,
@@ -447,14 +450,14 @@ def train_network(
         while epoch < config.epochs and not stopped_early:
             if permutation is None:
                 permutation = torch.randperm(n, generator=shuffle)
+            order = permutation.to(device)
             epoch_started = time.perf_counter()
             network.train()
             while batch < n_batches:
                 if should_cancel is not None and should_cancel():
                     saved = _save_checkpoint(ckpt_file, snapshot()) if ckpt_file else None
                     raise TrainingCancelled(epoch, batch, saved)
-                index = permutation[batch * config.batch_size : (batch + 1) * config.batch_size]
-                index = index.to(device)
+                index = order[batch * config.batch_size : (batch + 1) * config.batch_size]
                 inputs = window_gather(features, train_ends[index], spec.window)
                 target = train_labels[index]
                 optimizer.zero_grad(set_to_none=True)
@@ -463,9 +466,11 @@ def train_network(
                 if config.grad_clip > 0:
                     nn.utils.clip_grad_norm_(parameters, config.grad_clip, foreach=True)
                 optimizer.step()
-                loss_sum += float(loss.detach()) * int(target.shape[0])
+                loss_sum += loss.detach() * target.shape[0]
                 seen += int(target.shape[0])
                 batch += 1
+            if device == "cuda":
+                torch.cuda.synchronize()  # queued kernels belong to this epoch's time
             epoch_seconds = time.perf_counter() - epoch_started
             val_loss, val_acc, val_bal = _evaluate(
                 network, val_features, val_ends, val_labels, spec.window, weights
@@ -484,7 +489,7 @@ def train_network(
             report = EpochReport(
                 epoch=epoch + 1,
                 epochs=config.epochs,
-                train_loss=loss_sum / max(seen, 1),
+                train_loss=float(loss_sum) / max(seen, 1),
                 val_loss=val_loss,
                 val_accuracy=val_acc,
                 val_balanced_accuracy=val_bal,
@@ -496,7 +501,8 @@ def train_network(
             )
             history.append(report.to_dict())
             epoch += 1
-            batch, permutation, loss_sum, seen = 0, None, 0.0, 0
+            batch, permutation, seen = 0, None, 0
+            loss_sum = torch.zeros((), device=device)
             stopped_early = (
                 config.early_stopping_patience > 0 and bad_epochs >= config.early_stopping_patience
             )

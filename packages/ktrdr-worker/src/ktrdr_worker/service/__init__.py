@@ -80,8 +80,15 @@ def serve(kind: OperationKind | str) -> int:
     except TorchUnavailableError as exc:
         print(f"ktrdr-worker: {exc}", file=sys.stderr)
         return 1
-    _warm_up(config.kind)
-    worker = Worker(config, runtime)
+    try:
+        worker = Worker(config, runtime)
+    except OSError as exc:
+        print(
+            f"ktrdr-worker: cannot use the cache folder {config.cache_dir}: {exc} "
+            "(KTRDR_WORKER_CACHE)",
+            file=sys.stderr,
+        )
+        return 2
     _install_signal_handlers(worker)
     health = None
     if config.health_port is not None:
@@ -95,6 +102,9 @@ def serve(kind: OperationKind | str) -> int:
             )
             return 2
     try:
+        # /health answers "starting" meanwhile; a signal now stops the worker before it
+        # registers.
+        _warm_up(config.kind)
         return worker.run()
     except (WorkerFatalError, ApiError) as exc:
         print(f"ktrdr-worker: {exc}", file=sys.stderr)

@@ -92,8 +92,13 @@ class Heartbeater:
         """Send the next heartbeat at once (new progress worth telling, a new checkpoint)."""
         self._wake.set()
 
-    def watch_checkpoint(self, path: Path) -> None:
-        """Upload ``path`` whenever it changes, and name it in the following heartbeat."""
+    def watch_checkpoint(self, path: Path | None) -> None:
+        """Upload ``path`` whenever it changes, and name it in the following heartbeat
+        (None: stop watching, e.g. once the training is over)."""
+        if path is None:
+            with self._lock:
+                self._watched = None
+            return
         if self.snapshot_dir is None:
             raise ValueError("watch_checkpoint needs a snapshot_dir to copy checkpoints into")
         with self._lock:

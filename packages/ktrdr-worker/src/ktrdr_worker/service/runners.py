@@ -123,6 +123,7 @@ def run_training(job: Job) -> TrainingResult:
         job.check()
         raise  # cancelled without a reason we know of: report it as a failure
 
+    job.heartbeat.watch_checkpoint(None)  # the run is over: its last checkpoint is not needed
     job.check(finishing=True)
     job.progress(_TRAINING_DONE, "uploading the model bundle", now=True)
     bundle = job.workdir / "bundle.zip"

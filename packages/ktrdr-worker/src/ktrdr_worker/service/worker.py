@@ -209,11 +209,10 @@ class Worker:
                 raise WorkerFatalError(f"the backend refuses this worker: {exc}") from exc
             raise
 
-    def _register(self) -> None:
+    def _register_now(self) -> None:
+        """One registration call; a refusal retrying cannot fix is fatal."""
         try:
-            view = self._idle_call(
-                lambda: self.client.register_worker(self.registration()), "registration"
-            )
+            view = self.client.register_worker(self.registration())
         except ApiError as exc:
             if exc.status in (409, 422):
                 raise WorkerFatalError(f"registration refused: {exc}") from exc
@@ -227,27 +226,25 @@ class Worker:
         )
 
     def _next_claim(self) -> ClaimResponse | None:
-        """Register if needed, then one long poll; None when nothing came (or on a 404,
-        after which the worker registers again)."""
-        if self._needs_registration:
-            self._register()
-        self._set_state("idle", api_reachable=True)
+        """(Re-)register when needed, then one long poll; None when nothing came (or on a
+        404, after which the worker registers again)."""
+
+        def register_and_claim() -> ClaimResponse | None:
+            # Inside the retried call: the moment the backend answers again, the worker
+            # registers, instead of after a long poll on a backend that may have forgotten it.
+            if self._needs_registration:
+                self._register_now()
+                self._set_state("idle", api_reachable=True)
+            return self.client.claim(self.config.worker_id, self.config.poll_seconds)
+
         try:
-            claim = self._idle_call(
-                lambda: self.client.claim(self.config.worker_id, self.config.poll_seconds),
-                "claim",
-            )
+            return self._idle_call(register_and_claim, "claim")
         except ApiError as exc:
             if exc.status == 404:
                 log.warning("the backend does not know this worker (%s); registering again", exc)
                 self._needs_registration = True
                 return None
             raise
-        if self._needs_registration:
-            # The backend was away during this call; if it came back on the same database it
-            # may have handed out work, which we run; we register again right after.
-            log.info("backend reachable again")
-        return claim
 
     def _release_unstarted(self, claim: ClaimResponse) -> None:
         try:
