@@ -128,3 +128,36 @@ def test_a_backend_crash_mid_training_does_not_lose_the_job(api, eurusd, thread_
     assert view.state == OperationState.COMPLETED, view.error
     [attempt] = view.reproducibility.attempts  # the same attempt carried on
     assert attempt.worker_id == worker.worker_id
+
+
+def test_health_endpoint_follows_the_worker(api, thread_worker):
+    import httpx
+
+    from ktrdr_worker.service.health import HealthServer
+
+    worker = thread_worker("backtest")
+    health = HealthServer(worker.worker.snapshot).start()
+    url = f"http://127.0.0.1:{health.port}/health"
+    try:
+        idle = wait_until(
+            lambda: (r := httpx.get(url)).json()["status"] == "idle" and r, "an idle worker"
+        )
+        assert idle.status_code == 200
+        assert idle.json()["worker_id"] == worker.worker_id and idle.json()["operation_id"] is None
+        worker.stop()
+        stopped = httpx.get(url)
+        assert stopped.status_code == 503 and stopped.json()["status"] == "stopped"
+    finally:
+        health.stop()
+
+
+@pytest.mark.parametrize("api", [{"token": "right-token"}], indirect=True)
+def test_a_worker_the_backend_refuses_stops_with_the_reason(api, tmp_path, runtime):
+    from ktrdr_worker.service import Worker, WorkerConfig
+    from ktrdr_worker.service.worker import WorkerFatalError
+
+    config = WorkerConfig(
+        kind="training", api_url=api.url, api_token="wrong-token", cache_dir=tmp_path / "c"
+    )
+    with pytest.raises(WorkerFatalError, match="401"):
+        Worker(config, runtime).run()

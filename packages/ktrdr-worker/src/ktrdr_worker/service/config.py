@@ -72,6 +72,12 @@ class WorkerConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", OperationKind(self.kind))
+        except ValueError:
+            raise WorkerConfigError(
+                f"worker kind {self.kind!r}: expected training or backtest"
+            ) from None
         if not self.worker_id:
             object.__setattr__(self, "worker_id", default_worker_id(self.kind))
         if not _WORKER_ID_RE.fullmatch(self.worker_id):

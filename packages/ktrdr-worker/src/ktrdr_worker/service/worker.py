@@ -51,7 +51,7 @@ from ktrdr_worker.service.config import WorkerConfig
 from ktrdr_worker.service.heartbeat import Heartbeater
 from ktrdr_worker.service.job import Job
 from ktrdr_worker.service.logs import log_context
-from ktrdr_worker.service.retry import retry
+from ktrdr_worker.service.retry import is_transient, retry
 from ktrdr_worker.service.runners import RUNNERS, Runner
 
 __all__ = ["Worker", "WorkerFatalError", "WorkerStatus"]
@@ -313,6 +313,10 @@ class Worker:
         except Exception as exc:  # every way a job ends is reported; see _finish
             log.info("%s ended after %.1f s: %s", job.attempt.operation_id,
                      time.perf_counter() - started, exc)  # fmt: skip
+            if isinstance(exc, ApiError) and is_transient(exc) and self.stopping.is_set():
+                # Only a stopping worker gives up on an unreachable backend: the job did not
+                # fail, it was interrupted, so it goes back for another worker.
+                return StopRequested(f"stopping while the backend was unreachable: {exc}")
             return exc
         log.info("%s finished in %.1f s", job.attempt.operation_id, time.perf_counter() - started)
         return result
