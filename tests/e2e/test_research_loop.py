@@ -63,6 +63,7 @@ def test_import_train_backtest_report(stack, tmp_path):
         assert summary["epochs_run"] >= 1 and summary["symbols"] == ["EURUSD"]
         [model] = client.list_models()
         assert model.training_operation_id == training.operation_id
+        assert trained.result["model_id"] == model.model_id
         assert model.metadata["feature_names"] == summary["feature_names"]
         assert model.data[0].checksum == data.checksum
 

@@ -375,6 +375,18 @@ class Operations:
                 )
             catalog.add_references(session, shas, f"operation:{op.id}")
             progress = dict(op.progress or {}) | {"percent": 100.0}
+            stored = result.model_dump(mode="json")
+            if result.kind == "training":
+                # Catalogued in the same transaction, so the result can name the model a
+                # researcher backtests next.
+                model = catalog.create_model(
+                    session,
+                    op,
+                    result.bundle_sha256,  # type: ignore[union-attr]
+                    read_bundle=self._read_bundle,
+                    now=now,
+                )
+                stored["model_id"] = model.id
             self._finish(
                 session,
                 op,
@@ -383,16 +395,8 @@ class Operations:
                 now,
                 AttemptOutcome.COMPLETED,
                 None,
-                {"result": result.model_dump(mode="json"), "progress": progress},
+                {"result": stored, "progress": progress},
             )
-            if result.kind == "training":
-                catalog.create_model(
-                    session,
-                    op,
-                    result.bundle_sha256,  # type: ignore[union-attr]
-                    read_bundle=self._read_bundle,
-                    now=now,
-                )
             return to_view(op)
 
     def fail(self, worker_id: str, operation_id: str, failure: Failure) -> OperationView:

@@ -9,22 +9,14 @@ import typer
 
 from ktrdr_cli.context import table
 
-# Metric keys shown first, in this order; the rest follow alphabetically.
+# The metrics a person reads, in this order (the JSON output carries every key).
 HEADLINE = (
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "max_drawdown_duration_bars",
-    "calmar",
-    "volatility",
-    "num_trades",
-    "win_rate",
-    "profit_factor",
-    "exposure",
-)
-FRACTIONS = {"total_return", "cagr", "max_drawdown", "win_rate", "exposure", "volatility"}
+    "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "max_drawdown",
+    "max_drawdown_duration_bars", "calmar", "num_trades", "win_rate", "profit_factor",
+    "avg_bars_held", "exposure", "total_commission", "final_equity",
+)  # fmt: skip
+FRACTIONS = {"total_return", "cagr", "max_drawdown", "win_rate", "exposure", "annual_volatility"}
+MONEY = {"total_commission", "final_equity"}
 
 
 def number(key: str, value: Any) -> str:
@@ -32,8 +24,10 @@ def number(key: str, value: Any) -> str:
         return "-"
     if isinstance(value, float) and key in FRACTIONS:
         return f"{value * 100:.2f}%"
+    if isinstance(value, float) and key in MONEY:
+        return f"{value:,.2f}"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3f}"
     return str(value)
 
 
@@ -43,7 +37,7 @@ def metric_value(entry: Any) -> Any:
 
 
 def ordered_keys(metrics: dict[str, Any]) -> list[str]:
-    return [k for k in HEADLINE if k in metrics] + sorted(k for k in metrics if k not in HEADLINE)
+    return [k for k in HEADLINE if k in metrics]
 
 
 def show_training(result: dict[str, Any]) -> None:

@@ -34,9 +34,9 @@ class Regime:
 
 
 REGIMES = (
-    Regime("bull", 0.0008, 0.011),
-    Regime("sideways", 0.0, 0.008),
-    Regime("bear", -0.0009, 0.018),
+    Regime("bull", 0.0008, 0.016),
+    Regime("sideways", 0.0, 0.013),
+    Regime("bear", -0.0010, 0.026),
 )
 # Daily probabilities of switching: regimes last weeks to months.
 SWITCH = (
