@@ -6,6 +6,9 @@ Standard library only, so the CLI can make data anywhere. The price path has:
   drift and volatility level, so trends and ranges alternate as in real markets;
 - volatility clustering: a GARCH(1, 1) variance around the regime's level, so calm
   and turbulent stretches follow each other;
+- a mild pull back towards a two-week average after stretched moves (short-term
+  mean reversion, as seen in many markets), so oscillator zones such as RSI's carry
+  some information and a model has something real to find;
 - bars built from sub-steps, so high and low are real extremes of the path and
   every bar satisfies low ≤ open, close ≤ high.
 
@@ -45,6 +48,8 @@ SWITCH = (
     (0.010, 0.020, 0.970),
 )
 SUB_STEPS = 8  # path points inside each bar: high/low are extremes of this path
+REVERSION_DAYS = 10.0  # span of the average that stretched prices are pulled back to
+REVERSION = 0.35  # daily pull, in daily-volatility units, per unit of stretch (z-score)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ def simulate_bars(
     price = start_price
     variance = REGIMES[regime].daily_vol ** 2
     alpha, beta = 0.08, 0.90  # GARCH(1,1): shock weight and persistence, per day
+    anchor = math.log(price)  # exponential average of log price over REVERSION_DAYS
+    smoothing = 1.0 - math.exp(-days / REVERSION_DAYS)
     for index in range(bars):
         # Regime switches happen on a per-day clock, whatever the bar size.
         stay = SWITCH[regime][regime] ** days
@@ -89,7 +96,10 @@ def simulate_bars(
             regime = rng.choices(others, weights)[0]
         level = REGIMES[regime].daily_vol ** 2
         step_var = variance * days / SUB_STEPS
-        drift = REGIMES[regime].drift * days / SUB_STEPS
+        daily_vol = math.sqrt(variance)
+        stretch = (math.log(price) - anchor) / (daily_vol * math.sqrt(REVERSION_DAYS))
+        daily_drift = REGIMES[regime].drift - REVERSION * stretch * daily_vol
+        drift = daily_drift * days / SUB_STEPS
         open_ = price
         high = low = price
         shock_sum = 0.0
@@ -104,6 +114,7 @@ def simulate_bars(
         variance = (1 - weight) * variance + weight * (
             (1 - alpha - beta) * level + alpha * daily_shock + beta * variance
         )
+        anchor += smoothing * (math.log(price) - anchor)
         activity = 1.0 + 40.0 * abs(math.log(price / open_))  # busier markets trade more
         volume = round(1_000_000 * days * activity * rng.uniform(0.7, 1.3), 2)
         yield Bar(
