@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services import PostgresServer, start_postgres  # noqa: E402
+from services import PostgresServer, start_postgres
 
 _db_names = itertools.count()
 

@@ -1,5 +1,6 @@
 """The seeded market simulator: valid, reproducible bars with the character of a market."""
 
+import itertools
 import math
 import statistics
 
@@ -11,7 +12,7 @@ from ktrdr_core.simulator import simulate_bars, simulate_csv
 
 def _returns(bars):
     closes = [bar.close for bar in bars]
-    return [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False)]
+    return [math.log(b / a) for a, b in itertools.pairwise(closes)]
 
 
 def _autocorrelation(values, lag):
