@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
-import json
 import time
-import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ktrdr_core.bundles import BUNDLE_FORMAT, write_bundle
 from ktrdr_core.protocol import DataRef, TrainingInputs
 
 API = "/api/v1"
@@ -83,13 +81,79 @@ def training_inputs(data_checksum: str, name: str = "s1") -> TrainingInputs:
     )
 
 
-def bundle_bytes(metadata: dict | None = None) -> bytes:
-    """A minimal model bundle: a zip holding bundle.json (and some weights bytes)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        bundle.writestr("bundle.json", json.dumps(metadata or {"format": "test", "features": []}))
-        bundle.writestr("weights.bin", b"\x00" * 64)
-    return buffer.getvalue()
+WEIGHTS = b"\x00weights: bytes the backend never unpickles\x00" * 4
+
+
+def bundle_manifest(
+    *,
+    name: str = "s1",
+    feature_names: list[str] | None = None,
+    symbol: str = "GOOG",
+    timeframe: str = "1d",
+    weights: bytes = WEIGHTS,
+) -> dict:
+    """A complete ``bundle.json`` (the ktrdr-core schema) for a small model on ``symbol``."""
+    features = feature_names or ["1d_rsi_zone_oversold", "1d_rsi_zone_overbought"]
+    per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
+    part = {
+        "start": "2020-01-01T00:00:00Z",
+        "end": "2020-06-01T00:00:00Z",
+        "samples": 30,
+        "class_counts": {"BUY": 10, "HOLD": 10, "SELL": 10},
+    }
+    return {
+        "format": BUNDLE_FORMAT,
+        "created_at": "2025-01-06T12:00:00Z",
+        "strategy": {"name": name, "hash": "ab" * 32, "text": f"name: {name}\n", "config": {}},
+        "feature_names": features,
+        "model": {"type": "mlp", "hidden_layers": [8], "dropout": 0.0},
+        "training": {"epochs": 3},
+        "labels": {"method": "forward_return"},
+        "decisions": {"confidence_threshold": 0.5},
+        "backtest": {"capital": 10_000.0},
+        "timeframe": timeframe,
+        "extra_timeframes": [],
+        "warmup_bars": 14,
+        "data": [
+            {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "checksum": "cd" * 32,
+                "rows": 100,
+                "first": "2020-01-01T00:00:00Z",
+                "last": "2020-12-31T00:00:00Z",
+                "samples": {"train": 30, "validation": 30, "test": 30},
+            }
+        ],
+        "splits": {"train": part, "validation": part, "test": part},
+        "seed": 7,
+        "device": "cpu",
+        "versions": {"ktrdr-core": "0.1.0"},
+        "history": [],
+        "best_epoch": 1,
+        "test_metrics": {
+            "samples": 30,
+            "accuracy": 0.5,
+            "balanced_accuracy": 0.5,
+            "per_class": {"BUY": per_class, "HOLD": per_class, "SELL": per_class},
+            "confusion_matrix": [[5, 5, 0], [0, 5, 5], [5, 0, 5]],
+            "baseline": {"class": "HOLD", "accuracy": 0.34, "balanced_accuracy": 1 / 3},
+        },
+        "explanations": [],
+        "weights": {
+            "file": "weights.pt",
+            "sha256": hashlib.sha256(weights).hexdigest(),
+            "bytes": len(weights),
+            "n_features": len(features),
+            "parameters": 51,
+        },
+    }
+
+
+def bundle_bytes(*, weights: bytes = WEIGHTS, **manifest_changes) -> bytes:
+    """A real model bundle written by ktrdr_core.bundles.write_bundle (manifest checked);
+    other ``weights`` give another bundle (another sha256)."""
+    return write_bundle(bundle_manifest(weights=weights, **manifest_changes), weights)
 
 
 def upload_artifact(client, data: bytes, kind: str) -> str:

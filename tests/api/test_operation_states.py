@@ -225,7 +225,7 @@ def test_heartbeat_of_a_cancel_requested_operation_says_cancel(ops, clock, bundl
 
 def test_second_completion_is_refused_and_result_kept(ops, clock, bundle_sha, data_sha, client):
     op_id, attempt = make(ops, "completed", clock, bundle_sha, data_sha)
-    other_bundle = upload_artifact(client, bundle_bytes({"format": "other"}), "bundle")
+    other_bundle = upload_artifact(client, bundle_bytes(weights=b"other weights"), "bundle")
     with pytest.raises(OperationConflict, match="already completed"):
         ops.complete(
             WORKER,

@@ -9,6 +9,7 @@ import json
 import pytest
 from api_support import API, bundle_bytes, packaged_csv
 
+from ktrdr_core.bundles import read_manifest
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.errors import ApiError
 from ktrdr_core.examples import read_example
@@ -100,9 +101,8 @@ def test_full_loop(kc, goog, tmp_path):
         "trainer-1", offer.operation_id, offer.attempt, progress=Progress(percent=50, step=100)
     )
     assert beat.cancel is False
-    metadata = {"format": "ktrdr-bundle/1", "features": validation.features}
     bundle_path = tmp_path / "bundle.zip"
-    bundle_path.write_bytes(bundle_bytes(metadata))
+    bundle_path.write_bytes(bundle_bytes(feature_names=validation.features))
     bundle = kc.upload_artifact(bundle_path, ArtifactKind.BUNDLE)
     done = kc.complete_operation(
         "trainer-1",
@@ -114,7 +114,9 @@ def test_full_loop(kc, goog, tmp_path):
     assert done.reproducibility.attempts[0].worker_versions["torch"] == "2.13.0"
 
     [model] = kc.list_models()
-    assert model.metadata == metadata and model.training_operation_id == training.operation_id
+    assert model.metadata == read_manifest(bundle_path).model_dump(mode="json", by_alias=True)
+    assert model.metadata["feature_names"] == validation.features
+    assert model.training_operation_id == training.operation_id
     assert model.data[0].checksum == goog.checksum
     assert kc.download_model(model.model_id, tmp_path / "m.zip") == bundle.sha256
 
@@ -192,7 +194,8 @@ def test_bundle_without_metadata_is_refused(kc, goog, tmp_path):
     not_a_bundle = TrainingResult(bundle_sha256=sha)
     with pytest.raises(ApiError) as caught:
         kc.complete_operation("t", offer.operation_id, offer.attempt, not_a_bundle)
-    assert caught.value.status == 422 and "not a zip file" in str(caught.value)
+    assert caught.value.status == 422 and "not a zip archive" in str(caught.value)
+    assert str(tmp_path) not in str(caught.value) and "/artifacts/" not in str(caught.value)
     assert kc.list_models() == []
 
 

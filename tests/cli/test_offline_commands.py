@@ -75,3 +75,31 @@ def test_schema_is_json_naming_every_section():
     schema = json.loads(result.stdout)
     for section in ("data", "indicators", "fuzzy_sets", "inputs", "model", "labels"):
         assert section in schema["properties"]
+
+
+def test_json_output_of_the_offline_commands(tmp_path):
+    listed = json.loads(runner.invoke(app, ["--json", "indicators", "list"]).stdout)
+    assert {"rsi", "macd", "atr"} <= {spec["name"] for spec in listed}
+    macd = json.loads(runner.invoke(app, ["--json", "indicators", "show", "macd"]).stdout)
+    assert macd["outputs"] == ["macd", "signal", "hist"]
+    assert [p["name"] for p in macd["params"]] == ["fast", "slow", "signal"]
+
+    target = tmp_path / "s.yaml"
+    written = json.loads(runner.invoke(app, ["--json", "strategies", "init", str(target)]).stdout)
+    assert written == {"path": str(target), "example": "rsi_zones"}
+    shown = json.loads(runner.invoke(app, ["--json", "strategies", "show", str(target)]).stdout)
+    assert shown["name"] == "rsi_zones" and shown["features"][0] == "1d_rsi_zone_oversold"
+
+    target.write_text(target.read_text().replace("\nname:", "\nnmae: typo\nname:", 1))
+    missing = tmp_path / "missing.yaml"
+    checked = runner.invoke(app, ["--json", "strategies", "validate", str(target), str(missing)])
+    assert checked.exit_code == 1
+    results = json.loads(checked.stdout)
+    assert [(r["file"], r["ok"]) for r in results] == [(str(target), False), (str(missing), False)]
+    assert any("nmae" in issue["path"] + issue["message"] for issue in results[0]["issues"])
+    assert results[1]["issues"][0]["message"] == "no such file"
+
+    schema_file = tmp_path / "schema.json"
+    saved = runner.invoke(app, ["--json", "strategies", "schema", "-o", str(schema_file)])
+    assert json.loads(saved.stdout) == {"path": str(schema_file)}
+    assert "properties" in json.loads(schema_file.read_text())

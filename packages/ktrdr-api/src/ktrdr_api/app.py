@@ -8,19 +8,18 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from ktrdr_api import errors
+from ktrdr_api import catalog, errors
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import ProtocolCheck, TokenAuth
-from ktrdr_api.bundles import read_bundle_metadata
 from ktrdr_api.db import make_engine
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
+from ktrdr_api.metrics import Metrics, RequestTimer
 from ktrdr_api.operations import Operations, utcnow
 from ktrdr_api.routes import (
     artifacts,
@@ -33,6 +32,7 @@ from ktrdr_api.routes import (
     training,
     workers,
 )
+from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_core.settings import Settings
 from ktrdr_core.version import __version__
 
@@ -62,13 +62,20 @@ def create_app(
         sessions,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
-        read_bundle=lambda sha: read_bundle_metadata(store.path(sha)),
+        read_bundle=lambda sha: catalog.read_model_bundle(store.path(sha), sha),
         clock=clock,
     )
     dispatcher = Dispatcher(ops)
     ops.on_pending = dispatcher.notify
+    metrics = Metrics()
+    ops.on_transition = metrics.count_transition
     backend = Backend(
-        settings=settings, sessions=sessions, operations=ops, dispatcher=dispatcher, store=store
+        settings=settings,
+        sessions=sessions,
+        operations=ops,
+        dispatcher=dispatcher,
+        store=store,
+        metrics=metrics,
     )
     interval = sweep_interval_s or min(1.0, settings.lease_seconds / 4)
 
@@ -102,28 +109,25 @@ def create_app(
     app.state.backend = backend
     for module in ROUTERS:
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(metrics_route.router)  # /metrics, where Prometheus looks
     errors.install(app)
     app.add_middleware(ProtocolCheck)
     if settings.api_token:
-        # Added last, so it runs first: nothing else sees an unauthenticated request.
+        # Added after the others, so it runs before them: nothing else sees an
+        # unauthenticated request.
         app.add_middleware(TokenAuth, token=settings.api_token)
+    # Outermost: times every request, refused ones included.
+    app.add_middleware(RequestTimer, metrics=metrics)
     return app
 
 
 async def _sweep_leases(ops: Operations, interval_s: float) -> None:
-    """Every ``interval_s`` seconds, requeue or fail operations whose lease ran out."""
+    """Every ``interval_s`` seconds, requeue or fail operations whose lease ran out (each
+    change is logged by the state machine)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            changed: list[Any] = await asyncio.to_thread(ops.expire_leases)
+            await asyncio.to_thread(ops.expire_leases)
         except SQLAlchemyError as exc:
             # The database may be restarting; the next sweep tries again.
             log.warning("lease sweep failed: %s", str(exc).splitlines()[0])
-            continue
-        for view in changed:
-            log.info(
-                "operation %s: lease lost, now %s",
-                view.operation_id,
-                view.state,
-                extra={"operation_id": view.operation_id, "worker_id": view.worker_id},
-            )

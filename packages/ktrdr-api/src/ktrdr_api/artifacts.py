@@ -22,6 +22,7 @@ from typing import BinaryIO
 from ktrdr_core.errors import KtrdrError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1024 * 1024  # bytes read at a time when hashing a staged file
 
 
 class ArtifactError(KtrdrError):
@@ -94,6 +95,15 @@ class _Writer:
     def abort(self) -> None:
         self._file.close()
         self._path.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ArtifactStore:
@@ -181,6 +191,31 @@ class ArtifactStore:
 
     def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredArtifact:
         return self.put([data], expected_sha256=expected_sha256)
+
+    def adopt(self, staged: Path, *, expected_sha256: str | None = None) -> StoredArtifact:
+        """Move a file written by :meth:`stage` into the store under its sha256.
+
+        The file is hashed (read in chunks), flushed to disk and renamed into place, so it is
+        never copied. Raises ChecksumMismatch when its sha256 is not ``expected_sha256``; the
+        staged file is then left for the caller to delete.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        with staged.open("rb") as file:
+            while chunk := file.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(file.fileno())
+        sha = digest.hexdigest()
+        if expected_sha256 is not None and sha != expected_sha256:
+            raise ChecksumMismatch(
+                f"upload has sha256 {sha} but the sender announced {expected_sha256}: "
+                "the transfer was corrupted or the wrong file was sent"
+            )
+        final = self.path(sha)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+        return StoredArtifact(sha256=sha, size=size)
 
     async def stage(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None) -> Path:
         """Write an async stream to a temporary file (not content-addressed) and return it.

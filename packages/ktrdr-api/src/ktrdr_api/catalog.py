@@ -12,14 +12,19 @@ and the state change it belongs to commit together.
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation
+from ktrdr_core.bundles import BundleError, BundleManifest, read_manifest
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     ArtifactKind,
@@ -29,6 +34,7 @@ from ktrdr_core.protocol import (
     ModelView,
     OperationState,
     TrainingInputs,
+    normalise_symbol,
 )
 
 
@@ -73,16 +79,28 @@ def artifact_view(session: Session, row: Artifact) -> ArtifactView:
     )
 
 
-def add_references(session: Session, shas: Iterable[str], referrer: str) -> None:
-    """Record that ``referrer`` uses each artifact in ``shas`` (idempotent)."""
-    for sha in dict.fromkeys(shas):
-        exists = session.scalar(
-            select(ArtifactRef.id).where(
-                ArtifactRef.sha256 == sha, ArtifactRef.referrer == referrer
+def add_references(
+    session: Session, shas: Iterable[str], referrer: str, *, new_referrer: bool = False
+) -> None:
+    """Record that ``referrer`` uses each artifact in ``shas`` (idempotent).
+
+    ``new_referrer``: the referrer was created in this transaction, so it refers to nothing
+    yet and the look-up is skipped (operations are created on the claim-latency path).
+    """
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return
+    known: set[str] = set()
+    if not new_referrer:
+        known = set(
+            session.scalars(
+                select(ArtifactRef.sha256).where(
+                    ArtifactRef.referrer == referrer, ArtifactRef.sha256.in_(wanted)
+                )
             )
         )
-        if exists is None:
-            session.add(ArtifactRef(sha256=sha, referrer=referrer))
+    missing = [sha for sha in wanted if sha not in known]
+    session.add_all(ArtifactRef(sha256=sha, referrer=referrer) for sha in missing)
     session.flush()
 
 
@@ -272,23 +290,73 @@ def model_view(session: Session, row: Model) -> ModelView:
     )
 
 
+IMPORTED_DATA_VERSION = 0
+"""``DataRef.version`` of the data an imported model names: it was not catalogued here."""
+
+_HASH_CHUNK = 1024 * 1024
+
+
+def read_model_bundle(path: Path, sha256: str) -> BundleManifest:
+    """The validated ``bundle.json`` of the stored bundle ``sha256`` at ``path``.
+
+    The manifest is checked against its schema in ktrdr-core and the weights member against
+    the sha256 and size it records, streamed (never unpickled, never held whole). Raises
+    BundleError saying what is wrong; the message names the bundle by its checksum, not by
+    the server's file path.
+    """
+    where = f"model bundle {sha256[:12]}"
+    try:
+        manifest = read_manifest(path)
+        weights = manifest.weights
+        digest = hashlib.sha256()
+        size = 0
+        with zipfile.ZipFile(path) as archive:
+            try:
+                member = archive.open(weights.file)
+            except KeyError:
+                raise BundleError(
+                    f"{path}: bundle.json names weights {weights.file!r}, which the zip lacks"
+                ) from None
+            with member:
+                while chunk := member.read(_HASH_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+    except BundleError as exc:
+        raise BundleError(str(exc).replace(str(path), where)) from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        # A member that does not inflate (truncated, corrupt) after the manifest read fine.
+        raise BundleError(f"{where}: unreadable zip member ({exc})") from None
+    if digest.hexdigest() != weights.sha256 or size != weights.bytes:
+        raise BundleError(
+            f"{where}: {weights.file} does not match bundle.json (sha256 "
+            f"{digest.hexdigest()[:12]}…, {size} bytes vs {weights.sha256[:12]}…, "
+            f"{weights.bytes} bytes): the bundle is corrupt or was altered"
+        )
+    return manifest
+
+
+def _metadata(manifest: BundleManifest) -> dict[str, Any]:
+    # bundle.json as written (aliases included), so a listing shows what the file holds.
+    return manifest.model_dump(mode="json", by_alias=True)
+
+
 def create_model(
     session: Session,
     op: Operation,
     bundle_sha256: str,
     *,
-    read_bundle: Callable[[str], dict[str, Any]],
+    read_bundle: Callable[[str], BundleManifest],
     now: datetime,
 ) -> Model:
     """Catalogue the bundle a training operation produced.
 
-    ``read_bundle(sha)`` returns the bundle's ``bundle.json``; it raises when the file is not
-    a readable bundle, which refuses the completion.
+    ``read_bundle(sha)`` returns the bundle's validated manifest; it raises BundleError when
+    the file is not a readable bundle, which refuses the completion (HTTP 422).
     """
     from ktrdr_api.operations import new_id
 
     inputs = TrainingInputs.model_validate(op.inputs)
-    metadata = read_bundle(bundle_sha256)
+    manifest = read_bundle(bundle_sha256)
     row = Model(
         id=new_id("mdl"),
         name=inputs.strategy_name,
@@ -296,10 +364,89 @@ def create_model(
         training_operation_id=op.id,
         strategy_hash=inputs.strategy_hash,
         data=[d.model_dump(mode="json") for d in inputs.data],
-        bundle_metadata=metadata,
+        bundle_metadata=_metadata(manifest),
         created_at=now,
     )
     session.add(row)
     session.flush()
     add_references(session, [bundle_sha256, *(d.checksum for d in inputs.data)], f"model:{row.id}")
+    return row
+
+
+def model_with_bundle(session: Session, bundle_sha256: str) -> Model | None:
+    """The oldest model catalogued for this bundle file, if any."""
+    return session.scalars(
+        select(Model)
+        .where(Model.bundle_sha256 == bundle_sha256)
+        .order_by(Model.created_at, Model.id)
+        .limit(1)
+    ).first()
+
+
+def _imported_symbol(symbol: str, bundle_sha256: str) -> str:
+    try:
+        return normalise_symbol(symbol)
+    except ValueError as exc:
+        raise BundleError(
+            f"model bundle {bundle_sha256[:12]}: bundle.json data names symbol {symbol!r}: {exc}"
+        ) from None
+
+
+def imported_data(manifest: BundleManifest, bundle_sha256: str) -> list[dict[str, Any]]:
+    """The data a bundle trained elsewhere names, as ``DataRef`` records (JSON form).
+
+    Recorded as the manifest says (symbol, timeframe, the manifest's checksum, rows, range)
+    with version ``IMPORTED_DATA_VERSION``: this backend may not hold that data. Raises
+    BundleError when a symbol or timeframe is not a valid name.
+    """
+    try:
+        return [
+            DataRef(
+                symbol=_imported_symbol(record.symbol, bundle_sha256),
+                timeframe=record.timeframe,
+                version=IMPORTED_DATA_VERSION,
+                checksum=record.checksum,
+                rows=record.rows,
+                first=record.first,
+                last=record.last,
+            ).model_dump(mode="json")
+            for record in manifest.data
+        ]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BundleError(
+            f"model bundle {bundle_sha256[:12]}: bundle.json data is invalid at "
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        ) from None
+
+
+def import_model(
+    session: Session,
+    bundle_sha256: str,
+    manifest: BundleManifest,
+    data: list[dict[str, Any]],
+    *,
+    now: datetime,
+) -> Model:
+    """Catalogue a bundle trained elsewhere (its artifact row must exist already).
+
+    ``data`` comes from :func:`imported_data`; nothing here refers to that data, so no
+    reference guards it. A backtest of the model uses the newest data of the same symbols
+    and timeframe catalogued here, as for any model.
+    """
+    from ktrdr_api.operations import new_id
+
+    row = Model(
+        id=new_id("mdl"),
+        name=manifest.strategy.name,
+        bundle_sha256=bundle_sha256,
+        training_operation_id=None,
+        strategy_hash=manifest.strategy.hash,
+        data=data,
+        bundle_metadata=_metadata(manifest),
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    add_references(session, [bundle_sha256], f"model:{row.id}")
     return row

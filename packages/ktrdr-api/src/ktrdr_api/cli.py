@@ -44,12 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from ktrdr_api.app import create_app
+    from ktrdr_api.logs import configure_logging
 
+    configure_logging()  # JSON lines unless stderr is a terminal
     uvicorn.run(
         create_app(settings),
         host=host,
         port=args.port or settings.api_port,
+        log_config=None,  # keep the handler configured above
         log_level="info",
+        # No line per request: /metrics carries latencies per route, and a log write per
+        # request would cost a large share of the status-read throughput.
+        access_log=False,
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,9 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.dispatch import Dispatcher
+from ktrdr_api.metrics import Metrics
 from ktrdr_api.operations import Operations
 from ktrdr_core.protocol import normalise_symbol
 from ktrdr_core.settings import Settings
+from ktrdr_core.version import installed_distributions
 
 
 @dataclass
@@ -26,9 +29,14 @@ class Backend:
     operations: Operations
     dispatcher: Dispatcher
     store: ArtifactStore
+    metrics: Metrics
 
 
-def get_backend(request: Request) -> Backend:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a hand-off that costs more than the work (a third of a status read).
+
+
+async def get_backend(request: Request) -> Backend:
     return request.app.state.backend
 
 
@@ -36,6 +44,18 @@ def get_session(backend: Annotated[Backend, Depends(get_backend)]) -> Iterator[S
     """A session for reads and catalogue writes; the route commits what it changes."""
     with backend.sessions() as session:
         yield session
+
+
+@functools.cache
+def _installed() -> tuple[tuple[str, str], ...]:
+    return tuple(installed_distributions().items())
+
+
+def backend_versions() -> dict[str, str]:
+    """The ktrdr distributions installed beside the backend and their versions: recorded in
+    every operation. Read once per process (reading package metadata costs milliseconds, and
+    an upgrade restarts the process anyway)."""
+    return dict(_installed())
 
 
 def checked_symbol(value: str, where: str = "path") -> str:
@@ -48,7 +68,7 @@ def checked_symbol(value: str, where: str = "path") -> str:
         ) from None
 
 
-def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
+async def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
     """The ``{symbol}`` path segment, upper-cased; 422 naming the field when invalid."""
     return checked_symbol(symbol)
 

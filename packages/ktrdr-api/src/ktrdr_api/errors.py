@@ -6,7 +6,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ktrdr_api.artifacts import ArtifactError, ArtifactNotFound, ArtifactTooLarge
-from ktrdr_api.bundles import BundleError
 from ktrdr_api.catalog import InUse, NotFound
 from ktrdr_api.datasets import ConcurrentImport, DataInvalid
 from ktrdr_api.operations import (
@@ -17,6 +16,7 @@ from ktrdr_api.operations import (
 )
 from ktrdr_api.strategies import MissingData, StrategyInvalid
 from ktrdr_api.workers import ProtocolMismatch, RegistrationConflict
+from ktrdr_core.bundles import BundleError
 
 STATUS: tuple[tuple[type[Exception], int], ...] = (
     (OperationNotFound, 404),

@@ -14,10 +14,16 @@ raises ``OperationConflict`` (HTTP 409) and changes nothing.
 Lost leases (the worker stopped heartbeating, or asked for new work while holding the
 operation) requeue it, until ``max_attempts`` leases have been lost; then it fails with
 the reason. A voluntary release (SIGTERM) requeues without counting against that limit.
+
+Every change is logged (logger ``ktrdr_api.operations``, with ``operation_id``,
+``worker_id``, ``event``, ``state``, ``attempt``, ``kind``) and reported to
+``Operations.on_transition`` once its transaction has committed, never before: a refused or
+rolled-back change leaves no trace.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,11 +31,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ktrdr_api import catalog, dispatch
 from ktrdr_api.models import Operation, Worker
+from ktrdr_core.bundles import BundleManifest
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     AttemptOutcome,
@@ -55,6 +62,8 @@ R = OperationState.RUNNING
 C = OperationState.COMPLETED
 F = OperationState.FAILED
 X = OperationState.CANCELLED
+
+log = logging.getLogger("ktrdr_api.operations")
 
 
 class Event(StrEnum):
@@ -127,6 +136,53 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """One committed change of one operation (``source`` is None for a creation)."""
+
+    operation_id: str
+    kind: str
+    event: str
+    source: OperationState | None
+    target: OperationState
+    attempt: int
+    worker_id: str | None
+    reason: str | None = None
+
+    def log(self) -> None:
+        level = _LOG_LEVELS.get(self.event, logging.INFO)
+        if not log.isEnabledFor(level):
+            return
+        change = f"{self.source} -> {self.target}" if self.source else str(self.target)
+        by = f" (worker {self.worker_id}, attempt {self.attempt})" if self.worker_id else ""
+        why = f": {self.reason}" if self.reason else ""
+        log.log(
+            level,
+            f"operation {self.operation_id} {self.event}: {change}{by}{why}",
+            extra={
+                "operation_id": self.operation_id,
+                "worker_id": self.worker_id,
+                "attempt": self.attempt,
+                "kind": self.kind,
+                "event": self.event,
+                "state": self.target.value,
+            },
+        )
+
+
+_LOG_LEVELS: dict[str, int] = {
+    Event.EXPIRE_LEASE: logging.WARNING,  # a worker vanished or stalled
+    Event.FAIL: logging.WARNING,
+    Event.HEARTBEAT: logging.DEBUG,  # every few seconds per running operation
+}
+
+_NOTES = "ktrdr_transitions"  # key in Session.info: transitions waiting for the commit
+
+
+def _note(session: Session, transition: Transition) -> None:
+    session.info.setdefault(_NOTES, []).append(transition)
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     """What dispatch needs to know about a claiming worker."""
 
@@ -139,10 +195,10 @@ class WorkerInfo:
 class Operations:
     """Creates operations and applies every event to them.
 
-    ``read_bundle(sha256)`` returns a stored model bundle's ``bundle.json`` (raising when the
-    file is no bundle). ``clock`` returns the current aware UTC time (tests pass a fake one).
-    ``on_pending`` is called with an operation kind after a commit made an operation of that
-    kind claimable (the dispatcher wakes its waiting workers).
+    ``read_bundle(sha256)`` returns a stored model bundle's validated manifest (raising
+    BundleError when the file is no usable bundle). ``clock`` returns the current aware UTC
+    time (tests pass a fake one). ``on_pending`` is called with an operation kind after a
+    commit made an operation of that kind claimable (the dispatcher wakes its waiting workers).
     """
 
     def __init__(
@@ -152,7 +208,7 @@ class Operations:
         lease_seconds: float,
         max_attempts: int,
         gpu_grace_s: float = dispatch.GPU_GRACE_S,
-        read_bundle: Callable[[str], dict[str, Any]],
+        read_bundle: Callable[[str], BundleManifest],
         clock: Callable[[], datetime] = utcnow,
     ):
         self.sessions = sessions
@@ -161,7 +217,16 @@ class Operations:
         self.gpu_grace = timedelta(seconds=gpu_grace_s)
         self.clock = clock
         self.on_pending: Callable[[str], None] = lambda _kind: None
+        self.on_transition: Callable[[Transition], None] = lambda _transition: None
         self._read_bundle = read_bundle
+        event.listen(sessions, "after_commit", self._committed)
+        event.listen(sessions, "after_rollback", _forget)
+
+    def _committed(self, session: Session) -> None:
+        """Log and report the transitions a transaction made, now that they are durable."""
+        for transition in session.info.pop(_NOTES, ()):
+            transition.log()
+            self.on_transition(transition)
 
     # --- creation and reads -----------------------------------------------------------
 
@@ -194,15 +259,24 @@ class Operations:
         )
         with self.sessions.begin() as session:
             session.add(op)
+            # The id is ours, not the database's: op and its references go in one flush.
+            catalog.add_references(session, references, f"operation:{op.id}", new_referrer=True)
             session.flush()
-            catalog.add_references(session, references, f"operation:{op.id}")
             view = to_view(op)
+            reason = f"retry of {retry_of}" if retry_of else None
+            _note(session, Transition(op.id, op.kind, "create", None, P, 0, None, reason))
         self.on_pending(op.kind)
         return view
 
     def get(self, operation_id: str) -> OperationView:
-        with self.sessions() as session:
-            return to_view(_load(session, operation_id))
+        # The hottest read (status polling): a plain connection and a Core select skip the
+        # ORM session's bookkeeping, a tenth of the request.
+        engine = self.sessions.kw["bind"]
+        with engine.connect() as connection:
+            row = connection.execute(_BY_ID, {"id": operation_id}).first()
+        if row is None:
+            raise OperationNotFound(f"no operation {operation_id!r}")
+        return to_view(row)
 
     def list_operations(
         self,
@@ -309,6 +383,10 @@ class Operations:
                 update(Worker)
                 .where(Worker.id == worker.worker_id)
                 .values(current_operation_id=op_id, last_seen_at=now)
+            )
+            _note(
+                session,
+                Transition(op_id, op.kind, Event.CLAIM, P, R, attempt, worker.worker_id),
             )
             inputs = op.inputs
             kind = op.kind
@@ -582,8 +660,13 @@ class Operations:
         event: Event,
         target: OperationState,
         values: dict[str, Any],
+        reason: str | None = None,
     ) -> None:
-        """Compare-and-set: move ``op`` to ``target`` only if nobody changed it meanwhile."""
+        """Compare-and-set: move ``op`` to ``target`` only if nobody changed it meanwhile.
+
+        The change is noted for the log; ``reason`` (why it failed, was requeued, …) goes
+        with it.
+        """
         state = OperationState(op.state)
         check_transition(state, event, target)
         result = session.execute(
@@ -600,6 +683,11 @@ class Operations:
             raise OperationConflict(
                 f"operation {op.id} changed concurrently; {event.value} refused"
             )
+        reason = reason or values.get("error")
+        _note(
+            session,
+            Transition(op.id, op.kind, event, state, target, op.attempt, op.worker_id, reason),
+        )
         # Keep the in-memory row in step for the caller's view (no reload round trip).
         session.expunge(op)
         op.state = target.value
@@ -650,6 +738,7 @@ class Operations:
                 "lease_expires_at": None,
                 **values,
             },
+            reason=values.get("error") or reason,
         )
 
     def _requeue(
@@ -674,6 +763,7 @@ class Operations:
                 "pending_since": now,
                 "updated_at": now,
             },
+            reason=reason,
         )
 
     def _lose_lease(self, session: Session, op: Operation, now: datetime, reason: str) -> None:
@@ -710,6 +800,11 @@ class Operations:
             )
 
 
+def _forget(session: Session) -> None:
+    """A rolled-back transaction changed nothing: drop what it noted."""
+    session.info.pop(_NOTES, None)
+
+
 def _load(session: Session, operation_id: str) -> Operation:
     op = session.get(Operation, operation_id)
     if op is None:
@@ -717,14 +812,18 @@ def _load(session: Session, operation_id: str) -> Operation:
     return op
 
 
-def _inputs(op: Operation) -> TrainingInputs | BacktestInputs:
+def _inputs(op: Operation | Row[Any]) -> TrainingInputs | BacktestInputs:
     if op.kind == OperationKind.TRAINING:
         return TrainingInputs.model_validate(op.inputs)
     return BacktestInputs.model_validate(op.inputs)
 
 
-def to_view(op: Operation) -> OperationView:
-    """The API's picture of one operation, with its reproducibility record."""
+_BY_ID = select(Operation.__table__).where(Operation.__table__.c.id == bindparam("id"))
+
+
+def to_view(op: Operation | Row[Any]) -> OperationView:
+    """The API's picture of one operation (an ORM object or a row of its table), with its
+    reproducibility record."""
     inputs = _inputs(op)
     return OperationView(
         operation_id=op.id,

@@ -79,15 +79,21 @@ def offline_after(lease_seconds: float) -> timedelta:
     return timedelta(seconds=MAX_CLAIM_TIMEOUT_S + 2 * lease_seconds)
 
 
+def status(
+    row: Worker, *, now: datetime, waiting: Container[str], lease_seconds: float
+) -> WorkerStatus:
+    """Busy while it holds an operation; idle while long-polling or recently seen; else
+    offline. ``waiting``: ids of the workers long-polling right now."""
+    if row.current_operation_id:
+        return WorkerStatus.BUSY
+    if row.id in waiting or now - row.last_seen_at <= offline_after(lease_seconds):
+        return WorkerStatus.IDLE
+    return WorkerStatus.OFFLINE
+
+
 def view(
     row: Worker, *, now: datetime, waiting: Container[str], lease_seconds: float
 ) -> WorkerView:
-    if row.current_operation_id:
-        status = WorkerStatus.BUSY
-    elif row.id in waiting or now - row.last_seen_at <= offline_after(lease_seconds):
-        status = WorkerStatus.IDLE
-    else:
-        status = WorkerStatus.OFFLINE
     return WorkerView(
         worker_id=row.id,
         kind=OperationKind(row.kind),
@@ -97,7 +103,7 @@ def view(
         host=row.host,
         registered_at=row.registered_at,
         last_seen_at=row.last_seen_at,
-        status=status,
+        status=status(row, now=now, waiting=waiting, lease_seconds=lease_seconds),
         current_operation_id=row.current_operation_id,
     )
 

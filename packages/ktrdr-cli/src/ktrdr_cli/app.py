@@ -1,31 +1,111 @@
 """The `ktrdr` command.
 
-Command modules import only typer and the standard library at load time; the
-backend client, pydantic and rich load when a command runs, so `ktrdr --help`
-stays quick.
+`ktrdr --help` imports typer and this module only: each sub-command lives in a
+module under `ktrdr_cli.commands` that is imported when that command runs (or
+its own help is asked for). The root help lists them from `COMMANDS`, whose
+one-line descriptions a test keeps equal to the commands' own. The backend
+client, pydantic and rich load inside the commands that use them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from ktrdr_cli.commands import (
-    data,
-    indicators,
-    local,
-    models,
-    ops,
-    quickstart,
-    research,
-    strategies,
-)
 from ktrdr_cli.context import STATE
-from ktrdr_core.version import installed_distributions
+
+# name -> (module, attribute, one-line help). The attribute is a typer.Typer (a command
+# group) or a function (a single command). Listed in the order a researcher uses them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "quickstart": (
+        "ktrdr_cli.commands.quickstart",
+        "quickstart",
+        "Import data, train the rsi_zones example, backtest it, print the report and chart path.",
+    ),
+    "local": ("ktrdr_cli.commands.local", "app", "Run the API and workers on this machine."),
+    "data": ("ktrdr_cli.commands.data", "app", "Import and inspect market data (OHLCV CSV)."),
+    "indicators": (
+        "ktrdr_cli.commands.indicators",
+        "app",
+        "Browse the indicator catalog (no backend needed).",
+    ),
+    "strategies": (
+        "ktrdr_cli.commands.strategies",
+        "app",
+        "Create and check strategy files (no backend needed).",
+    ),
+    "train": (
+        "ktrdr_cli.commands.research",
+        "train",
+        "Start training a strategy on the backend's data (a worker does the work).",
+    ),
+    "backtest": (
+        "ktrdr_cli.commands.research",
+        "backtest",
+        "Backtest a trained model on data it never saw (default: its test period).",
+    ),
+    "backtests": ("ktrdr_cli.commands.research", "backtests_app", "Backtest results."),
+    "models": ("ktrdr_cli.commands.models", "app", "Trained model bundles."),
+    "ops": (
+        "ktrdr_cli.commands.ops",
+        "app",
+        "Operations: training, backtests and their progress.",
+    ),
+    "workers": (
+        "ktrdr_cli.commands.ops",
+        "workers",
+        "Registered workers: kind, device, status and current operation.",
+    ),
+    "health": ("ktrdr_cli.commands.ops", "health", "Check that the backend answers."),
+}
+
+
+def load_command(name: str) -> Any:
+    """Import sub-command `name` and build its click command (a group or a single command)."""
+    module_name, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(add_completion=False, rich_markup_mode=None)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: sub-commands are imported on first use, listed without importing."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*self.commands, *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        # The stored one-liners, so the root help imports no command module.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in self.list_commands(ctx):
+            # TyperGroup suggests only among loaded commands; suggest among every name.
+            from difflib import get_close_matches
+
+            matches = get_close_matches(name, list(COMMANDS))
+            hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="ktrdr",
+    cls=LazyGroup,
     help="Research trading strategies built on neuro-fuzzy models.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -34,22 +114,13 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-app.add_typer(local.app, name="local")
-app.add_typer(data.app, name="data")
-app.add_typer(indicators.app, name="indicators")
-app.add_typer(strategies.app, name="strategies")
-app.command("train")(research.train)
-app.command("backtest")(research.backtest)
-app.add_typer(research.backtests_app, name="backtests")
-app.add_typer(ops.app, name="ops")
-app.command("workers")(ops.workers)
-app.add_typer(models.app, name="models")
-app.command("quickstart")(quickstart.quickstart)
 
 
 def _print_version(value: bool) -> None:
     if not value:
         return
+    from ktrdr_core.version import installed_distributions
+
     for name, version in installed_distributions().items():
         typer.echo(f"{name} {version}")
     raise typer.Exit()
@@ -80,25 +151,6 @@ def root(
 ) -> None:
     """Research trading strategies built on neuro-fuzzy models."""
     STATE.url, STATE.token, STATE.json = url, token, json_output
-
-
-@app.command()
-def health() -> None:
-    """Check that the backend answers."""
-    from ktrdr_cli.context import client, emit, handles_api_errors
-
-    @handles_api_errors
-    def run() -> None:
-        with client() as api:
-            info = api.health()
-        emit(
-            info,
-            lambda: typer.echo(
-                f"backend {api.base_url}: {info['status']} (database: {info['database']})"
-            ),
-        )
-
-    run()
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,11 @@ class State:
 STATE = State()
 
 
+def group(help: str) -> typer.Typer:
+    """A command group with plain help text (see app.py: rich help costs ~100 ms a call)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+
+
 def client() -> KtrdrClient:
     """A client for the backend named by --url/--token, else KTRDR_API_URL/KTRDR_API_TOKEN."""
     from ktrdr_core.client import KtrdrClient
@@ -42,6 +46,12 @@ def client() -> KtrdrClient:
     except SettingsError as exc:
         fail(str(exc), code=2)
     url = STATE.url or settings.effective_api_url
+    if not url.startswith(("http://", "https://")):
+        fail(
+            f"backend URL {url!r} (--url or KTRDR_API_URL) is not an http(s) URL; "
+            "e.g. http://127.0.0.1:8000",
+            code=2,
+        )
     token = STATE.token if STATE.token is not None else settings.api_token
     return KtrdrClient(url, token=token)
 
@@ -53,7 +63,7 @@ def fail(message: str, *, code: int = 1) -> None:
 
 
 def handles_api_errors(func: F) -> F:
-    """Turn backend errors into one line and exit 1 (unreachable backend: a hint to start it)."""
+    """Backend and local-file errors become one line and exit 1 (unreachable backend: a hint)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -78,6 +88,10 @@ def handles_api_errors(func: F) -> F:
                 )
             detail = _detail(exc)
             fail(f"{detail} (HTTP {exc.status})")
+        except OSError as exc:
+            # A local file the command reads or writes (a CSV, a bundle, a chart folder).
+            where = exc.filename if exc.filename is not None else "local file"
+            fail(f"{where}: {exc.strerror or exc}")
 
     return wrapper  # type: ignore[return-value]
 
@@ -104,15 +118,21 @@ def _where(issue: dict[str, Any]) -> str:
 def emit(data: Any, human: Callable[[], None]) -> None:
     """With --json print `data` as JSON; otherwise call `human` to print for a person."""
     if STATE.json:
+        import json  # here, not at the top: `ktrdr --help` never needs it
+
         sys.stdout.write(json.dumps(_plain(data), indent=2, default=str) + "\n")
     else:
         human()
 
 
 def _plain(data: Any) -> Any:
+    import dataclasses
+
     if hasattr(data, "model_dump"):
         return data.model_dump(mode="json")
-    if isinstance(data, list):
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return dataclasses.asdict(data)
+    if isinstance(data, list | tuple):
         return [_plain(item) for item in data]
     if isinstance(data, dict):
         return {key: _plain(value) for key, value in data.items()}

@@ -48,12 +48,30 @@ def follow(api: KtrdrClient, operation_id: str, *, quiet: bool = False) -> Opera
                 time.sleep(POLL_SECONDS)
             except KeyboardInterrupt:
                 bar.stop()
-                if typer.confirm(f"cancel operation {operation_id}?", default=False):
-                    api.cancel_operation(operation_id)
-                    typer.echo(f"cancel requested; follow it with: ktrdr ops follow {operation_id}")
-                    raise typer.Exit(130) from None
-                typer.echo(f"stopped following; it goes on: ktrdr ops follow {operation_id}")
-                raise typer.Exit(0) from None
+                _interrupted(api, operation_id)
+
+
+def _interrupted(api: KtrdrClient, operation_id: str) -> None:
+    """Ctrl-C while following: cancel the operation (exit 130) or detach from it (exit 0)."""
+    try:
+        cancel = typer.confirm(
+            f"\ncancel operation {operation_id}? (no: stop following; it keeps running)",
+            default=False,
+            err=True,  # the prompt never mixes into --json output
+        )
+    except typer.Abort:  # a second Ctrl-C (or no terminal): the safe answer, keep it running
+        cancel = False
+    if cancel:
+        view = api.cancel_operation(operation_id)
+        typer.echo(
+            f"{operation_id}: {view.state}"
+            + (" (cancel requested)" if str(view.state) not in FINAL_STATES else "")
+            + f"; see it with: ktrdr ops show {operation_id}",
+            err=True,
+        )
+        raise typer.Exit(130)
+    typer.echo(f"stopped following; it keeps running: ktrdr ops follow {operation_id}", err=True)
+    raise typer.Exit(0)
 
 
 def _message(view: OperationView) -> str:

@@ -409,6 +409,28 @@ class KtrdrClient:
 
     # --- models -------------------------------------------------------------------------
 
+    def import_model(self, path: Path) -> ModelView:
+        """Upload a model bundle zip trained elsewhere (streamed, with its sha256).
+
+        The backend validates its ``bundle.json`` and weights checksum (ApiError 422 says what
+        is wrong) and answers the catalogued model; the same bundle again gives the existing
+        model. The data the bundle names is recorded as-is (version 0): import that data too
+        before backtesting the model on this backend.
+        """
+        path = Path(path)
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            for chunk in self._chunks(file):
+                digest.update(chunk)
+        with path.open("rb") as file:
+            return self._model(
+                ModelView,
+                "POST",
+                "/models",
+                content=self._chunks(file),
+                headers={"X-Content-SHA256": digest.hexdigest(), "Content-Type": "application/zip"},
+            )
+
     def list_models(self) -> list[ModelView]:
         return self._models(ModelView, "GET", "/models")
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog
-from ktrdr_api.deps import BackendDep
+from ktrdr_api.deps import BackendDep, backend_versions
 from ktrdr_api.operations import OperationConflict, OperationNotFound
+from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import file_response
 from ktrdr_api.strategies import MissingData, check_backtest_settings
 from ktrdr_core.protocol import (
@@ -21,7 +22,6 @@ from ktrdr_core.protocol import (
     OperationState,
     OperationView,
 )
-from ktrdr_core.version import installed_distributions
 
 router = APIRouter(prefix="/backtests", tags=["backtests"])
 
@@ -35,8 +35,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-@router.post("", status_code=201, responses={404: {}, 422: {}})
-def start_backtest(request: BacktestRequest, backend: BackendDep) -> OperationView:
+@router.post("", status_code=201, response_model=OperationView, responses={404: {}, 422: {}})
+def start_backtest(request: BacktestRequest, backend: BackendDep) -> ModelResponse:
     """Backtest a model on the newest data of the symbols and timeframe it was trained on.
 
     Without ``start``/``end`` the worker uses the bundle's test period.
@@ -61,11 +61,12 @@ def start_backtest(request: BacktestRequest, backend: BackendDep) -> OperationVi
             start=_utc(request.start),
             end=_utc(request.end),
             settings=request.settings,
-            versions=installed_distributions(),
+            versions=backend_versions(),
         )
-    return backend.operations.create(
+    view = backend.operations.create(
         inputs, references=[model.bundle_sha256, *(ref.checksum for ref in refs)]
     )
+    return model_response(view, status_code=201)
 
 
 @router.get("")

@@ -1,20 +1,91 @@
-"""Models: list trained bundles, describe one (its bundle.json), download, delete."""
+"""Models: import a bundle, list, describe one (its bundle.json), download, delete."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog
-from ktrdr_api.deps import BackendDep, SessionDep
-from ktrdr_api.routes.artifacts import file_response
-from ktrdr_core.protocol import ID_PATTERN, ArtifactKind, ModelView
+from ktrdr_api.artifacts import ChecksumMismatch, file_sha256
+from ktrdr_api.deps import Backend, BackendDep, SessionDep
+from ktrdr_api.routes.artifacts import check_declared_length, file_response
+from ktrdr_core.protocol import ID_PATTERN, SHA256_PATTERN, ArtifactKind, ModelView
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 ModelIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {"description": "this bundle is catalogued already: the existing model"},
+        413: {},
+        422: {"description": "not a usable model bundle; the detail says what is wrong"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
+        }
+    },
+)
+async def import_model(
+    request: Request,
+    response: Response,
+    backend: BackendDep,
+    x_content_sha256: Annotated[str | None, Header(pattern=SHA256_PATTERN)] = None,
+) -> ModelView:
+    """Import a bundle zip trained elsewhere (the raw request body, streamed, size-limited).
+
+    Its ``bundle.json`` is validated against the ktrdr-core schema and its weights against
+    their recorded sha256; nothing is unpickled. The data it names is recorded as the
+    manifest says (version 0): this backend may not hold it. A backtest uses this backend's
+    newest data of the same symbols and timeframe. Importing the same bundle again answers
+    200 with the existing model.
+    """
+    limit = backend.settings.max_upload_bytes
+    check_declared_length(request, limit)
+    staged = await backend.store.stage(request.stream(), max_bytes=limit)
+    try:
+        # Hashing and unzipping read the whole file: off the event loop.
+        view, created = await asyncio.to_thread(_import, backend, staged, x_content_sha256)
+    finally:
+        staged.unlink(missing_ok=True)
+    if not created:
+        response.status_code = 200
+    return view
+
+
+def _import(
+    backend: Backend, staged: FilePath, expected_sha256: str | None
+) -> tuple[ModelView, bool]:
+    """Check, store and catalogue a staged bundle: (the model, whether it is new).
+
+    Everything is checked before the file enters the store, so a refused upload leaves
+    nothing behind.
+    """
+    sha = file_sha256(staged)
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise ChecksumMismatch(
+            f"upload has sha256 {sha} but the sender announced {expected_sha256}: "
+            "the transfer was corrupted or the wrong file was sent"
+        )
+    manifest = catalog.read_model_bundle(staged, sha)
+    data = catalog.imported_data(manifest, sha)
+    stored = backend.store.adopt(staged, expected_sha256=sha)
+    now = backend.operations.clock()
+    with backend.sessions.begin() as session:
+        catalog.record_artifact(session, stored.sha256, ArtifactKind.BUNDLE, stored.size, now)
+        existing = catalog.model_with_bundle(session, stored.sha256)
+        if existing is not None:
+            return catalog.model_view(session, existing), False
+        row = catalog.import_model(session, stored.sha256, manifest, data, now=now)
+        return catalog.model_view(session, row), True
 
 
 @router.get("")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from ktrdr_api.deps import BackendDep
+from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_core.protocol import OperationKind, OperationState, OperationView
 
 router = APIRouter(prefix="/operations", tags=["operations"])
@@ -25,9 +26,10 @@ def list_operations(
     return backend.operations.list_operations(kind=kind, state=state, limit=limit)
 
 
-@router.get("/{operation_id}", responses={404: {}})
-def get_operation(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
-    return backend.operations.get(operation_id)
+@router.get("/{operation_id}", response_model=OperationView, responses={404: {}})
+def get_operation(operation_id: OperationIdPath, backend: BackendDep) -> ModelResponse:
+    """One operation with its progress and reproducibility record (the status CLIs poll)."""
+    return model_response(backend.operations.get(operation_id))
 
 
 @router.post("/{operation_id}/cancel", responses={404: {}, 409: {}})

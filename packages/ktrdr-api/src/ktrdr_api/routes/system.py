@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from ktrdr_api.db import ping
-from ktrdr_core.version import PROTOCOL_VERSION, __version__, installed_distributions
+from ktrdr_api.deps import backend_versions
+from ktrdr_core.version import PROTOCOL_VERSION, __version__
 
 router = APIRouter(tags=["system"])
 
@@ -28,5 +29,5 @@ def version() -> dict[str, object]:
     return {
         "version": __version__,
         "protocol": PROTOCOL_VERSION,
-        "distributions": installed_distributions(),
+        "distributions": backend_versions(),
     }

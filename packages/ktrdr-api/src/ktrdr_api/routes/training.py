@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ktrdr_api.deps import BackendDep
+from ktrdr_api.deps import BackendDep, backend_versions
+from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.strategies import check_strategy, required_data
 from ktrdr_core.protocol import OperationView, TrainingInputs, TrainingRequest
-from ktrdr_core.version import installed_distributions
 
 router = APIRouter(prefix="/training", tags=["training"])
 
@@ -18,9 +18,10 @@ _DEVICE_BOUND = ("cuda", "mps")
 @router.post(
     "",
     status_code=201,
+    response_model=OperationView,
     responses={422: {"description": "strategy issues (`issues`) or missing data (`missing`)"}},
 )
-def start_training(request: TrainingRequest, backend: BackendDep) -> OperationView:
+def start_training(request: TrainingRequest, backend: BackendDep) -> ModelResponse:
     """Create a pending training operation recording everything that reproduces it."""
     strategy, effective_text = check_strategy(request.strategy, request.overrides)
     with backend.sessions() as session:
@@ -33,11 +34,12 @@ def start_training(request: TrainingRequest, backend: BackendDep) -> OperationVi
         data=data,
         seed=strategy.training.seed,
         device=strategy.training.device,
-        versions=installed_distributions(),
+        versions=backend_versions(),
     )
     device = strategy.training.device
-    return backend.operations.create(
+    view = backend.operations.create(
         inputs,
         device=device if device in _DEVICE_BOUND else None,
         references=[ref.checksum for ref in data],
     )
+    return model_response(view, status_code=201)

@@ -6,12 +6,14 @@ holds the operation gets 409 and changes nothing (see ktrdr_api.operations).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
 from ktrdr_api import workers
 from ktrdr_api.deps import BackendDep
+from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_core.protocol import (
     WORKER_ID_PATTERN,
     AttemptRef,
@@ -29,6 +31,7 @@ from ktrdr_core.protocol import (
 )
 
 router = APIRouter(prefix="/workers", tags=["workers"])
+log = logging.getLogger("ktrdr_api.workers")
 
 WorkerIdPath = Annotated[str, Path(pattern=WORKER_ID_PATTERN)]
 OperationIdPath = Annotated[str, Path(max_length=32)]
@@ -41,9 +44,18 @@ def register(registration: WorkerRegistration, backend: BackendDep) -> WorkerVie
     with backend.sessions.begin() as session:
         row = workers.register(session, registration, ops.clock())
         waiting = {w for w, _, _ in backend.dispatcher.waiting()}
-        return workers.view(
+        view = workers.view(
             row, now=ops.clock(), waiting=waiting, lease_seconds=ops.lease.total_seconds()
         )
+    log.info(
+        "worker %s registered (%s, device %s, host %s)",
+        view.worker_id,
+        view.kind.value,
+        view.capabilities.device.value,
+        view.host,
+        extra={"worker_id": view.worker_id, "kind": view.kind.value},
+    )
+    return view
 
 
 @router.get("")
@@ -69,13 +81,15 @@ async def claim(
     """Long poll: the next operation for this worker, or 204 after ``timeout_s`` seconds."""
     timeout_s = (request or ClaimRequest()).timeout_s
     offer = await backend.dispatcher.claim(worker_id, timeout_s)
-    return offer if offer is not None else Response(status_code=204)
+    return model_response(offer) if offer is not None else Response(status_code=204)
 
 
-@router.post("/{worker_id}/heartbeat", responses={404: {}, 409: {}})
-def heartbeat(worker_id: WorkerIdPath, beat: Heartbeat, backend: BackendDep) -> HeartbeatResponse:
+@router.post(
+    "/{worker_id}/heartbeat", response_model=HeartbeatResponse, responses={404: {}, 409: {}}
+)
+def heartbeat(worker_id: WorkerIdPath, beat: Heartbeat, backend: BackendDep) -> ModelResponse:
     """Renew liveness (and the lease, with progress); ``cancel: true`` means stop now."""
-    return backend.operations.heartbeat(worker_id, beat)
+    return model_response(backend.operations.heartbeat(worker_id, beat))
 
 
 @router.post("/{worker_id}/operations/{operation_id}/complete", responses={409: {}, 422: {}})

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ktrdr_cli.context import client, emit, fail, handles_api_errors, short_time, table
+from ktrdr_cli.context import client, emit, fail, group, handles_api_errors, short_time, table
 
-app = typer.Typer(help="Import and inspect market data (OHLCV CSV).", no_args_is_help=True)
+app = group("Import and inspect market data (OHLCV CSV).")
 
 
 @app.command("import")

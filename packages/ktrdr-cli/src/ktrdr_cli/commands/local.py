@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ktrdr_cli.context import emit, fail, table
+from ktrdr_cli.context import emit, fail, group, table
 
-app = typer.Typer(help="Run the API and workers on this machine.", no_args_is_help=True)
+app = group("Run the API and workers on this machine.")
 
 SlotOption = Annotated[int, typer.Option("--slot", help="isolated stack N (own home and ports)")]
 
@@ -102,6 +102,10 @@ def logs(
     if not path.exists():
         fail(f"no log at {path}: has slot {slot} been started? (`ktrdr local up --slot {slot}`)")
     text = path.read_text(errors="replace").splitlines()[-lines:]
-    typer.echo(f"==> {path}")
-    for line in text:
-        typer.echo(line)
+
+    def human() -> None:
+        typer.echo(f"==> {path}")
+        for line in text:
+            typer.echo(line)
+
+    emit({"service": service, "slot": slot, "path": str(path), "lines": text}, human)

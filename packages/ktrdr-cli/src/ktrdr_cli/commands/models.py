@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ktrdr_cli.context import client, emit, handles_api_errors, short_time, table
+from ktrdr_cli.context import client, emit, fail, group, handles_api_errors, short_time, table
 
-app = typer.Typer(help="Trained model bundles.", no_args_is_help=True)
+app = group("Trained model bundles.")
 
 
 @app.command("list")
@@ -70,6 +70,8 @@ def download(
 ) -> None:
     """Save the bundle zip (checksum verified)."""
     target = output or Path(f"{model_id}.zip")
+    if not target.parent.is_dir():
+        fail(f"{target.parent}: no such folder (for {target.name})")
     with client() as api:
         sha = api.download_model(model_id, target)
     emit({"path": str(target), "sha256": sha}, lambda: typer.echo(f"saved {target} ({sha[:16]})"))
@@ -91,3 +93,27 @@ def delete(
     with client() as api:
         view = api.delete_model(model_id, force)
     emit(view, lambda: typer.echo(f"deleted {view.model_id}"))
+
+
+@app.command("import")
+@handles_api_errors
+def import_model(
+    file: Annotated[Path, typer.Argument(help="a bundle zip (from `ktrdr models export`)")],
+) -> None:
+    """Upload a bundle trained elsewhere; the backend checks it and catalogues the model."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    with client() as api:
+        view = api.import_model(file)
+
+    def human() -> None:
+        typer.echo(f"imported {view.model_id} ({view.name}) from {file}")
+        for ref in view.data:
+            typer.echo(f"  trained on {ref.symbol}/{ref.timeframe} {ref.first} → {ref.last}")
+        if view.data:
+            typer.echo(
+                "  a backtest uses this backend's newest data of those symbols and "
+                "timeframes: import it with `ktrdr data import` if it is missing"
+            )
+
+    emit(view, human)

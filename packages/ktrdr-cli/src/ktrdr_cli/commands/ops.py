@@ -1,4 +1,4 @@
-"""`ktrdr ops list | show | follow | cancel | retry` and `ktrdr workers`."""
+"""`ktrdr ops list | show | follow | cancel | retry`, `ktrdr workers` and `ktrdr health`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from ktrdr_cli.context import STATE, client, emit, handles_api_errors, short_time, table
-from ktrdr_cli.follow import end_of, follow
+from ktrdr_cli.context import STATE, client, emit, group, handles_api_errors, short_time, table
+from ktrdr_cli.follow import FINAL_STATES, end_of, follow
 
-app = typer.Typer(help="Operations: training, backtests and their progress.", no_args_is_help=True)
+app = group("Operations: training, backtests and their progress.")
 
 
 @app.command("list")
@@ -71,7 +71,7 @@ def cancel(operation_id: str) -> None:
         view,
         lambda: typer.echo(
             f"{view.operation_id}: {view.state}"
-            + (" (cancel requested)" if view.cancel_requested else "")
+            + (" (cancel requested)" if str(view.state) not in FINAL_STATES else "")
         ),
     )
 
@@ -136,6 +136,23 @@ def workers() -> None:
                     for w in views
                 ],
                 ["WORKER", "KIND", "DEVICE", "GPU", "STATUS", "OPERATION", "LAST SEEN"],
+            ),
+        )
+
+    run()
+
+
+def health() -> None:
+    """Check that the backend answers."""
+
+    @handles_api_errors
+    def run() -> None:
+        with client() as api:
+            info = api.health()
+        emit(
+            info,
+            lambda: typer.echo(
+                f"backend {api.base_url}: {info['status']} (database: {info['database']})"
             ),
         )
 

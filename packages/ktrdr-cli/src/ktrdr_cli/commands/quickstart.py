@@ -41,7 +41,7 @@ def quickstart(
     from ktrdr_cli.commands.research import _report_and_chart
     from ktrdr_cli.context import client
     from ktrdr_cli.follow import end_of, follow
-    from ktrdr_cli.local_stack import StackError, healthy, up
+    from ktrdr_cli.local_stack import StackError, base_home, healthy, up
     from ktrdr_cli.reports import show_backtest, show_training
     from ktrdr_core.examples import read_example
 
@@ -62,7 +62,7 @@ def quickstart(
         from ktrdr_core.simulator import SYNTHETIC_NOTE, simulate_csv
 
         symbol, timeframe = SYNTHETIC_SYMBOL, SYNTHETIC_TIMEFRAME
-        folder = Path.home() / ".ktrdr" / "quickstart"
+        folder = base_home() / "quickstart"
         folder.mkdir(parents=True, exist_ok=True)
         data = folder / f"{symbol}_{timeframe}_seed{seed}.csv"
         data.write_text(simulate_csv(SYNTHETIC_BARS, timeframe, seed=seed))

@@ -7,11 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from ktrdr_cli.context import STATE, client, emit, fail, handles_api_errors, short_time, table
+from ktrdr_cli.context import (
+    STATE,
+    client,
+    emit,
+    fail,
+    group,
+    handles_api_errors,
+    short_time,
+    table,
+)
 from ktrdr_cli.follow import end_of, follow
 from ktrdr_cli.reports import metric_value, number, ordered_keys, show_backtest, show_training
 
-backtests_app = typer.Typer(help="Backtest results.", no_args_is_help=True)
+backtests_app = group("Backtest results.")
 
 CHART_DIR_HELP = "folder for the equity chart (default: ./ktrdr-charts)"
 

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
+from ktrdr_cli.context import emit, fail, group
 from ktrdr_core.examples import list_examples, read_example
 
-app = typer.Typer(help="Create and check strategy files (no backend needed).", no_args_is_help=True)
+app = group("Create and check strategy files (no backend needed).")
 
 
 @app.command("init")
@@ -25,14 +26,17 @@ def init(
     try:
         text = read_example(example)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), code=2)
     if file.exists() and not force:
-        typer.echo(f"error: {file} exists; pass --force to overwrite it", err=True)
-        raise typer.Exit(1)
+        fail(f"{file} exists; pass --force to overwrite it")
     file.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {file} (from example {example!r})")
-    typer.echo(f"check it with: ktrdr strategies validate {file}")
+    emit(
+        {"path": str(file), "example": example},
+        lambda: typer.echo(
+            f"wrote {file} (from example {example!r})\n"
+            f"check it with: ktrdr strategies validate {file}"
+        ),
+    )
 
 
 @app.command("validate")
@@ -40,23 +44,32 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="strategy YAML files")],
 ) -> None:
     """Check each file; print every problem with its file, line and key path. Exit 1 on any."""
-    from ktrdr_core.strategy import validate_strategy
+    from ktrdr_core.strategy import StrategyIssue, validate_strategy
 
-    failed = 0
+    results: dict[Path, list[StrategyIssue]] = {}
     for file in files:
         if not file.is_file():
-            typer.echo(f"{file}: no such file", err=True)
-            failed += 1
-            continue
-        issues = validate_strategy(file)
-        if issues:
-            failed += 1
+            results[file] = [StrategyIssue(path="", message="no such file", file=str(file))]
+        else:
+            results[file] = validate_strategy(file)
+
+    def human() -> None:
+        for file, issues in results.items():
+            if not issues:
+                typer.echo(f"{file}: ok")
+                continue
             for issue in issues:
                 typer.echo(str(issue), err=True)
             typer.echo(f"{file}: {len(issues)} problem(s)", err=True)
-        else:
-            typer.echo(f"{file}: ok")
-    if failed:
+
+    emit(
+        [
+            {"file": str(file), "ok": not issues, "issues": issues}
+            for file, issues in results.items()
+        ],
+        human,
+    )
+    if any(results.values()):
         raise typer.Exit(1)
 
 
@@ -65,6 +78,8 @@ def show(file: Annotated[Path, typer.Argument(help="a strategy YAML file")]) -> 
     """The strategy's hash and its ordered model inputs (the feature names a bundle records)."""
     from ktrdr_core.strategy import StrategyError, load_strategy
 
+    if not file.is_file():
+        fail(f"{file}: no such file")
     try:
         strategy = load_strategy(file)
     except StrategyError as exc:
@@ -72,16 +87,33 @@ def show(file: Annotated[Path, typer.Argument(help="a strategy YAML file")]) -> 
             typer.echo(str(issue), err=True)
         raise typer.Exit(1) from None
     data = strategy.data
-    typer.echo(f"{strategy.name}: {strategy.description}".rstrip(": "))
-    typer.echo(f"hash      {strategy.strategy_hash()}")
-    typer.echo(f"symbols   {', '.join(data.symbols)}")
-    typer.echo(f"timeframes {', '.join(str(tf) for tf in data.timeframes)} (base {data.timeframe})")
-    typer.echo(f"labels    {strategy.labels.method}")
-    typer.echo(f"model     {strategy.model.type}")
-    features = strategy.features()
-    typer.echo(f"features  {len(features)}")
-    for index, feature in enumerate(features):
-        typer.echo(f"  {index:>3}  {feature.name}")
+    features = [feature.name for feature in strategy.features()]
+
+    def human() -> None:
+        typer.echo(f"{strategy.name}: {strategy.description}".rstrip(": "))
+        typer.echo(f"hash      {strategy.strategy_hash()}")
+        typer.echo(f"symbols   {', '.join(data.symbols)}")
+        timeframes = ", ".join(str(tf) for tf in data.timeframes)
+        typer.echo(f"timeframes {timeframes} (base {data.timeframe})")
+        typer.echo(f"labels    {strategy.labels.method}")
+        typer.echo(f"model     {strategy.model.type}")
+        typer.echo(f"features  {len(features)}")
+        for index, name in enumerate(features):
+            typer.echo(f"  {index:>3}  {name}")
+
+    emit(
+        {
+            "name": strategy.name,
+            "hash": strategy.strategy_hash(),
+            "symbols": list(data.symbols),
+            "timeframe": str(data.timeframe),
+            "timeframes": [str(tf) for tf in data.timeframes],
+            "labels": strategy.labels.method,
+            "model": strategy.model.type,
+            "features": features,
+        },
+        human,
+    )
 
 
 @app.command("schema")
@@ -93,7 +125,7 @@ def schema(
 
     text = json.dumps(strategy_json_schema(), indent=2)
     if output is None:
-        typer.echo(text)
-    else:
-        output.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"wrote {output}")
+        typer.echo(text)  # JSON already, with or without --json
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    emit({"path": str(output)}, lambda: typer.echo(f"wrote {output}"))

@@ -1,0 +1,22 @@
+"""JSON answers written straight from a protocol model.
+
+A route that returns a pydantic model lets FastAPI validate it again against the response
+model and then serialise it; for a model the route has just built from the database, that
+second validation is pure cost (about a third of a status read). Routes on the hot paths
+(status reads, heartbeats, claims) return ``model_response(view)`` instead and declare
+``response_model`` for the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from fastapi import Response
+from pydantic import BaseModel
+
+
+class ModelResponse(Response):
+    media_type = "application/json"
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> ModelResponse:
+    """``model`` serialised as JSON (by pydantic, as FastAPI would) in a response."""
+    return ModelResponse(model.model_dump_json(), status_code=status_code)

@@ -1,0 +1,260 @@
+"""The research loop from the command line against one real local stack (`ktrdr local up`).
+
+`ktrdr local ...` and `ktrdr quickstart` run as real processes; the other commands run
+in-process through typer's runner against the same stack. Quickstart trains the model and
+runs the backtest the later tests read; one short training run gives a model to delete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ktrdr_cli.app import app
+from ktrdr_core.examples import read_example
+from ktrdr_core.simulator import simulate_csv
+
+pytestmark = pytest.mark.slow  # three processes, two of them import torch; one real training
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+def ktrdr(stack, *args: str, input: str | None = None):
+    result = runner.invoke(app, ["--url", stack.url, *args], input=input)
+    return result
+
+
+def status_row(stack) -> str:
+    """The `ktrdr local status` line of this stack's slot."""
+    status = stack.ktrdr("local", "status")
+    return next(line for line in status.stdout.splitlines() if line.startswith(f"{stack.slot} "))
+
+
+def json_of(result) -> object:
+    assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def quickstart(local_stack):
+    """`ktrdr quickstart --slot N` on the running stack: (process result, model id, backtest id)."""
+    result = local_stack.ktrdr("quickstart", "--slot", str(local_stack.slot), timeout=300)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{local_stack.logs()}"
+    model_id = re.search(r"backtesting model (mdl_\w+)", result.stdout).group(1)
+    backtest_id = re.search(r"backtest-(op_\w+)\.png", result.stdout).group(1)
+    return result, model_id, backtest_id
+
+
+@pytest.fixture(scope="module")
+def tiny_strategy(tmp_path_factory) -> Path:
+    """The rsi_zones example cut to three epochs on CPU: a real training run of seconds."""
+    text = read_example("rsi_zones").replace("epochs: 200", "epochs: 3")
+    text = text.replace("device: auto", "device: cpu")
+    path = tmp_path_factory.mktemp("strategy") / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_local_up_status_and_logs(local_stack):
+    assert f"slot {local_stack.slot}) is up at {local_stack.url}" in local_stack.up.stdout
+    assert f"logs  {local_stack.slot_home / 'logs'}" in local_stack.up.stdout
+
+    again = local_stack.ktrdr("--json", "local", "up", "--slot", str(local_stack.slot))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["url"] == local_stack.url  # already up: the same stack
+
+    row = status_row(local_stack)
+    assert "yes" in row and "api:up, training-worker:up, backtest-worker:up" in row
+    rows = json.loads(local_stack.ktrdr("--json", "local", "status").stdout)
+    assert [(r["slot"], r["healthy"]) for r in rows] == [(local_stack.slot, True)]
+
+    logs = local_stack.ktrdr("local", "logs", "api", "--slot", str(local_stack.slot), "-n", "5")
+    assert logs.returncode == 0
+    assert logs.stdout.startswith(f"==> {local_stack.slot_home / 'logs' / 'api.log'}")
+    slot = str(local_stack.slot)
+    as_json = json.loads(local_stack.ktrdr("--json", "local", "logs", "training-worker",
+                                           "--slot", slot).stdout)  # fmt: skip
+    assert as_json["service"] == "training-worker" and as_json["lines"]
+    unknown = local_stack.ktrdr("local", "logs", "nginx", "--slot", str(local_stack.slot))
+    assert unknown.returncode == 2
+    assert "unknown service 'nginx'" in unknown.stderr
+
+
+def test_quickstart_prints_the_report_and_saves_the_chart(local_stack, quickstart):
+    result, _, _ = quickstart
+    out = result.stdout
+    assert f"[1/5] starting the local stack (slot {local_stack.slot})" in out
+    assert "SYNTHETIC data" in out and "(synthetic)" in out
+    assert "every number above comes from synthetic data" in out
+    assert "baseline (always" in out  # training metrics beside the majority class
+    assert re.search(r"^metric +strategy +buy & hold$", out, re.MULTILINE)
+    assert re.search(r"^max_drawdown ", out, re.MULTILINE)
+    assert "signals: " in out
+    chart = Path(re.search(r"^chart: (.+)$", out, re.MULTILINE).group(1))
+    assert chart.is_file() and chart.read_bytes()[:8] == PNG_MAGIC
+    assert chart.parent == local_stack.work / "ktrdr-charts"  # relative to where it ran
+    assert re.search(r"quickstart finished in \d+ s", out)
+    # The simulated CSV goes under KTRDR_HOME, not the user's home folder.
+    assert list((local_stack.home / "quickstart").glob("SYNTH_1d_seed*.csv"))
+
+
+def test_workers_and_health(local_stack):
+    workers = ktrdr(local_stack, "workers")
+    assert workers.exit_code == 0, workers.stderr
+    kinds = {w["kind"] for w in json_of(ktrdr(local_stack, "--json", "workers"))}
+    assert kinds == {"training", "backtest"}
+    assert "training" in workers.stdout and "backtest" in workers.stdout
+    health = ktrdr(local_stack, "health")
+    assert health.exit_code == 0
+    assert f"backend {local_stack.url}: ok" in health.stdout
+    assert json_of(ktrdr(local_stack, "--json", "health"))["status"] == "ok"
+
+
+def test_train_follow_shows_progress_and_test_metrics(local_stack, quickstart, tiny_strategy):
+    result = ktrdr(local_stack, "train", str(tiny_strategy), "--symbol", "SYNTH",
+                   "--start", "2020-01-01", "--end", "2031-01-01", "--follow")  # fmt: skip
+    assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}\n{local_stack.logs()}"
+    assert "completed" in result.stdout and "100.0%" in result.stdout  # the progress bar
+    assert "model trained on CPU: 3 epochs" in result.stdout
+    assert "baseline (always" in result.stdout
+    assert "what the model listens to:" in result.stdout
+    model_id = re.search(r"^model: (mdl_\w+)$", result.stdout, re.MULTILINE).group(1)
+    assert f"backtest it with: ktrdr backtest {model_id} --follow" in result.stdout
+
+    # The model list now holds both; this one can be exported, deleted and imported back.
+    listed = {m["model_id"] for m in json_of(ktrdr(local_stack, "--json", "models", "list"))}
+    assert {model_id, quickstart[1]} <= listed
+
+
+def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
+    _, model_id, first = quickstart
+    result = ktrdr(local_stack, "backtest", model_id, "--follow", "--charts", str(tmp_path))
+    assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
+    assert "completed" in result.stdout
+    assert re.search(r"^metric +strategy +buy & hold$", result.stdout, re.MULTILINE)
+    chart = Path(re.search(r"^chart: (.+)$", result.stdout, re.MULTILINE).group(1))
+    assert chart.parent == tmp_path and chart.read_bytes()[:8] == PNG_MAGIC
+
+    report = json_of(ktrdr(local_stack, "--json", "backtest", model_id, "--follow",
+                           "--capital", "5000", "--charts", str(tmp_path)))  # fmt: skip
+    assert report["period"] == "test" and "sharpe" in report["metrics"]
+
+    listing = ktrdr(local_stack, "backtests", "list", "--status", "completed")
+    ids = re.findall(r"^(op_\w+) +completed +" + model_id, listing.stdout, re.MULTILINE)
+    assert first in ids and len(ids) == 3
+    listed = json_of(ktrdr(local_stack, "--json", "backtests", "list"))
+    assert {b["operation_id"] for b in listed} >= set(ids)
+    second = next(i for i in ids if i != first)
+
+    shown = ktrdr(local_stack, "backtests", "show", first, "--charts", str(tmp_path))
+    assert shown.exit_code == 0
+    assert (tmp_path / f"backtest-{first}.png").read_bytes()[:8] == PNG_MAGIC
+    assert json_of(ktrdr(local_stack, "--json", "backtests", "show", first))["metrics"]
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    blocked = ktrdr(local_stack, "backtests", "show", first, "--charts", str(a_file))
+    assert blocked.exit_code == 1
+    assert blocked.stderr == f"error: {a_file}: File exists\n"  # one line, no traceback
+
+    compared = ktrdr(local_stack, "backtests", "compare", first, second)
+    assert compared.exit_code == 0
+    assert re.search(rf"^metric +{first} +{second}$", compared.stdout, re.MULTILINE)
+    assert re.search(r"^final_equity ", compared.stdout, re.MULTILINE)
+    both = json_of(ktrdr(local_stack, "--json", "backtests", "compare", first, second))
+    assert set(both) == {first, second}
+    lonely = ktrdr(local_stack, "backtests", "compare", first)
+    assert lonely.exit_code == 2 and "at least two" in lonely.stderr
+
+
+def test_ops_follow_and_list_a_finished_operation(local_stack, quickstart):
+    _, _, backtest_id = quickstart
+    followed = ktrdr(local_stack, "ops", "follow", backtest_id)
+    assert followed.exit_code == 0
+    assert f"{backtest_id}  backtest  completed  100%" in followed.stdout
+    as_json = json_of(ktrdr(local_stack, "--json", "ops", "follow", backtest_id))
+    assert as_json["state"] == "completed"
+    listing = json_of(ktrdr(local_stack, "--json", "ops", "list", "--kind", "training"))
+    assert listing and all(op["kind"] == "training" for op in listing)
+    again = ktrdr(local_stack, "ops", "retry", backtest_id)  # only failed/cancelled ones
+    assert again.exit_code == 1
+    assert "only a failed or cancelled one is retried (HTTP 409)" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_models_show_download_export_delete_import(local_stack, quickstart, tmp_path):
+    _, model_id, _ = quickstart
+    listing = ktrdr(local_stack, "models", "list")
+    assert re.search(rf"^{model_id} +rsi_zones +SYNTH/1d", listing.stdout, re.MULTILINE)
+
+    shown = ktrdr(local_stack, "models", "show", model_id)
+    assert shown.exit_code == 0
+    assert re.search(r"^  features +6: 1d_rsi_zone_oversold", shown.stdout, re.MULTILINE)
+    assert json_of(ktrdr(local_stack, "--json", "models", "show", model_id))["name"] == "rsi_zones"
+
+    downloaded = ktrdr(local_stack, "models", "download", model_id, "-o", str(tmp_path / "a.zip"))
+    assert downloaded.exit_code == 0 and f"saved {tmp_path / 'a.zip'}" in downloaded.stdout
+    saved = json_of(ktrdr(local_stack, "--json", "models", "export", model_id,
+                          str(tmp_path / "b.zip")))  # fmt: skip
+    assert saved["path"] == str(tmp_path / "b.zip")
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    assert zipfile.is_zipfile(tmp_path / "b.zip")
+    nowhere = ktrdr(local_stack, "models", "download", model_id, "-o", str(tmp_path / "no/x.zip"))
+    assert nowhere.exit_code == 1
+    assert nowhere.stderr == f"error: {tmp_path / 'no'}: no such folder (for x.zip)\n"
+
+    # A model with no backtests (the one train --follow made) goes, then comes back by import.
+    models = json_of(ktrdr(local_stack, "--json", "models", "list"))
+    spare = next(m["model_id"] for m in models if m["model_id"] != model_id)
+    bundle = tmp_path / "spare.zip"
+    assert ktrdr(local_stack, "models", "export", spare, str(bundle)).exit_code == 0
+    deleted = ktrdr(local_stack, "models", "delete", spare)
+    assert deleted.exit_code == 0 and f"deleted {spare}" in deleted.stdout
+    gone = ktrdr(local_stack, "models", "show", spare)
+    assert gone.exit_code == 1 and "HTTP 404" in gone.stderr
+    imported = ktrdr(local_stack, "models", "import", str(bundle))
+    assert imported.exit_code == 0, imported.stderr
+    new_id = re.search(r"^imported (mdl_\w+) \(rsi_zones\)", imported.stdout).group(1)
+    assert "trained on SYNTH/1d" in imported.stdout
+    models = json_of(ktrdr(local_stack, "--json", "models", "list"))
+    assert new_id in {m["model_id"] for m in models}
+    same = json_of(ktrdr(local_stack, "--json", "models", "import", str(bundle)))
+    assert same["model_id"] == new_id  # the same bundle again: the existing model
+    missing = ktrdr(local_stack, "models", "import", str(tmp_path / "nope.zip"))
+    assert missing.exit_code == 1 and "no such file" in missing.stderr
+
+
+def test_quickstart_with_a_real_csv_and_json_output(local_stack, quickstart):
+    csv = local_stack.work / "mine.csv"
+    csv.write_text(simulate_csv(800, "1d", seed=11))  # stands in for a user's own file
+    result = local_stack.ktrdr("--json", "quickstart", "--slot", str(local_stack.slot),
+                               "--data", str(csv), "--symbol", "MINE",
+                               "--charts", "json-charts", timeout=300)  # fmt: skip
+    assert result.returncode == 0, f"{result.stderr}\n{local_stack.logs()}"
+    document = json.loads(result.stdout)  # nothing but the document on stdout
+    assert document["synthetic"] is False
+    assert document["report"]["symbol"] == "MINE" and document["report"]["metrics"]
+    assert document["model_id"].startswith("mdl_")
+    chart = Path(document["chart"])
+    assert chart.parent == local_stack.work / "json-charts"
+    assert chart.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_local_down_stops_every_process(local_stack):
+    down = local_stack.ktrdr("local", "down", "--slot", str(local_stack.slot))
+    assert down.returncode == 0
+    assert down.stdout.strip() == "stopped api, training-worker, backtest-worker"
+    row = status_row(local_stack)
+    assert " no " in row and "-" in row
+    unreachable = ktrdr(local_stack, "data", "list")
+    assert unreachable.exit_code == 1
+    assert "is the backend running? try `ktrdr local up`" in unreachable.stderr
+    again = local_stack.ktrdr("local", "down", "--slot", str(local_stack.slot))
+    assert again.stdout.strip() == f"nothing running in slot {local_stack.slot}"
+    as_json = local_stack.ktrdr("--json", "local", "down", "--slot", str(local_stack.slot))
+    assert json.loads(as_json.stdout) == {"stopped": []}
