@@ -16,6 +16,12 @@ from services import PostgresServer, start_postgres
 _db_names = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _run_in_a_scratch_folder(tmp_path, monkeypatch):
+    """Commands that write beside the caller (charts, downloads) never land in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory) -> PostgresServer:
     """One real PostgreSQL server for the whole run, stopped at the end."""
