@@ -104,7 +104,8 @@ def test_the_served_backend_writes_json_lines_when_stderr_is_a_file(tmp_path):
     finally:
         api.stop()
     lines = json_lines(api.log.read_text())
-    assert any("Uvicorn running" in line["message"] for line in lines)  # the server's own
+    assert any("Application startup complete" in line["message"] for line in lines)  # uvicorn's
+    assert any(f"serving on {api.url}" in line["message"] for line in lines)
     events = {line["event"]: line for line in lines if line.get("operation_id") == op.operation_id}
     assert events["create"]["state"] == "pending"
     assert events["claim"]["worker_id"] == "w-served"

@@ -110,6 +110,15 @@ def _manifest_json(**changes) -> bytes:
             ),
             "invalid symbol '../etc'",
         ),
+        (
+            _zip(
+                {
+                    "bundle.json": json.dumps(bundle_manifest(timeframe="7 fortnights")).encode(),
+                    "weights.pt": WEIGHTS,
+                }
+            ),
+            "bundle.json data is invalid at timeframe",
+        ),
     ],
     ids=[
         "not-zip",
@@ -120,6 +129,7 @@ def _manifest_json(**changes) -> bytes:
         "no-weights",
         "tampered-weights",
         "bad-symbol",
+        "bad-timeframe",
     ],
 )
 def test_a_bad_bundle_is_refused_with_the_reason_and_leaves_nothing(client, body, reason):

@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from services import start_api
 
 from ktrdr_core.simulator import simulate_csv
 
+ROOT = Path(__file__).resolve().parents[2]  # the workspace: uv builds members from here
 pytestmark = pytest.mark.slow  # builds two wheels and installs them with their dependencies
 
 
@@ -32,7 +34,7 @@ def test_cli_from_its_wheel_works_against_a_running_backend(tmp_path):
     dist = tmp_path / "dist"
     for package in ("ktrdr-core", "ktrdr-cli"):
         subprocess.run([uv, "build", "--package", package, "--wheel", "--out-dir", str(dist)],
-                       check=True, capture_output=True, env=clean_env())  # fmt: skip
+                       check=True, capture_output=True, env=clean_env(), cwd=ROOT)  # fmt: skip
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(

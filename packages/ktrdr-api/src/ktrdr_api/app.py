@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from ktrdr_api import catalog, errors
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import ProtocolCheck, TokenAuth
-from ktrdr_api.db import make_engine
+from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.metrics import Metrics, RequestTimer
@@ -81,10 +81,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
-        # alembic costs a noticeable share of start-up: imported only when migrating.
-        from ktrdr_api.migrations import upgrade
+        if schema_revision(engine) != SCHEMA_REVISION:
+            # alembic costs a noticeable share of start-up: imported only when migrating.
+            from ktrdr_api.migrations import upgrade
 
-        upgrade(engine)
+            upgrade(engine)
         store.clear_temporary()
         dispatcher.attach(asyncio.get_running_loop())
         sweeper = asyncio.create_task(_sweep_leases(ops, interval))

@@ -19,9 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation
 from ktrdr_core.bundles import BundleError, BundleManifest, read_manifest
@@ -267,7 +266,9 @@ def model(session: Session, model_id: str) -> Model:
 
 
 def models(session: Session) -> list[Model]:
-    return list(session.scalars(select(Model).order_by(Model.created_at.desc(), Model.id)))
+    """Newest first, each with its bundle.json (one query)."""
+    query = select(Model).options(undefer(Model.bundle_metadata))
+    return list(session.scalars(query.order_by(Model.created_at.desc(), Model.id)))
 
 
 def model_view(session: Session, row: Model) -> ModelView:
@@ -412,8 +413,10 @@ def imported_data(manifest: BundleManifest, bundle_sha256: str) -> list[dict[str
             ).model_dump(mode="json")
             for record in manifest.data
         ]
-    except ValidationError as exc:
-        first = exc.errors()[0]
+    except BundleError:
+        raise  # a ValueError too, already saying what is wrong
+    except ValueError as exc:  # pydantic's ValidationError (not imported: a core dependency)
+        first = exc.errors()[0]  # type: ignore[attr-defined]
         raise BundleError(
             f"model bundle {bundle_sha256[:12]}: bundle.json data is invalid at "
             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
+import socket
 import sys
 
 from ktrdr_core.settings import Settings, SettingsError
@@ -41,23 +43,59 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    try:
+        # Bound before the app is imported (most of start-up): workers that reconnect during
+        # a restart wait in the listen backlog and are served the moment the app is ready,
+        # instead of being refused and backing off.
+        sock = listen(host, args.port or settings.api_port)
+    except OSError as exc:
+        print(f"ktrdr-api: cannot listen on {host}: {exc}", file=sys.stderr)
+        return 2
+
     import uvicorn
 
     from ktrdr_api.app import create_app
     from ktrdr_api.logs import configure_logging
 
     configure_logging()  # JSON lines unless stderr is a terminal
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=args.port or settings.api_port,
+    app = create_app(settings)
+    database = settings.effective_database_url.partition(":")[0].partition("+")[0]
+    name, port = sock.getsockname()[:2]
+    logging.getLogger("ktrdr_api").info(
+        "serving on http://%s:%d (%s database, token %s)",
+        f"[{name}]" if ":" in name else name,
+        port,
+        database,
+        "required" if settings.api_token else "off",
+    )
+    config = uvicorn.Config(
+        app,
         log_config=None,  # keep the handler configured above
         log_level="info",
         # No line per request: /metrics carries latencies per route, and a log write per
         # request would cost a large share of the status-read throughput.
         access_log=False,
     )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` and listening (address reuse on, so a restart
+    right after a crash can bind again)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def is_loopback(host: str) -> bool:

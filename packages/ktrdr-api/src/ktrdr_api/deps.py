@@ -31,6 +31,11 @@ class Backend:
     store: ArtifactStore
     metrics: Metrics
 
+    @property
+    def local_database(self) -> bool:
+        """SQLite: a file on this host, read without waiting on writers (WAL mode)."""
+        return self.sessions.kw["bind"].dialect.name == "sqlite"
+
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
 # its thread pool, a hand-off that costs more than the work (a third of a status read).

@@ -176,5 +176,7 @@ class Model(Base):
     training_operation_id: Mapped[str | None] = mapped_column(String(32))
     strategy_hash: Mapped[str | None] = mapped_column(String(80))
     data: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    bundle_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # bundle.json (training history, explanations: tens of kB): loaded only where it is shown,
+    # not when a backtest merely needs the model's bundle and data.
+    bundle_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

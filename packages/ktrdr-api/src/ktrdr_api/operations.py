@@ -219,6 +219,7 @@ class Operations:
         self.on_pending: Callable[[str], None] = lambda _kind: None
         self.on_transition: Callable[[Transition], None] = lambda _transition: None
         self._read_bundle = read_bundle
+        self._engine = sessions.kw["bind"]  # the engine the sessions are bound to
         event.listen(sessions, "after_commit", self._committed)
         event.listen(sessions, "after_rollback", _forget)
 
@@ -271,8 +272,7 @@ class Operations:
     def get(self, operation_id: str) -> OperationView:
         # The hottest read (status polling): a plain connection and a Core select skip the
         # ORM session's bookkeeping, a tenth of the request.
-        engine = self.sessions.kw["bind"]
-        with engine.connect() as connection:
+        with self._engine.connect() as connection:
             row = connection.execute(_BY_ID, {"id": operation_id}).first()
         if row is None:
             raise OperationNotFound(f"no operation {operation_id!r}")

@@ -9,14 +9,21 @@ second validation is pure cost (about a third of a status read). Routes on the h
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from fastapi import Response
-from pydantic import BaseModel
+
+
+class JsonModel(Protocol):
+    """A pydantic model (pydantic comes with ktrdr-core; the API does not import it)."""
+
+    def model_dump_json(self) -> str: ...
 
 
 class ModelResponse(Response):
     media_type = "application/json"
 
 
-def model_response(model: BaseModel, status_code: int = 200) -> ModelResponse:
+def model_response(model: JsonModel, status_code: int = 200) -> ModelResponse:
     """``model`` serialised as JSON (by pydantic, as FastAPI would) in a response."""
     return ModelResponse(model.model_dump_json(), status_code=status_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from ktrdr_api.routes.artifacts import check_declared_length, file_response
 from ktrdr_core.protocol import ID_PATTERN, SHA256_PATTERN, ArtifactKind, ModelView
 
 router = APIRouter(prefix="/models", tags=["models"])
+log = logging.getLogger("ktrdr_api.models")
 
 ModelIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
@@ -85,7 +87,15 @@ def _import(
         if existing is not None:
             return catalog.model_view(session, existing), False
         row = catalog.import_model(session, stored.sha256, manifest, data, now=now)
-        return catalog.model_view(session, row), True
+        view = catalog.model_view(session, row)
+    log.info(
+        "model %s imported: %s, bundle %s, trained on %s",
+        view.model_id,
+        view.name,
+        view.bundle_sha256[:12],
+        ", ".join(f"{d.symbol} {d.timeframe.value}" for d in view.data) or "no data",
+    )
+    return view, True
 
 
 @router.get("")
