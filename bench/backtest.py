@@ -42,6 +42,11 @@ import pandas as pd
 
 from ktrdr_worker.backtest import BacktestConfig, run
 
+ROOT = Path(__file__).resolve().parent.parent
+# The backtesting.py driver is the cross-check test's own, so bench and test trade alike.
+sys.path.insert(0, str(ROOT / "tests" / "worker" / "backtest"))
+from backtest_data import follow_targets_strategy  # noqa: E402
+
 TARGET_BARS_PER_S = 5_000_000
 TARGET_RATIO_VS_BACKTESTING_PY = 100.0
 CAPITAL = 1_000_000.0
@@ -97,28 +102,11 @@ def time_ours(frame: pd.DataFrame, target: np.ndarray, fractional: bool, repeat:
 def time_backtesting_py(
     frame: pd.DataFrame, target: np.ndarray, repeat: int
 ) -> tuple[float, pd.Series]:
-    from backtesting import Backtest, Strategy
+    from backtesting import Backtest
 
     data = frame.rename(columns=str.capitalize)
     data.index = data.index.tz_localize(None)
-    last_bar = len(data) - 1
-
-    class FollowTargets(Strategy):
-        def init(self) -> None:
-            self.current = 0
-
-        def next(self) -> None:
-            bar = len(self.data) - 1
-            wanted = int(target[bar])
-            if bar == last_bar or wanted == self.current:
-                return
-            if self.position:
-                self.position.close()
-            if wanted == 1:
-                self.buy(size=POSITION_SIZE)
-            elif wanted == -1:
-                self.sell(size=POSITION_SIZE)
-            self.current = wanted
+    FollowTargets = follow_targets_strategy(target, POSITION_SIZE)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from backtest_data import canonical
-from backtesting import Backtest, Strategy
+from backtest_data import canonical, follow_targets_strategy
+from backtesting import Backtest
 from backtesting.test import EURUSD, GOOG
 
 from ktrdr_worker.backtest import BacktestConfig, run
@@ -47,24 +47,7 @@ def sma_targets(close: pd.Series) -> np.ndarray:
 
 
 def run_backtesting_py(data: pd.DataFrame, target: np.ndarray, commission: float) -> pd.Series:
-    last_bar = len(data) - 1
-
-    class FollowTargets(Strategy):
-        def init(self) -> None:
-            self.current = 0
-
-        def next(self) -> None:
-            bar = len(self.data) - 1
-            wanted = int(target[bar])
-            if bar == last_bar or wanted == self.current:
-                return
-            if self.position:
-                self.position.close()
-            if wanted == 1:
-                self.buy(size=POSITION_SIZE)
-            elif wanted == -1:
-                self.sell(size=POSITION_SIZE)
-            self.current = wanted
+    FollowTargets = follow_targets_strategy(target, POSITION_SIZE)
 
     with warnings.catch_warnings():
         # "prices larger than initial cash" does not apply: cash is 100k.

@@ -97,15 +97,6 @@ class _Writer:
         self._path.unlink(missing_ok=True)
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 (hex) of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ArtifactStore:
     """Files under ``root``, each at ``root/ab/abcdef…`` for its sha256 ``abcdef…``."""
 

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from ktrdr_core.checksums import file_sha256
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import (
     PROTOCOL_HEADER,
@@ -274,13 +275,15 @@ class KtrdrClient:
 
     # --- artifacts ----------------------------------------------------------------------
 
-    def upload_artifact(self, path: Path, kind: ArtifactKind) -> ArtifactView:
-        """Upload a file (streamed) with its sha256, so a corrupted transfer is refused."""
+    def upload_artifact(
+        self, path: Path, kind: ArtifactKind, *, sha256: str | None = None
+    ) -> ArtifactView:
+        """Upload a file (streamed) with its sha256, so a corrupted transfer is refused.
+
+        Pass ``sha256`` when the caller has already hashed the file, to skip a second read.
+        """
         path = Path(path)
-        digest = hashlib.sha256()
-        with path.open("rb") as file:
-            for chunk in self._chunks(file):
-                digest.update(chunk)
+        sha256 = sha256 or file_sha256(path)
         with path.open("rb") as file:
             return self._model(
                 ArtifactView,
@@ -289,7 +292,7 @@ class KtrdrClient:
                 params={"kind": kind.value},
                 content=self._chunks(file),
                 headers={
-                    "X-Content-SHA256": digest.hexdigest(),
+                    "X-Content-SHA256": sha256,
                     "Content-Type": "application/octet-stream",
                 },
             )
@@ -418,17 +421,14 @@ class KtrdrClient:
         before backtesting the model on this backend.
         """
         path = Path(path)
-        digest = hashlib.sha256()
-        with path.open("rb") as file:
-            for chunk in self._chunks(file):
-                digest.update(chunk)
+        sha256 = file_sha256(path)
         with path.open("rb") as file:
             return self._model(
                 ModelView,
                 "POST",
                 "/models",
                 content=self._chunks(file),
-                headers={"X-Content-SHA256": digest.hexdigest(), "Content-Type": "application/zip"},
+                headers={"X-Content-SHA256": sha256, "Content-Type": "application/zip"},
             )
 
     def list_models(self) -> list[ModelView]:

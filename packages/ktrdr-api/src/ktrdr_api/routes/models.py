@@ -11,9 +11,10 @@ from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog
-from ktrdr_api.artifacts import ChecksumMismatch, file_sha256
+from ktrdr_api.artifacts import ChecksumMismatch
 from ktrdr_api.deps import Backend, BackendDep, SessionDep
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
+from ktrdr_core.checksums import file_sha256
 from ktrdr_core.protocol import ID_PATTERN, SHA256_PATTERN, ArtifactKind, ModelView
 
 router = APIRouter(prefix="/models", tags=["models"])

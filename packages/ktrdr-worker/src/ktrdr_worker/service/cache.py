@@ -9,34 +9,24 @@ folder never see half a file. Beyond the size limit the least recently used file
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ktrdr_core.checksums import file_sha256
 from ktrdr_core.client import ChecksumError, KtrdrClient
 from ktrdr_core.errors import KtrdrError
 
-__all__ = ["ArtifactCache", "CacheError", "file_sha256"]
+__all__ = ["ArtifactCache", "CacheError"]
 
 log = logging.getLogger("ktrdr_worker.service")
-_READ_BYTES = 1024 * 1024
 _DOWNLOAD_TRIES = 3  # a checksum mismatch is retried this many times, then reported
 
 
 class CacheError(KtrdrError):
     """A file could not be fetched intact; the message names the artifact and what was seen."""
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        while chunk := file.read(_READ_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ArtifactCache:

@@ -19,11 +19,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ktrdr_core.checksums import file_sha256
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import ArtifactKind
 from ktrdr_worker.service.attempt import Attempt
-from ktrdr_worker.service.cache import file_sha256
 from ktrdr_worker.service.retry import Backoff, is_transient
 
 __all__ = ["Heartbeater"]
@@ -227,7 +227,7 @@ class Heartbeater:
             return
         sha = file_sha256(pending.path)
         if sha != self.named_checkpoint:
-            self.client.upload_artifact(pending.path, ArtifactKind.CHECKPOINT)
+            self.client.upload_artifact(pending.path, ArtifactKind.CHECKPOINT, sha256=sha)
             log.info("uploaded checkpoint %s for %s", sha[:12], self.attempt.operation_id)
         pending.sha256 = sha
 
