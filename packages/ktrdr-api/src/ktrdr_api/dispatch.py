@@ -2,8 +2,9 @@
 
 Rules, in order:
 
-1. A worker gets only operations of its own kind (training or backtest), oldest first (by
-   creation: a requeued operation goes back to the head of the queue, not the tail).
+1. A worker gets only the operation kinds its own kind serves (``protocol.SERVED_BY``:
+   training workers train; backtest workers backtest and fetch market data), oldest first
+   (by creation: a requeued operation goes back to the head of the queue, not the tail).
 2. An operation that asks for a device (``training.device: cuda``) goes only to a worker
    with that device.
 3. **GPU first**: while a GPU worker of the same kind is long-polling, a CPU worker leaves a
@@ -29,7 +30,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ktrdr_api.models import Operation
-from ktrdr_core.protocol import ClaimResponse, Device, OperationKind, OperationState
+from ktrdr_core.protocol import (
+    SERVED_BY,
+    ClaimResponse,
+    Device,
+    OperationKind,
+    OperationState,
+    served_kinds,
+)
 
 if TYPE_CHECKING:
     from ktrdr_api.operations import Operations, WorkerInfo
@@ -75,7 +83,10 @@ def candidates(
     """Ids of the pending operations ``worker`` may claim, best first."""
     query = (
         select(Operation)
-        .where(Operation.kind == worker.kind.value, Operation.state == OperationState.PENDING)
+        .where(
+            Operation.kind.in_([kind.value for kind in served_kinds(worker.kind)]),
+            Operation.state == OperationState.PENDING,
+        )
         .where(or_(Operation.device.is_(None), Operation.device == worker.device.value))
         .order_by(Operation.created_at, Operation.id)
         .limit(_CANDIDATES)
@@ -117,12 +128,13 @@ class Dispatcher:
         return any(w.kind == kind and w.device != Device.CPU for w in list(self._waiters.values()))
 
     def notify(self, kind: str) -> None:
-        """Wake the workers of ``kind`` waiting for work; callable from any thread."""
+        """Wake the workers that serve operations of ``kind``; callable from any thread."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        worker_kind = SERVED_BY.get(OperationKind(kind))
         for waiter in list(self._waiters.values()):
-            if waiter.kind == kind:
+            if waiter.kind == worker_kind:
                 loop.call_soon_threadsafe(waiter.event.set)
 
     async def claim(self, worker_id: str, timeout_s: float) -> ClaimResponse | None:

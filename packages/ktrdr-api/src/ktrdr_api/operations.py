@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Row, bindparam, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +49,7 @@ from ktrdr_core.protocol import (
     Failure,
     Heartbeat,
     HeartbeatResponse,
+    OperationInputs,
     OperationKind,
     OperationState,
     OperationView,
@@ -812,10 +814,12 @@ def _load(session: Session, operation_id: str) -> Operation:
     return op
 
 
-def _inputs(op: Operation | Row[Any]) -> TrainingInputs | BacktestInputs:
-    if op.kind == OperationKind.TRAINING:
-        return TrainingInputs.model_validate(op.inputs)
-    return BacktestInputs.model_validate(op.inputs)
+_INPUTS: TypeAdapter[Any] = TypeAdapter(OperationInputs)
+
+
+def _inputs(op: Operation | Row[Any]) -> Any:
+    """The operation's inputs as their protocol model (chosen by their ``kind``)."""
+    return _INPUTS.validate_python(op.inputs)
 
 
 _BY_ID = select(Operation.__table__).where(Operation.__table__.c.id == bindparam("id"))
@@ -840,9 +844,11 @@ def to_view(op: Operation | Row[Any]) -> OperationView:
         lease_expires_at=op.lease_expires_at,
         inputs=inputs,
         reproducibility=Reproducibility(
-            strategy_hash=inputs.strategy_hash,
+            # Not every kind has a strategy, data or a seed (a data fetch has none of them).
+            strategy_hash=getattr(inputs, "strategy_hash", None),
             data_checksums={
-                f"{d.symbol}/{d.timeframe}@{d.version}": d.checksum for d in inputs.data
+                f"{d.symbol}/{d.timeframe}@{d.version}": d.checksum
+                for d in getattr(inputs, "data", ())
             },
             seed=getattr(inputs, "seed", None),
             versions=inputs.versions,

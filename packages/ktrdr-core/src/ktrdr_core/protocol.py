@@ -39,9 +39,11 @@ __all__ = [
     "MAX_CLAIM_TIMEOUT_S",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
+    "SERVED_BY",
     "SHA256_PATTERN",
     "SYMBOL_PATTERN",
     "WORKER_ID_PATTERN",
+    "WORKER_KINDS",
     "ArtifactKind",
     "ArtifactView",
     "AttemptOutcome",
@@ -79,6 +81,7 @@ __all__ = [
     "WorkerStatus",
     "WorkerView",
     "normalise_symbol",
+    "served_kinds",
 ]
 
 PROTOCOL_HEADER = "X-Ktrdr-Protocol"
@@ -128,6 +131,28 @@ class _View(BaseModel):
 class OperationKind(StrEnum):
     TRAINING = "training"
     BACKTEST = "backtest"
+    DATA_FETCH = "data_fetch"
+    WALKFORWARD = "walkforward"
+
+
+WORKER_KINDS = (OperationKind.TRAINING, OperationKind.BACKTEST)
+"""The kinds a worker registers as: training workers (GPU when there is one) and CPU
+backtest workers."""
+
+SERVED_BY: dict[OperationKind, OperationKind | None] = {
+    OperationKind.TRAINING: OperationKind.TRAINING,
+    OperationKind.BACKTEST: OperationKind.BACKTEST,
+    # Downloading market data is light, network-bound work: the CPU workers take it.
+    OperationKind.DATA_FETCH: OperationKind.BACKTEST,
+    # A walk-forward is orchestrated by the backend itself through child operations.
+    OperationKind.WALKFORWARD: None,
+}
+"""Operation kind -> the worker kind that runs it (None: no worker, the backend does)."""
+
+
+def served_kinds(worker_kind: OperationKind) -> tuple[OperationKind, ...]:
+    """The operation kinds a worker of ``worker_kind`` claims."""
+    return tuple(kind for kind, by in SERVED_BY.items() if by == worker_kind)
 
 
 class OperationState(StrEnum):
@@ -191,6 +216,12 @@ class WorkerRegistration(_Request):
         default_factory=dict, description="distribution -> version, e.g. ktrdr-worker, torch"
     )
     host: str | None = Field(default=None, max_length=255)
+
+    @model_validator(mode="after")
+    def _a_worker_kind(self) -> WorkerRegistration:
+        if self.kind not in WORKER_KINDS:
+            raise ValueError(f"a worker registers as {' or '.join(WORKER_KINDS)}, not {self.kind}")
+        return self
 
 
 class WorkerView(_View):

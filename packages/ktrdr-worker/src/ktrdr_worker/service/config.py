@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.protocol import MAX_CLAIM_TIMEOUT_S, WORKER_ID_PATTERN, OperationKind
+from ktrdr_core.protocol import MAX_CLAIM_TIMEOUT_S, WORKER_ID_PATTERN, WORKER_KINDS, OperationKind
 from ktrdr_core.settings import Settings, SettingsError
 
 __all__ = ["WorkerConfig", "WorkerConfigError", "default_cache_dir", "default_worker_id"]
@@ -74,6 +74,8 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "kind", OperationKind(self.kind))
+            if self.kind not in WORKER_KINDS:
+                raise ValueError(self.kind)
         except ValueError:
             raise WorkerConfigError(
                 f"worker kind {self.kind!r}: expected training or backtest"

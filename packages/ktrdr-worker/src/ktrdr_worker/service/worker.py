@@ -103,7 +103,7 @@ class Worker:
     ):
         self.config = config
         self.runtime = runtime
-        self.runner = (runners or RUNNERS)[config.kind]
+        self.runners = runners or RUNNERS
         self.stopping = threading.Event()
         self.status = WorkerStatus(worker_id=config.worker_id, kind=config.kind.value)
         self._status_lock = threading.Lock()
@@ -309,7 +309,10 @@ class Worker:
         """Run the job; its result, or the exception that ended it."""
         started = time.perf_counter()
         try:
-            result = self.runner(job)
+            runner = self.runners.get(job.claim.kind)
+            if runner is None:
+                raise RuntimeError(f"this worker has no runner for {job.claim.kind} operations")
+            result = runner(job)
         except Exception as exc:  # every way a job ends is reported; see _finish
             log.info("%s ended after %.1f s: %s", job.attempt.operation_id,
                      time.perf_counter() - started, exc)  # fmt: skip
