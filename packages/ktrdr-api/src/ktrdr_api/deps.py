@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +19,9 @@ from ktrdr_core.protocol import normalise_symbol
 from ktrdr_core.settings import Settings
 from ktrdr_core.version import installed_distributions
 
+if TYPE_CHECKING:
+    from ktrdr_api.walkforward import Orchestrator
+
 
 @dataclass
 class Backend:
@@ -30,6 +33,7 @@ class Backend:
     dispatcher: Dispatcher
     store: ArtifactStore
     metrics: Metrics
+    walkforwards: Orchestrator = field(init=False)  # set by the app factory (it needs us)
 
     @property
     def local_database(self) -> bool:

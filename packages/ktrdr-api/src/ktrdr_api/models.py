@@ -91,8 +91,17 @@ class Operation(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     retry_of: Mapped[str | None] = mapped_column(String(32))
+    # A walk-forward's children name it and their role in it ("train:3", "backtest:3",
+    # "report"); see ktrdr_api.walkforward.
+    parent_id: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[str | None] = mapped_column(String(32))
+    # For `ktrdr runs list --strategy NAME` (backtests take it from their model).
+    strategy_name: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
+        UniqueConstraint("parent_id", "role"),
+        Index("ix_operations_parent_id", "parent_id"),
+        Index("ix_operations_strategy_name", "strategy_name", "created_at"),
         Index("ix_operations_queue", "kind", "state", "created_at"),
         Index("ix_operations_state_lease", "state", "lease_expires_at"),
         Index("ix_operations_created_at", "created_at"),

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from ktrdr_api import catalog
+from ktrdr_api.deps import backend_versions
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.protocol import DataRef, StrategyIssue, normalise_symbol
+from ktrdr_core.protocol import BacktestInputs, DataRef, StrategyIssue, normalise_symbol
 
 if TYPE_CHECKING:
     from ktrdr_core.strategy import Strategy
@@ -153,3 +155,35 @@ def check_backtest_settings(settings: Mapping[str, Any]) -> None:
                 for e in errors
             ]
         ) from None
+
+
+def backtest_inputs(
+    session: Session,
+    model_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    settings: Mapping[str, Any],
+) -> tuple[BacktestInputs, str]:
+    """A backtest of ``model_id`` on the newest data of the symbols and timeframe it was
+    trained on, and the model's strategy name. Raises MissingData when that data is gone."""
+    model = catalog.model(session, model_id)
+    refs, missing = [], []
+    for used in model.data:
+        row = catalog.latest_dataset(session, used["symbol"], used["timeframe"])
+        if row is None:
+            missing.append((used["symbol"], used["timeframe"]))
+        else:
+            refs.append(catalog.data_ref(row))
+    if missing:
+        raise MissingData(missing)
+    inputs = BacktestInputs(
+        model_id=model.id,
+        bundle_sha256=model.bundle_sha256,
+        strategy_hash=model.strategy_hash,
+        data=refs,
+        start=start,
+        end=end,
+        settings=dict(settings),
+        versions=backend_versions(),
+    )
+    return inputs, model.name

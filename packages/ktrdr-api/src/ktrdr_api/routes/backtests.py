@@ -8,15 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
-from ktrdr_api import catalog
-from ktrdr_api.deps import BackendDep, backend_versions
+from ktrdr_api.deps import BackendDep
 from ktrdr_api.operations import OperationConflict, OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import file_response
-from ktrdr_api.strategies import MissingData, check_backtest_settings
+from ktrdr_api.strategies import backtest_inputs, check_backtest_settings
 from ktrdr_core.protocol import (
     ArtifactKind,
-    BacktestInputs,
     BacktestRequest,
     OperationKind,
     OperationState,
@@ -43,28 +41,13 @@ def start_backtest(request: BacktestRequest, backend: BackendDep) -> ModelRespon
     """
     check_backtest_settings(request.settings)
     with backend.sessions() as session:
-        model = catalog.model(session, request.model_id)
-        refs, missing = [], []
-        for used in model.data:
-            row = catalog.latest_dataset(session, used["symbol"], used["timeframe"])
-            if row is None:
-                missing.append((used["symbol"], used["timeframe"]))
-            else:
-                refs.append(catalog.data_ref(row))
-        if missing:
-            raise MissingData(missing)
-        inputs = BacktestInputs(
-            model_id=model.id,
-            bundle_sha256=model.bundle_sha256,
-            strategy_hash=model.strategy_hash,
-            data=refs,
-            start=_utc(request.start),
-            end=_utc(request.end),
-            settings=request.settings,
-            versions=backend_versions(),
+        inputs, name = backtest_inputs(
+            session, request.model_id, _utc(request.start), _utc(request.end), request.settings
         )
     view = backend.operations.create(
-        inputs, references=[model.bundle_sha256, *(ref.checksum for ref in refs)]
+        inputs,
+        references=[inputs.bundle_sha256, *(ref.checksum for ref in inputs.data)],
+        strategy_name=name,
     )
     return model_response(view, status_code=201)
 

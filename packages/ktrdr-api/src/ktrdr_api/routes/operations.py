@@ -22,9 +22,12 @@ def list_operations(
     kind: OperationKind | None = None,
     state: OperationState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    strategy: Annotated[str | None, Query(max_length=128)] = None,
 ) -> list[OperationView]:
-    """Newest first, filtered by kind and state."""
-    return backend.operations.list_operations(kind=kind, state=state, limit=limit)
+    """Newest first, filtered by kind, state and strategy name."""
+    return backend.operations.list_operations(
+        kind=kind, state=state, limit=limit, strategy_name=strategy
+    )
 
 
 @router.get("/{operation_id}", response_model=OperationView, responses={404: {}})

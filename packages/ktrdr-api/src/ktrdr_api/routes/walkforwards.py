@@ -1,0 +1,107 @@
+"""Walk-forwards: start one for a strategy; show it with its folds; its report and chart.
+
+Cancel and retry go through /operations like every other operation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from ktrdr_api import walkforward
+from ktrdr_api.deps import BackendDep
+from ktrdr_api.operations import OperationConflict, OperationNotFound
+from ktrdr_api.responses import ModelResponse, model_response
+from ktrdr_api.routes.artifacts import file_response
+from ktrdr_core.protocol import (
+    ArtifactKind,
+    OperationKind,
+    OperationState,
+    OperationView,
+    WalkforwardRequest,
+    WalkforwardView,
+)
+
+router = APIRouter(prefix="/walkforwards", tags=["walkforwards"])
+
+OperationIdPath = Annotated[str, Path(max_length=32)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OperationView,
+    responses={422: {"description": "strategy issues, missing data, or folds that do not fit"}},
+)
+async def start_walkforward(request: WalkforwardRequest, backend: BackendDep) -> ModelResponse:
+    """Plan the folds and start training them on every available training worker."""
+    view = await run_in_threadpool(walkforward.start, backend, request)
+    return model_response(view, status_code=201)
+
+
+@router.get("")
+def list_walkforwards(
+    backend: BackendDep,
+    state: OperationState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OperationView]:
+    return backend.operations.list_operations(
+        kind=OperationKind.WALKFORWARD, state=state, limit=limit
+    )
+
+
+def _walkforward(backend: BackendDep, operation_id: str) -> OperationView:
+    view = backend.operations.get(operation_id)
+    if view.kind != OperationKind.WALKFORWARD:
+        raise OperationNotFound(
+            f"operation {operation_id} is a {view.kind} operation, not a walk-forward"
+        )
+    return view
+
+
+@router.get("/{operation_id}", responses={404: {}})
+def get_walkforward(operation_id: OperationIdPath, backend: BackendDep) -> WalkforwardView:
+    """The walk-forward and its children: per fold, a training and a backtest; the report."""
+    view = _walkforward(backend, operation_id)
+    return WalkforwardView(operation=view, children=backend.operations.children(operation_id))
+
+
+def _result(backend: BackendDep, operation_id: str) -> dict:
+    view = _walkforward(backend, operation_id)
+    if view.state != OperationState.COMPLETED or view.result is None:
+        raise OperationConflict(
+            f"walk-forward {operation_id} is {view.state}: its report exists once it completes"
+        )
+    return view.result
+
+
+@router.get("/{operation_id}/report", response_class=FileResponse, responses={404: {}, 409: {}})
+def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
+    """The aggregate report JSON: stitched equity, overall and per-fold metrics, stability."""
+    result = _result(backend, operation_id)
+    return file_response(
+        backend,
+        result["report_sha256"],
+        ArtifactKind.REPORT,
+        filename=f"{operation_id}_walkforward.json",
+    )
+
+
+@router.get("/{operation_id}/chart", response_class=FileResponse, responses={404: {}, 409: {}})
+def chart(
+    operation_id: OperationIdPath,
+    backend: BackendDep,
+    format: Literal["png", "svg"] = "png",
+) -> FileResponse:
+    """The stitched out-of-sample equity chart, folds marked (PNG or SVG)."""
+    result = _result(backend, operation_id)
+    return file_response(
+        backend,
+        result[f"chart_{format}_sha256"],
+        ArtifactKind.CHART,
+        filename=f"{operation_id}_walkforward.{format}",
+        media_type="image/png" if format == "png" else "image/svg+xml",
+    )

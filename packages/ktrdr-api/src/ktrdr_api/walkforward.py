@@ -1,0 +1,405 @@
+"""Walk-forward operations: the backend plans the folds and runs them as child operations.
+
+A walk-forward is an operation no worker claims (``SERVED_BY`` maps it to nobody). It starts
+running; :class:`Orchestrator` then drives it by creating children, each with a ``role``:
+
+- ``train:i`` — a training operation of the strategy restricted to fold *i*'s training
+  window (``data.start``/``data.end`` overridden), created at once for every fold, so the
+  folds train in parallel on every training worker;
+- ``backtest:i`` — a backtest of fold *i*'s model on its test window, created when
+  ``train:i`` completes;
+- ``report`` — a ``wf_report`` job on a backtest worker that stitches the folds' test
+  windows into one out-of-sample equity curve with overall and per-fold metrics, the
+  stability of the feature ranking across folds, and a chart; created when every
+  ``backtest:i`` completed. Its completion completes the walk-forward.
+
+The orchestrator is level-triggered: each pass reads the walk-forward and its children and
+creates what is missing, so a pass after a backend restart simply carries on. Passes run
+after every child's terminal transition and on a slow periodic sweep; the (parent, role)
+unique constraint makes two racing passes create a child once.
+
+A child that fails fails the walk-forward once no child is still running, naming the
+folds; ``ops retry`` on the walk-forward then reuses every completed child and runs only the
+rest. Cancelling the walk-forward cancels its children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ktrdr_api.deps import Backend, backend_versions
+from ktrdr_api.operations import OperationConflict, OperationNotFound, Transition
+from ktrdr_api.strategies import (
+    StrategyInvalid,
+    backtest_inputs,
+    check_backtest_settings,
+    check_strategy,
+    required_data,
+)
+from ktrdr_core.protocol import (
+    FoldOutcome,
+    OperationKind,
+    OperationState,
+    OperationView,
+    Progress,
+    StrategyIssue,
+    TrainingInputs,
+    WalkforwardInputs,
+    WalkforwardReportInputs,
+    WalkforwardRequest,
+)
+
+log = logging.getLogger("ktrdr_api.walkforward")
+
+SWEEP_S = 2.0
+"""Seconds between two passes over every running walk-forward when nothing announced one."""
+
+_CHILD_KINDS = {
+    OperationKind.TRAINING.value,
+    OperationKind.BACKTEST.value,
+    OperationKind.WALKFORWARD_REPORT.value,
+}
+_TERMINAL = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
+
+
+def _fold_overrides(request_overrides: dict[str, Any], start: date, end: date) -> dict[str, Any]:
+    return {**request_overrides, "data.start": start.isoformat(), "data.end": end.isoformat()}
+
+
+def start(backend: Backend, request: WalkforwardRequest) -> OperationView:
+    """Validate the strategy, plan the folds and create the running walk-forward."""
+    from ktrdr_core.walkforward import WalkforwardError, embargo_days, plan_folds
+
+    check_backtest_settings(request.settings)
+    strategy, effective_text = check_strategy(request.strategy, request.overrides)
+    if len(strategy.data.symbols) != 1:
+        raise StrategyInvalid(
+            [
+                StrategyIssue(
+                    path="data.symbols",
+                    message=f"a walk-forward backtests one symbol; this strategy trains on "
+                    f"{', '.join(strategy.data.symbols)}",
+                )
+            ]
+        )
+    with backend.sessions() as session:
+        data = required_data(session, strategy)
+    ref = data[0]
+    first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
+    last = min(ref.last.astimezone(UTC).date(), strategy.data.end or date.max)
+    embargo_bars = (
+        request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
+    )
+    try:
+        folds = plan_folds(
+            first,
+            last,
+            folds=request.folds,
+            window=request.window,
+            train_blocks=request.train_blocks,
+            embargo=embargo_days(embargo_bars, ref.first.date(), ref.last.date(), ref.rows),
+        )
+    except WalkforwardError as exc:
+        raise StrategyInvalid([StrategyIssue(path="folds", message=str(exc))]) from None
+    inputs = WalkforwardInputs(
+        strategy_name=strategy.name,
+        strategy_yaml=effective_text,
+        strategy_hash=strategy.strategy_hash(),
+        overrides=request.overrides,
+        data=data,
+        seed=strategy.training.seed,
+        device=strategy.training.device,
+        window=request.window,
+        train_blocks=request.train_blocks,
+        embargo_bars=embargo_bars,
+        folds=folds,
+        settings=request.settings,
+        versions=backend_versions(),
+    )
+    view = backend.operations.create(inputs, references=[r.checksum for r in data])
+    backend.walkforwards.advance(view.operation_id)
+    return backend.operations.get(view.operation_id)
+
+
+class Orchestrator:
+    """Drives every running walk-forward forward (see the module docstring)."""
+
+    def __init__(self, backend: Backend, *, sweep_s: float = SWEEP_S):
+        self.backend = backend
+        self.sweep_s = sweep_s
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # one pass at a time per process keeps the log tidy
+
+    # --- triggers -------------------------------------------------------------------
+
+    def notice(self, transition: Transition) -> None:
+        """``Operations.on_transition``: a child ended, or a walk-forward was cancelled."""
+        ended_child = transition.kind in _CHILD_KINDS and transition.target in _TERMINAL
+        cancelled = (
+            transition.kind == OperationKind.WALKFORWARD and transition.event == "request_cancel"
+        )
+        if (ended_child or cancelled) and self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shut-down
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """The background task: a pass over running walk-forwards when woken, or every
+        ``sweep_s`` seconds."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sweep_s)
+            self._wake.clear()
+            try:
+                await asyncio.to_thread(self.sweep)
+            except SQLAlchemyError as exc:
+                log.warning("walk-forward pass failed: %s", str(exc).splitlines()[0])
+
+    def sweep(self) -> None:
+        for parent_id in self.backend.operations.running_ids(OperationKind.WALKFORWARD):
+            self.advance(parent_id)
+
+    # --- one pass -------------------------------------------------------------------
+
+    def advance(self, parent_id: str) -> None:
+        """Create whatever the walk-forward needs next, or end it."""
+        with self._lock:
+            try:
+                self._advance(parent_id)
+            except OperationConflict as exc:
+                # Someone else moved first (a racing pass, a cancel): the next pass sees it.
+                log.debug("walk-forward %s: %s", parent_id, exc)
+
+    def _advance(self, parent_id: str) -> None:
+        ops = self.backend.operations
+        parent = ops.get(parent_id)
+        if parent.state != OperationState.RUNNING:
+            return
+        inputs = parent.inputs
+        assert isinstance(inputs, WalkforwardInputs)
+        children = {c.role: c for c in ops.children(parent_id) if c.role}
+        for role, op_id in inputs.reuse.items():
+            if role not in children:
+                with contextlib.suppress(OperationNotFound):
+                    children[role] = ops.get(op_id)
+
+        if parent.cancel_requested:
+            self._cancel(parent, children)
+            return
+
+        n = len(inputs.folds)
+        for fold in inputs.folds:
+            train = children.get(f"train:{fold.index}")
+            if train is None:
+                children[f"train:{fold.index}"] = self._create_training(parent, fold.index)
+            elif (
+                train.state == OperationState.COMPLETED and f"backtest:{fold.index}" not in children
+            ):
+                children[f"backtest:{fold.index}"] = self._create_backtest(
+                    parent, fold.index, train
+                )
+
+        active = [c for c in children.values() if c.state not in _TERMINAL]
+        unfinished = _TERMINAL - {OperationState.COMPLETED}
+        broken = sorted(
+            (role for role, c in children.items() if c.state in unfinished), key=_role_order
+        )
+        if broken:
+            if not active:
+                details = "; ".join(f"{role}: {_why(children[role])}" for role in broken)
+                ops.conclude(
+                    parent_id,
+                    OperationState.FAILED,
+                    error=f"{len(broken)} child operation(s) did not complete: {details}. "
+                    f"`ktrdr ops retry {parent_id}` reuses the completed folds and reruns "
+                    "only these",
+                )
+            self._report_progress(parent, children, n)
+            return
+
+        backtests = [children.get(f"backtest:{i}") for i in range(n)]
+        if all(b is not None and b.state == OperationState.COMPLETED for b in backtests):
+            report = children.get("report")
+            if report is None:
+                children["report"] = self._create_report(parent, children)
+            elif report.state == OperationState.COMPLETED:
+                self._complete(parent, children)
+                return
+        self._report_progress(parent, children, n)
+
+    # --- children -------------------------------------------------------------------
+
+    def _create_training(self, parent: OperationView, index: int) -> OperationView:
+        inputs = parent.inputs
+        assert isinstance(inputs, WalkforwardInputs)
+        fold = inputs.folds[index]
+        overrides = _fold_overrides(inputs.overrides, fold.train_start, fold.train_end)
+        # The parent's effective text already holds its overrides; only the window changes.
+        strategy, text = check_strategy(
+            inputs.strategy_yaml,
+            {"data.start": fold.train_start.isoformat(), "data.end": fold.train_end.isoformat()},
+        )
+        child = TrainingInputs(
+            strategy_name=strategy.name,
+            strategy_yaml=text,
+            strategy_hash=strategy.strategy_hash(),
+            overrides=overrides,
+            data=inputs.data,
+            seed=strategy.training.seed,
+            device=strategy.training.device,
+            versions=backend_versions(),
+        )
+        device = strategy.training.device
+        return self.backend.operations.create(
+            child,
+            device=device if device in ("cuda", "mps") else None,
+            references=[ref.checksum for ref in inputs.data],
+            parent_id=parent.operation_id,
+            role=f"train:{index}",
+        )
+
+    def _create_backtest(
+        self, parent: OperationView, index: int, train: OperationView
+    ) -> OperationView:
+        inputs = parent.inputs
+        assert isinstance(inputs, WalkforwardInputs)
+        fold = inputs.folds[index]
+        model_id = (train.result or {}).get("model_id")
+        if model_id is None:
+            raise OperationConflict(f"training {train.operation_id} completed without a model")
+        start = datetime.combine(fold.test_start, time(0), tzinfo=UTC)
+        # The test window is inclusive of its last day; a backtest's end is an instant.
+        end = datetime.combine(fold.test_end + timedelta(days=1), time(0), tzinfo=UTC)
+        end -= timedelta(microseconds=1)
+        with self.backend.sessions() as session:
+            child, name = backtest_inputs(session, model_id, start, end, inputs.settings)
+        return self.backend.operations.create(
+            child,
+            references=[child.bundle_sha256, *(ref.checksum for ref in child.data)],
+            strategy_name=name,
+            parent_id=parent.operation_id,
+            role=f"backtest:{index}",
+        )
+
+    def _create_report(
+        self, parent: OperationView, children: dict[str, OperationView]
+    ) -> OperationView:
+        inputs = parent.inputs
+        assert isinstance(inputs, WalkforwardInputs)
+        outcomes = []
+        for fold in inputs.folds:
+            train, test = children[f"train:{fold.index}"], children[f"backtest:{fold.index}"]
+            summary = (train.result or {}).get("summary") or {}
+            importance = {
+                row["feature"]: float(row["importance"])
+                for row in summary.get("explanations", [])
+                if isinstance(row, dict) and "feature" in row and "importance" in row
+            }
+            outcomes.append(
+                FoldOutcome(
+                    index=fold.index,
+                    test_start=fold.test_start,
+                    test_end=fold.test_end,
+                    training_operation_id=train.operation_id,
+                    backtest_operation_id=test.operation_id,
+                    model_id=(train.result or {})["model_id"],
+                    report_sha256=(test.result or {})["report_sha256"],
+                    importance=importance,
+                )
+            )
+        job = WalkforwardReportInputs(
+            walkforward_id=parent.operation_id,
+            strategy_name=inputs.strategy_name,
+            strategy_hash=inputs.strategy_hash,
+            data=inputs.data,
+            window=inputs.window,
+            folds=outcomes,
+            versions=backend_versions(),
+        )
+        return self.backend.operations.create(
+            job,
+            references=[o.report_sha256 for o in outcomes] + [r.checksum for r in inputs.data],
+            parent_id=parent.operation_id,
+            role="report",
+        )
+
+    # --- endings and progress -------------------------------------------------------
+
+    def _complete(self, parent: OperationView, children: dict[str, OperationView]) -> None:
+        report = children["report"]
+        result = dict(report.result or {})
+        result["report_operation_id"] = report.operation_id
+        result["children"] = {
+            role: child.operation_id for role, child in sorted(children.items(), key=_order)
+        }
+        self.backend.operations.conclude(
+            parent.operation_id, OperationState.COMPLETED, result=result
+        )
+
+    def _cancel(self, parent: OperationView, children: dict[str, OperationView]) -> None:
+        ops = self.backend.operations
+        own = {c.operation_id for c in ops.children(parent.operation_id)}
+        for child in children.values():
+            # Reused children belong to an earlier walk-forward: never cancel those.
+            if child.operation_id in own and child.state not in _TERMINAL:
+                with contextlib.suppress(OperationConflict):
+                    ops.request_cancel(child.operation_id)
+        still = [c for c in ops.children(parent.operation_id) if c.state not in _TERMINAL]
+        if not still:
+            ops.conclude(
+                parent.operation_id,
+                OperationState.CANCELLED,
+                error="cancelled on request, with its child operations",
+            )
+
+    def _report_progress(
+        self, parent: OperationView, children: dict[str, OperationView], folds: int
+    ) -> None:
+        def done(prefix: str) -> int:
+            return sum(
+                1
+                for role, c in children.items()
+                if role.startswith(prefix) and c.state == OperationState.COMPLETED
+            )
+
+        trained, tested = done("train:"), done("backtest:")
+        running_share = sum(
+            c.progress.percent / 100 for c in children.values() if c.state == OperationState.RUNNING
+        )
+        percent = 100 * (trained + tested + running_share) / (2 * folds + 1)
+        message = f"{trained}/{folds} folds trained, {tested}/{folds} backtested"
+        if "report" in children:
+            message += ", stitching the report"
+        progress = Progress(
+            percent=min(percent, 99.0),
+            step=trained + tested,
+            total_steps=2 * folds + 1,
+            message=message,
+        )
+        if progress.model_dump() != parent.progress.model_dump():
+            self.backend.operations.report_progress(parent.operation_id, progress)
+
+
+def _role_order(role: str) -> tuple[int, str]:
+    name, _, index = role.partition(":")
+    return (int(index) if index.isdigit() else 10**6, name)
+
+
+def _order(item: tuple[str, OperationView]) -> tuple[int, str]:
+    return _role_order(item[0])
+
+
+def _why(child: OperationView) -> str:
+    if child.state == OperationState.CANCELLED:
+        return f"{child.operation_id} was cancelled"
+    first_line = (child.error or "failed").strip().splitlines()[0]
+    return f"{child.operation_id} failed ({first_line[:200]})"

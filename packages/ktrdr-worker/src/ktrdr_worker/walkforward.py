@@ -1,0 +1,170 @@
+"""The walk-forward report: stitch the folds' out-of-sample backtests into one record.
+
+Each fold's backtest starts from the same capital. Stitched, fold *k*'s equity is scaled so
+that it starts where fold *k − 1* ended: ``S(t) = C · Π_{j<k} (E_j,end / C_j) · E_k(t) / C_k``
+— the equity of one account that traded every test window in turn. Its trades are scaled by
+the same factor (returns unchanged), and the metrics are computed over the stitched curve
+with the same code and definitions as any backtest (:mod:`ktrdr_worker.backtest.metrics`).
+The test windows are contiguous, so buy-and-hold is holding the asset over the whole span.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ktrdr_core.protocol import FoldOutcome
+from ktrdr_core.walkforward import ranking_stability
+from ktrdr_worker.backtest.metrics import compute_metrics
+from ktrdr_worker.calendars import TradingCalendar
+from ktrdr_worker.models.charts import ChartImages, render_equity_chart
+
+__all__ = ["FOLD_METRICS", "WALKFORWARD_REPORT_FORMAT", "stitch_walkforward"]
+
+WALKFORWARD_REPORT_FORMAT = "ktrdr-walkforward-report/1"
+
+FOLD_METRICS = ("total_return", "sharpe", "max_drawdown", "num_trades", "win_rate", "exposure")
+"""The metrics the per-fold table carries (the fold reports hold them all)."""
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return None
+
+
+def _series(pairs: Sequence[Sequence[Any]]) -> pd.Series:
+    index = pd.DatetimeIndex([pd.Timestamp(t) for t, _ in pairs]).tz_convert(UTC)
+    return pd.Series([float(v) for _, v in pairs], index=index, dtype=np.float64)
+
+
+def stitch_walkforward(
+    folds: Sequence[FoldOutcome],
+    reports: Mapping[int, Mapping[str, Any]],
+    close: pd.Series,
+    *,
+    walkforward_id: str,
+    strategy_name: str,
+    window: str,
+) -> tuple[dict[str, Any], ChartImages]:
+    """The aggregate report and its chart.
+
+    ``reports``: fold index -> that fold's backtest report (``ktrdr-backtest-report/1``);
+    ``close``: the symbol's close prices on the base timeframe (any span covering the test
+    windows).
+    """
+    ordered = sorted(folds, key=lambda f: f.index)
+    first = reports[ordered[0].index]
+    capital = float(first["config"]["capital"])
+    level = capital  # where the stitched account stands when the next fold starts
+    pieces: list[pd.Series] = []
+    trades: list[pd.DataFrame] = []
+    per_fold = []
+    for fold in ordered:
+        report = reports[fold.index]
+        equity = _series(report["equity"])
+        if pieces and len(equity) and equity.index[0] <= pieces[-1].index[-1]:
+            raise ValueError(
+                f"fold {fold.index}'s test window starts at {equity.index[0]}, before fold "
+                f"{fold.index - 1}'s ended at {pieces[-1].index[-1]}: the folds overlap"
+            )
+        fold_capital = float(report["config"]["capital"])
+        scale = level / fold_capital
+        pieces.append(equity * scale)
+        frame = pd.DataFrame(report.get("trades", []))
+        if len(frame):
+            trades.append(
+                pd.DataFrame(
+                    {
+                        "entry_time": pd.to_datetime(frame["entry_time"], utc=True),
+                        "exit_time": pd.to_datetime(frame["exit_time"], utc=True),
+                        "net_pnl": frame["net_pnl"].astype(float) * scale,
+                        "commission": frame["commission"].astype(float) * scale,
+                        "return": frame["return"].astype(float),
+                        "bars_held": frame["bars_held"].astype(int),
+                        "fold": fold.index,
+                    }
+                )
+            )
+        if len(equity):
+            level = float(equity.iloc[-1]) * scale
+        metrics = report.get("metrics", {})
+        per_fold.append(
+            {
+                "fold": fold.index,
+                "test_start": fold.test_start.isoformat(),
+                "test_end": fold.test_end.isoformat(),
+                "bars": int(report.get("bars", len(equity))),
+                **{key: metrics.get(key) for key in FOLD_METRICS},
+                "buy_and_hold_return": report.get("buy_and_hold", {}).get("total_return"),
+                "model_id": fold.model_id,
+                "training_operation_id": fold.training_operation_id,
+                "backtest_operation_id": fold.backtest_operation_id,
+            }
+        )
+
+    stitched = pd.concat(pieces)
+    index = stitched.index
+    columns = ["entry_time", "exit_time", "net_pnl", "commission", "return", "bars_held"]
+    all_trades = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(columns=columns)
+    all_trades["entry_bar"] = index.searchsorted(all_trades["entry_time"]).astype(np.int64)
+    all_trades["exit_bar"] = np.minimum(
+        index.searchsorted(all_trades["exit_time"]), len(index) - 1
+    ).astype(np.int64)
+    prices = close.reindex(index, method="ffill").to_numpy(dtype=np.float64)
+    calendar = TradingCalendar(**{**first["calendar"], "inferred": ()})
+    metrics = compute_metrics(
+        index=index,
+        equity=stitched.to_numpy(dtype=np.float64),
+        close=prices,
+        trades=all_trades,
+        calendar=calendar,
+        capital=capital,
+    )
+    held = pd.Series(capital * prices / prices[0], index=index)
+
+    returns = [row["total_return"] for row in per_fold if row["total_return"] is not None]
+    summary = {
+        "folds": len(per_fold),
+        "profitable_folds": sum(r > 0 for r in returns),
+        "mean_fold_return": float(np.mean(returns)) if returns else None,
+        "fold_return_std": float(np.std(returns, ddof=1)) if len(returns) > 1 else None,
+        "beat_buy_and_hold": sum(
+            row["total_return"] is not None
+            and row["buy_and_hold_return"] is not None
+            and row["total_return"] > row["buy_and_hold_return"]
+            for row in per_fold
+        ),
+    }
+    stability = ranking_stability([fold.importance for fold in ordered])
+    report = {
+        "format": WALKFORWARD_REPORT_FORMAT,
+        "created_at": datetime.now(UTC).isoformat(),
+        "walkforward_id": walkforward_id,
+        "strategy_name": strategy_name,
+        "window": window,
+        "symbol": first.get("symbol"),
+        "timeframe": first.get("timeframe"),
+        "metrics": {key: _number(value) for key, value in metrics.items()},
+        "summary": summary,
+        "folds": per_fold,
+        "stability": stability,
+        "trades": len(all_trades),
+        "equity": [(t.isoformat(), float(v)) for t, v in stitched.items()],
+    }
+    total = metrics["total_return"]
+    title = (
+        f"{strategy_name} walk-forward, {len(per_fold)} folds ({window}): "
+        f"out-of-sample return {total * 100:+.1f}%, max DD {metrics['max_drawdown'] * 100:.1f}%"
+    )
+    images = render_equity_chart(stitched, buy_and_hold=held, title=title)
+    return report, images

@@ -1,0 +1,136 @@
+"""A walk-forward across several real workers: `ktrdr-api serve`, two training workers and one
+backtest worker. Real EURUSD hourly bars; every fold is trained and backtested as its own
+child operation, the folds spread over both training workers, and the stitched report and
+chart come back. Then cancel and retry: a cancelled walk-forward cancels its children, and
+its retry reuses what completed and reproduces the same fold results."""
+
+from __future__ import annotations
+
+import pytest
+from ktrdr_stack import TINY_STRATEGY, ApiServer, WorkerProcess, eurusd_csv, wait_for_state
+
+from ktrdr_core.protocol import OperationKind, OperationState
+
+pytestmark = pytest.mark.slow
+
+DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("walkforward")
+    api = ApiServer(folder / "home", token="wf-secret").start()
+    workers = [
+        WorkerProcess(kind, api, folder / "workers", worker_id=f"wf-{kind}-{n}")
+        for kind, n in (("training", 1), ("training", 2), ("backtest", 1))
+    ]
+    for worker in workers:
+        worker.wait_registered()
+    with api.client() as client:
+        client.import_data("EURUSD", "1h", eurusd_csv(folder / "EURUSD_1h.csv"))
+    yield api, workers
+    for worker in workers:
+        worker.stop()
+    api.stop()
+
+
+def _logs(workers) -> str:
+    return "\n".join(worker.logs() for worker in workers)
+
+
+def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, tmp_path):
+    api, workers = stack
+    with api.client() as client:
+        started = client.start_walkforward(
+            TINY_STRATEGY, {"training.epochs": 2}, folds=3, train_blocks=2
+        )
+        assert started.kind == OperationKind.WALKFORWARD
+        assert started.state == OperationState.RUNNING
+        plan = started.inputs.folds
+        assert [f.index for f in plan] == [0, 1, 2]
+        for before, after in zip(plan, plan[1:], strict=False):
+            # Test windows follow each other; every training window ends before its test.
+            assert (after.test_start - before.test_end).days == 1
+        for fold in plan:
+            assert fold.train_end < fold.test_start
+
+        done = wait_for_state(
+            api, started.operation_id, DONE, "walk-forward", 600, lambda: _logs(workers)
+        )
+        assert done.state == OperationState.COMPLETED, done.error
+        view = client.get_walkforward(started.operation_id)
+        roles = {child.role: child for child in view.children}
+        assert set(roles) == {f"train:{i}" for i in range(3)} | {
+            f"backtest:{i}" for i in range(3)
+        } | {"report"}
+        assert all(child.state == OperationState.COMPLETED for child in view.children)
+        assert all(child.parent_id == started.operation_id for child in view.children)
+
+        trainers = {roles[f"train:{i}"].reproducibility.worker_id for i in range(3)}
+        assert trainers == {"wf-training-1", "wf-training-2"}, "folds ran on one worker only"
+        # Each fold trained only on its own window.
+        for fold in plan:
+            training = roles[f"train:{fold.index}"]
+            splits = training.result["summary"]["splits"]
+            assert splits["train"]["start"][:10] >= fold.train_start.isoformat()
+            assert splits["test"]["end"][:10] <= fold.train_end.isoformat()
+
+        report = client.walkforward_report(started.operation_id)
+        assert report["format"] == "ktrdr-walkforward-report/1"
+        assert [row["fold"] for row in report["folds"]] == [0, 1, 2]
+        for row, fold in zip(report["folds"], plan, strict=True):
+            backtest = client.backtest_report(roles[f"backtest:{fold.index}"].operation_id)
+            assert backtest["start"][:10] >= fold.test_start.isoformat()
+            assert backtest["end"][:10] <= fold.test_end.isoformat()
+            assert row["total_return"] == backtest["metrics"]["total_return"]
+        # The stitched account compounds the folds' returns.
+        growth = 1.0
+        for row in report["folds"]:
+            growth *= 1 + row["total_return"]
+        assert report["metrics"]["total_return"] == pytest.approx(growth - 1, abs=1e-9)
+        assert report["stability"]["folds"] == 3
+        assert report["stability"]["features"], "no feature ranking across folds"
+        assert done.result["summary"]["metrics"]["total_return"] == pytest.approx(growth - 1)
+
+        png = tmp_path / "wf.png"
+        client.download_walkforward_chart(started.operation_id, png)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        listed = client.list_operations(strategy="tiny_eurusd")
+        assert started.operation_id in {op.operation_id for op in listed}
+
+
+def test_cancel_cancels_the_children_and_retry_reuses_what_completed(stack):
+    api, workers = stack
+    with api.client() as client:
+        started = client.start_walkforward(
+            TINY_STRATEGY, {"training.epochs": 2, "training.seed": 11}, folds=2, train_blocks=3
+        )
+
+        def first_fold_trained():
+            roles = {c.role: c for c in client.get_walkforward(started.operation_id).children}
+            train = roles.get("train:0")
+            return train is not None and train.state == OperationState.COMPLETED
+
+        from ktrdr_stack import wait_until
+
+        wait_until(first_fold_trained, "fold 0 trained", 300, lambda: _logs(workers))
+        client.cancel_operation(started.operation_id)
+        cancelled = wait_for_state(
+            api, started.operation_id, DONE, "cancelled walk-forward", 60, lambda: _logs(workers)
+        )
+        assert cancelled.state == OperationState.CANCELLED
+        children = client.get_walkforward(started.operation_id).children
+        assert all(child.state in DONE for child in children)
+        first = {c.role: c for c in children}["train:0"]
+
+        retry = client.retry_operation(started.operation_id)
+        assert retry.retry_of == started.operation_id
+        assert retry.inputs.reuse["train:0"] == first.operation_id
+        done = wait_for_state(
+            api, retry.operation_id, DONE, "retried walk-forward", 600, lambda: _logs(workers)
+        )
+        assert done.state == OperationState.COMPLETED, done.error
+        own = {c.role for c in client.get_walkforward(retry.operation_id).children}
+        assert "train:0" not in own, "the completed fold was trained again"
+        assert done.result["children"]["train:0"] == first.operation_id
