@@ -6,8 +6,22 @@ its retry reuses what completed and reproduces the same fold results."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
-from ktrdr_stack import TINY_STRATEGY, ApiServer, WorkerProcess, eurusd_csv, wait_for_state
+from ktrdr_stack import (
+    BIN,
+    TINY_STRATEGY,
+    ApiServer,
+    WorkerProcess,
+    eurusd_csv,
+    wait_for_state,
+    wait_until,
+)
 
 from ktrdr_core.protocol import OperationKind, OperationState
 
@@ -48,7 +62,7 @@ def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, t
         assert started.state == OperationState.RUNNING
         plan = started.inputs.folds
         assert [f.index for f in plan] == [0, 1, 2]
-        for before, after in zip(plan, plan[1:], strict=False):
+        for before, after in itertools.pairwise(plan):
             # Test windows follow each other; every training window ends before its test.
             assert (after.test_start - before.test_end).days == 1
         for fold in plan:
@@ -112,8 +126,6 @@ def test_cancel_cancels_the_children_and_retry_reuses_what_completed(stack):
             train = roles.get("train:0")
             return train is not None and train.state == OperationState.COMPLETED
 
-        from ktrdr_stack import wait_until
-
         wait_until(first_fold_trained, "fold 0 trained", 300, lambda: _logs(workers))
         client.cancel_operation(started.operation_id)
         cancelled = wait_for_state(
@@ -134,3 +146,65 @@ def test_cancel_cancels_the_children_and_retry_reuses_what_completed(stack):
         own = {c.role for c in client.get_walkforward(retry.operation_id).children}
         assert "train:0" not in own, "the completed fold was trained again"
         assert done.result["children"]["train:0"] == first.operation_id
+
+
+def _ktrdr(api: ApiServer, *args: str, cwd) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ktrdr"), "--url", api.url, "--token", api.token, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_the_cli_follows_a_walkforward_then_lists_diffs_and_compares_runs(stack, tmp_path):
+    api, workers = stack
+    strategy = tmp_path / "tiny.yaml"
+    strategy.write_text(TINY_STRATEGY, encoding="utf-8")
+    common = ("--folds", "2", "--train-blocks", "2", "--epochs", "2")
+    followed = _ktrdr(api, "walkforward", str(strategy), *common, "--follow", cwd=tmp_path)
+    assert followed.returncode == 0, followed.stderr + _logs(workers)
+    out = followed.stdout
+    assert "out of sample (stitched)" in out and "profitable folds:" in out
+    chart = out.split("chart: ")[1].split()[0]
+    assert Path(chart).read_bytes()[:4] == b"\x89PNG"
+
+    started = _ktrdr(
+        api, "--json", "walkforward", str(strategy), *common, "--seed", "99", cwd=tmp_path
+    )
+    assert started.returncode == 0, started.stderr
+    second = json.loads(started.stdout)["operation_id"]
+    with api.client() as client:
+        done = wait_for_state(api, second, DONE, "second walk-forward", 600, lambda: _logs(workers))
+        assert done.state == OperationState.COMPLETED, done.error
+        first = next(
+            v.operation_id
+            for v in client.list_walkforwards("completed")
+            if v.operation_id != second and len(v.inputs.folds) == 2 and v.retry_of is None
+        )
+
+    listed = _ktrdr(api, "runs", "list", "--strategy", "tiny_eurusd", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert first in listed.stdout and second in listed.stdout and "walkforward" in listed.stdout
+
+    diff = _ktrdr(api, "--json", "runs", "diff", first, second, cwd=tmp_path)
+    assert diff.returncode == 0, diff.stderr
+    changes = json.loads(diff.stdout)
+    changed = {key: (a, b) for key, a, b in changes["parameters"]}
+    assert changed["strategy.training.seed"] == (3, 99)
+    assert changes["seed"] == [3, 99]
+    assert changes["data"] == [] and changes["versions"] == []
+    assert any(key == "total_return" for key, *_ in changes["metrics"])
+    human = _ktrdr(api, "runs", "diff", first, second, cwd=tmp_path)
+    assert "strategy.training.seed" in human.stdout and "B − A" in human.stdout
+
+    compared = _ktrdr(api, "backtests", "compare", first, second, cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    assert "total_return" in compared.stdout and first in compared.stdout
+
+    window = ("--start", "2017-06-01", "--end", "2017-06-05")
+    bad = _ktrdr(api, "walkforward", str(strategy), "--folds", "3", *window, cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "5 days cannot hold 3 folds" in bad.stderr, bad.stderr

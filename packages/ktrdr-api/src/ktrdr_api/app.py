@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -13,14 +14,14 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from ktrdr_api import catalog, errors
+from ktrdr_api import catalog, datasets, errors
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.metrics import Metrics, RequestTimer
-from ktrdr_api.operations import Operations, utcnow
+from ktrdr_api.operations import Operations, Transition, utcnow
 from ktrdr_api.routes import (
     artifacts,
     backtests,
@@ -30,15 +31,28 @@ from ktrdr_api.routes import (
     strategies,
     system,
     training,
+    walkforwards,
     workers,
 )
 from ktrdr_api.routes import metrics as metrics_route
+from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.settings import Settings
 from ktrdr_core.version import __version__
 
 log = logging.getLogger("ktrdr_api")
 
-ROUTERS = (system, workers, operations, data, artifacts, strategies, training, backtests, models)
+ROUTERS = (
+    system,
+    workers,
+    operations,
+    data,
+    artifacts,
+    strategies,
+    training,
+    backtests,
+    walkforwards,
+    models,
+)
 
 
 def create_app(
@@ -63,12 +77,12 @@ def create_app(
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
         read_bundle=lambda sha: catalog.read_model_bundle(store.path(sha), sha),
+        ingest_data=functools.partial(datasets.catalogue_fetch, store=store),
         clock=clock,
     )
     dispatcher = Dispatcher(ops)
     ops.on_pending = dispatcher.notify
     metrics = Metrics()
-    ops.on_transition = metrics.count_transition
     backend = Backend(
         settings=settings,
         sessions=sessions,
@@ -77,6 +91,13 @@ def create_app(
         store=store,
         metrics=metrics,
     )
+    backend.walkforwards = walkforwards = Orchestrator(backend)
+
+    def on_transition(transition: Transition) -> None:
+        metrics.count_transition(transition)
+        walkforwards.notice(transition)
+
+    ops.on_transition = on_transition
     interval = sweep_interval_s or min(1.0, settings.lease_seconds / 4)
 
     @asynccontextmanager
@@ -88,13 +109,18 @@ def create_app(
             upgrade(engine)
         store.clear_temporary()
         dispatcher.attach(asyncio.get_running_loop())
-        sweeper = asyncio.create_task(_sweep_leases(ops, interval))
+        tasks = [
+            asyncio.create_task(_sweep_leases(ops, interval)),
+            asyncio.create_task(walkforwards.run()),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             engine.dispose()
 
     app = FastAPI(

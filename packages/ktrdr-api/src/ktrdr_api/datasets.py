@@ -53,11 +53,30 @@ def import_csv(
     normalised content equals the newest version's). Raises DataInvalid naming each broken
     rule with its line.
     """
-    from ktrdr_core.market_data import validate_ohlcv_csv
-    from ktrdr_core.market_data.gaps import gap_report
+    checked = check_csv(staged, timeframe, source_name or f"{symbol} {timeframe}")
+    try:
+        with sessions.begin() as session:
+            return catalogue_csv(
+                session,
+                store,
+                checked,
+                symbol=symbol,
+                timeframe=timeframe,
+                source_name=source_name,
+                now=now,
+            )
+    except IntegrityError:
+        raise ConcurrentImport(
+            f"another import of {symbol} {timeframe} finished at the same moment; send it again"
+        ) from None
 
-    label = source_name or f"{symbol} {timeframe}"
-    result = validate_ohlcv_csv(staged, timeframe)
+
+def check_csv(source: Path, timeframe: Timeframe, label: str) -> Any:
+    """Validate an OHLCV CSV file; returns the ``ValidationResult`` (with bars) or raises
+    DataInvalid naming each broken rule with its line (``label`` names the data)."""
+    from ktrdr_core.market_data import validate_ohlcv_csv
+
+    result = validate_ohlcv_csv(source, timeframe)
     if not result.ok:
         shown = "\n".join(f"  {issue}" for issue in result.issues[:20])
         more = result.error_count - min(len(result.issues), 20)
@@ -72,41 +91,55 @@ def import_csv(
         )
     if not result.timestamps:
         raise DataInvalid(f"{label}: the file has a header but no bars", {"issues": []})
+    return result
+
+
+def catalogue_csv(
+    session: Session,
+    store: ArtifactStore,
+    result: Any,
+    *,
+    symbol: str,
+    timeframe: Timeframe,
+    source_name: str | None,
+    now: datetime,
+) -> tuple[DatasetView, bool]:
+    """Store the canonical CSV of a checked file (``check_csv``) and catalogue it as the next
+    version of ``symbol`` ``timeframe`` inside ``session``'s transaction (the caller commits).
+
+    Returns the view and whether a version was added (False: identical to the newest).
+    A concurrent import of the same series surfaces as IntegrityError at commit or flush.
+    """
+    from ktrdr_core.market_data.gaps import gap_report
+
     gaps = gap_report(result.timestamps, timeframe, max_listed=MAX_LISTED_GAPS).to_dict()
     stored = store.put_bytes(result.canonical_csv().encode("utf-8"))
     first, last = result.first, result.last
-    assert first is not None and last is not None  # there are bars
-
-    try:
-        with sessions.begin() as session:
-            latest = catalog.latest_dataset(session, symbol, timeframe.value)
-            if latest is not None and latest.checksum == stored.sha256:
-                return catalog.dataset_view(session, latest, unchanged=True), False
-            catalog.record_artifact(session, stored.sha256, ArtifactKind.DATA, stored.size, now)
-            version = latest.version + 1 if latest is not None else 1
-            row = Dataset(
-                symbol=symbol,
-                timeframe=timeframe.value,
-                version=version,
-                checksum=stored.sha256,
-                rows=len(result.timestamps),
-                first_at=first,
-                last_at=last,
-                gap_report=gaps,
-                warnings=list(result.notes),
-                source_name=source_name,
-                created_at=now,
-            )
-            session.add(row)
-            session.flush()
-            catalog.add_references(
-                session, [stored.sha256], catalog.dataset_referrer(symbol, timeframe.value, version)
-            )
-            return catalog.dataset_view(session, row), True
-    except IntegrityError:
-        raise ConcurrentImport(
-            f"another import of {symbol} {timeframe} finished at the same moment; send it again"
-        ) from None
+    assert first is not None and last is not None  # check_csv refuses a file without bars
+    latest = catalog.latest_dataset(session, symbol, timeframe.value)
+    if latest is not None and latest.checksum == stored.sha256:
+        return catalog.dataset_view(session, latest, unchanged=True), False
+    catalog.record_artifact(session, stored.sha256, ArtifactKind.DATA, stored.size, now)
+    version = latest.version + 1 if latest is not None else 1
+    row = Dataset(
+        symbol=symbol,
+        timeframe=timeframe.value,
+        version=version,
+        checksum=stored.sha256,
+        rows=len(result.timestamps),
+        first_at=first,
+        last_at=last,
+        gap_report=gaps,
+        warnings=list(result.notes),
+        source_name=source_name,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    catalog.add_references(
+        session, [stored.sha256], catalog.dataset_referrer(symbol, timeframe.value, version)
+    )
+    return catalog.dataset_view(session, row), True
 
 
 def delete_datasets(
@@ -155,3 +188,49 @@ def delete_datasets(
     for sha in unused:
         store.delete(sha)
     return views
+
+
+def catalogue_fetch(
+    session: Session, op: Any, result: Any, now: datetime, *, store: ArtifactStore
+) -> dict[str, Any]:
+    """Catalogue the CSV a data-fetch operation uploaded as the next dataset version, inside
+    the completion's transaction. Returns what the operation's result records about it.
+
+    Raises DataInvalid when the file breaks a rule, or when another version of the series was
+    catalogued since the fetch began (its bars were merged into an older version: fetch again).
+    """
+    from ktrdr_core.protocol import DataFetchInputs
+
+    inputs = DataFetchInputs.model_validate(op.inputs)
+    symbol, timeframe = inputs.symbol, inputs.timeframe
+    source = f"{inputs.provider}:{symbol} {timeframe} {inputs.mode}"
+    latest = catalog.latest_dataset(session, symbol, timeframe.value)
+    merged_into = inputs.stored.version if inputs.stored else None
+    if (latest.version if latest else None) != merged_into:
+        raise DataInvalid(
+            f"{symbol} {timeframe} changed while {op.id} ran (version "
+            f"{latest.version if latest else 'none'} now, {merged_into or 'none'} when it "
+            "began): its bars were merged into an older version; fetch again",
+            {},
+        )
+    checked = check_csv(store.path(result.data_sha256), timeframe, f"{source} ({op.id})")
+    try:
+        view, created = catalogue_csv(
+            session, store, checked, symbol=symbol, timeframe=timeframe, source_name=source, now=now
+        )
+    except IntegrityError:
+        raise DataInvalid(
+            f"another import of {symbol} {timeframe} finished at the same moment; fetch again", {}
+        ) from None
+    return {
+        "symbol": view.symbol,
+        "timeframe": view.timeframe.value,
+        "version": view.version,
+        "checksum": view.checksum,
+        "rows": view.rows,
+        "first": view.first.isoformat(),
+        "last": view.last.isoformat(),
+        "created": created,
+        "source_name": view.source_name,
+        "unexpected_gaps": (view.gap_report or {}).get("unexpected_total", 0),
+    }

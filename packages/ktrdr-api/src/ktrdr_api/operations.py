@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import Row, bindparam, event, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ktrdr_api import catalog, dispatch
@@ -42,7 +43,6 @@ from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     AttemptOutcome,
     AttemptRecord,
-    BacktestInputs,
     ClaimResponse,
     Completion,
     Device,
@@ -56,7 +56,6 @@ from ktrdr_core.protocol import (
     Progress,
     Release,
     Reproducibility,
-    TrainingInputs,
 )
 
 P = OperationState.PENDING
@@ -85,7 +84,8 @@ TRANSITIONS: Mapping[tuple[OperationState, Event], frozenset[OperationState]] = 
     (P, Event.CLAIM): frozenset({R}),
     (P, Event.REQUEST_CANCEL): frozenset({X}),
     (R, Event.HEARTBEAT): frozenset({R}),
-    (R, Event.COMPLETE): frozenset({C}),
+    # Cancelled when a cancel was asked for while the result was on its way.
+    (R, Event.COMPLETE): frozenset({C, X}),
     (R, Event.FAIL): frozenset({F}),
     (R, Event.REQUEST_CANCEL): frozenset({R}),
     (R, Event.ACK_CANCEL): frozenset({X}),
@@ -198,9 +198,12 @@ class Operations:
     """Creates operations and applies every event to them.
 
     ``read_bundle(sha256)`` returns a stored model bundle's validated manifest (raising
-    BundleError when the file is no usable bundle). ``clock`` returns the current aware UTC
-    time (tests pass a fake one). ``on_pending`` is called with an operation kind after a
-    commit made an operation of that kind claimable (the dispatcher wakes its waiting workers).
+    BundleError when the file is no usable bundle). ``ingest_data(session, op, result, now)``
+    catalogues the CSV a data fetch uploaded as the next dataset version and returns what the
+    result records about it (raising DataInvalid when the file breaks a rule). ``clock``
+    returns the current aware UTC time (tests pass a fake one). ``on_pending`` is called with
+    an operation kind after a commit made an operation of that kind claimable (the dispatcher
+    wakes its waiting workers).
     """
 
     def __init__(
@@ -211,6 +214,7 @@ class Operations:
         max_attempts: int,
         gpu_grace_s: float = dispatch.GPU_GRACE_S,
         read_bundle: Callable[[str], BundleManifest],
+        ingest_data: Callable[[Session, Operation, Any, datetime], dict[str, Any]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ):
         self.sessions = sessions
@@ -221,6 +225,7 @@ class Operations:
         self.on_pending: Callable[[str], None] = lambda _kind: None
         self.on_transition: Callable[[Transition], None] = lambda _transition: None
         self._read_bundle = read_bundle
+        self._ingest_data = ingest_data
         self._engine = sessions.kw["bind"]  # the engine the sessions are bound to
         event.listen(sessions, "after_commit", self._committed)
         event.listen(sessions, "after_rollback", _forget)
@@ -235,22 +240,33 @@ class Operations:
 
     def create(
         self,
-        inputs: TrainingInputs | BacktestInputs,
+        inputs: Any,
         *,
         device: str | None = None,
         references: Iterable[str] = (),
         checkpoint_sha256: str | None = None,
         retry_of: str | None = None,
+        strategy_name: str | None = None,
+        parent_id: str | None = None,
+        role: str | None = None,
     ) -> OperationView:
-        """Persist a new pending operation; ``references`` are artifact sha256s it reads."""
+        """Persist a new operation; ``references`` are artifact sha256s it reads.
+
+        ``inputs`` is one of the protocol's operation inputs. An operation a worker runs
+        starts pending; a walk-forward, which the backend runs itself, starts running.
+        ``parent_id``/``role`` make it a walk-forward's child (one per role: a second one
+        raises OperationConflict). ``strategy_name`` defaults to the inputs'.
+        """
         now = self.clock()
+        orchestrated = dispatch.SERVED_BY[OperationKind(inputs.kind)] is None
         op = Operation(
             id=new_id("op"),
             kind=inputs.kind,
-            state=P.value,
+            state=(R if orchestrated else P).value,
             created_at=now,
             updated_at=now,
-            pending_since=now,
+            started_at=now if orchestrated else None,
+            pending_since=None if orchestrated else now,
             device=None if device in (None, "auto") else device,
             inputs=inputs.model_dump(mode="json"),
             progress=Progress().model_dump(mode="json"),
@@ -259,16 +275,28 @@ class Operations:
             cancel_requested=False,
             checkpoint_sha256=checkpoint_sha256,
             retry_of=retry_of,
+            strategy_name=strategy_name or getattr(inputs, "strategy_name", None),
+            parent_id=parent_id,
+            role=role,
         )
-        with self.sessions.begin() as session:
-            session.add(op)
-            # The id is ours, not the database's: op and its references go in one flush.
-            catalog.add_references(session, references, f"operation:{op.id}", new_referrer=True)
-            session.flush()
-            view = to_view(op)
-            reason = f"retry of {retry_of}" if retry_of else None
-            _note(session, Transition(op.id, op.kind, "create", None, P, 0, None, reason))
-        self.on_pending(op.kind)
+        try:
+            with self.sessions.begin() as session:
+                session.add(op)
+                # The id is ours, not the database's: op and its references go in one flush.
+                catalog.add_references(session, references, f"operation:{op.id}", new_referrer=True)
+                session.flush()
+                view = to_view(op)
+                reason = f"retry of {retry_of}" if retry_of else None
+                if parent_id:
+                    reason = f"{role} of {parent_id}"
+                state = OperationState(op.state)
+                _note(session, Transition(op.id, op.kind, "create", None, state, 0, None, reason))
+        except IntegrityError:
+            if parent_id is None:
+                raise
+            raise OperationConflict(f"{parent_id} already has its {role}") from None
+        if not orchestrated:
+            self.on_pending(op.kind)
         return view
 
     def get(self, operation_id: str) -> OperationView:
@@ -286,11 +314,14 @@ class Operations:
         kind: OperationKind | None = None,
         state: OperationState | None = None,
         limit: int = 100,
+        strategy_name: str | None = None,
     ) -> list[OperationView]:
         """Newest first, at most ``limit``."""
         query = select(Operation).order_by(Operation.created_at.desc(), Operation.id).limit(limit)
         if kind is not None:
             query = query.where(Operation.kind == kind.value)
+        if strategy_name is not None:
+            query = query.where(Operation.strategy_name == strategy_name)
         if state is not None:
             query = query.where(Operation.state == state.value)
         with self.sessions() as session:
@@ -437,6 +468,20 @@ class Operations:
         result = completion.result
         with self.sessions.begin() as session:
             op = self._held(session, operation_id, worker_id, completion.attempt, Event.COMPLETE)
+            if op.cancel_requested:
+                # The user's cancel came first (e.g. while the result was uploading): it wins,
+                # so a cancelled operation never turns up completed with a new model.
+                self._finish(
+                    session,
+                    op,
+                    Event.COMPLETE,
+                    X,
+                    now,
+                    AttemptOutcome.CANCELLED,
+                    "cancelled on request; the result that arrived afterwards was discarded",
+                    {},
+                )
+                return to_view(op)
             if result.kind != op.kind:
                 raise InvalidOutcome(
                     f"operation {op.id} is a {op.kind} operation; "
@@ -467,6 +512,12 @@ class Operations:
                     now=now,
                 )
                 stored["model_id"] = model.id
+            elif result.kind == "data_fetch":
+                # The new dataset version is catalogued with the completion, so the result
+                # names it and a half-finished fetch never leaves a version behind.
+                if self._ingest_data is None:
+                    raise InvalidOutcome("this backend was built without a data ingester")
+                stored["dataset"] = self._ingest_data(session, op, result, now)
             self._finish(
                 session,
                 op,
@@ -575,7 +626,11 @@ class Operations:
             return to_view(op)
 
     def retry(self, operation_id: str) -> OperationView:
-        """A new pending operation with the same inputs (and the last checkpoint)."""
+        """A new operation with the same inputs (and the last checkpoint).
+
+        A walk-forward's retry reuses every child that completed (its folds' results are
+        the same for the same seed and data) and runs only what failed or never ran.
+        """
         with self.sessions() as session:
             op = _load(session, operation_id)
             if op.state not in (F.value, X.value):
@@ -585,13 +640,79 @@ class Operations:
             inputs = _inputs(op)
             references = catalog.references_of(session, f"operation:{op.id}")
             device, checkpoint = op.device, op.checkpoint_sha256
+            strategy_name = op.strategy_name
+            if op.kind == OperationKind.WALKFORWARD:
+                done = session.execute(
+                    select(Operation.role, Operation.id).where(
+                        Operation.parent_id == op.id, Operation.state == C.value
+                    )
+                )
+                inputs = inputs.model_copy(update={"reuse": inputs.reuse | dict(done.all())})
         return self.create(
             inputs,
             device=device,
             references=references,
             checkpoint_sha256=checkpoint,
             retry_of=operation_id,
+            strategy_name=strategy_name,
         )
+
+    # --- operations the backend runs itself (walk-forwards) ----------------------------
+
+    def children(self, parent_id: str) -> list[OperationView]:
+        """A walk-forward's child operations, oldest first."""
+        query = (
+            select(Operation)
+            .where(Operation.parent_id == parent_id)
+            .order_by(Operation.created_at, Operation.id)
+        )
+        with self.sessions() as session:
+            return [to_view(op) for op in session.scalars(query)]
+
+    def roles(self, parent_id: str) -> dict[str, str]:
+        """role -> child operation id, for a walk-forward."""
+        query = select(Operation.role, Operation.id).where(Operation.parent_id == parent_id)
+        with self.sessions() as session:
+            return {role: op_id for role, op_id in session.execute(query)}
+
+    def running_ids(self, kind: OperationKind) -> list[str]:
+        query = select(Operation.id).where(Operation.kind == kind.value, Operation.state == R)
+        with self.sessions() as session:
+            return list(session.scalars(query))
+
+    def report_progress(self, operation_id: str, progress: Progress) -> None:
+        """Progress of an operation the backend runs itself (no lease to renew)."""
+        with self.sessions.begin() as session:
+            op = _load(session, operation_id)
+            if op.state != R.value or op.worker_id is not None:
+                return
+            values = {"progress": progress.model_dump(mode="json"), "updated_at": self.clock()}
+            self._apply(session, op, Event.HEARTBEAT, R, values)
+
+    def conclude(
+        self,
+        operation_id: str,
+        target: OperationState,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> OperationView:
+        """End an operation the backend runs itself: completed (with ``result``), failed
+        (with ``error``) or cancelled."""
+        event_for = {C: Event.COMPLETE, F: Event.FAIL, X: Event.ACK_CANCEL}
+        now = self.clock()
+        with self.sessions.begin() as session:
+            op = _load(session, operation_id)
+            if op.worker_id is not None:
+                raise OperationConflict(f"operation {op.id} is run by worker {op.worker_id}")
+            values: dict[str, Any] = {"finished_at": now, "updated_at": now}
+            if target == C:
+                values["result"] = result
+                values["progress"] = dict(op.progress or {}) | {"percent": 100.0}
+            if error is not None:
+                values["error"] = error
+            self._apply(session, op, event_for[target], target, values)
+            return to_view(op)
 
     # --- leases -----------------------------------------------------------------------
 
@@ -859,4 +980,7 @@ def to_view(op: Operation | Row[Any]) -> OperationView:
         result=op.result,
         checkpoint_sha256=op.checkpoint_sha256,
         retry_of=op.retry_of,
+        strategy_name=op.strategy_name,
+        parent_id=op.parent_id,
+        role=op.role,
     )

@@ -94,6 +94,17 @@ def start(backend: Backend, request: WalkforwardRequest) -> OperationView:
     ref = data[0]
     first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
     last = min(ref.last.astimezone(UTC).date(), strategy.data.end or date.max)
+    if first > last:
+        raise StrategyInvalid(
+            [
+                StrategyIssue(
+                    path="data.start",
+                    message=f"{ref.symbol} {ref.timeframe} covers {ref.first.date()} … "
+                    f"{ref.last.date()}; data.start/data.end ({strategy.data.start} … "
+                    f"{strategy.data.end}) select none of it",
+                )
+            ]
+        )
     embargo_bars = (
         request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
     )

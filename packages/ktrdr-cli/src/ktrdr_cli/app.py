@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Import data, train the rsi_zones example, backtest it, print the report and chart path.",
     ),
     "local": ("ktrdr_cli.commands.local", "app", "Run the API and workers on this machine."),
-    "data": ("ktrdr_cli.commands.data", "app", "Import and inspect market data (OHLCV CSV)."),
+    "data": ("ktrdr_cli.commands.data", "app", "Import, fetch and inspect market data (OHLCV)."),
     "indicators": (
         "ktrdr_cli.commands.indicators",
         "app",
@@ -48,6 +48,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Backtest a trained model on data it never saw (default: its test period).",
     ),
     "backtests": ("ktrdr_cli.commands.research", "backtests_app", "Backtest results."),
+    "walkforward": (
+        "ktrdr_cli.commands.walkforward",
+        "walkforward",
+        "Walk-forward a strategy: train and backtest it fold after fold, on every worker.",
+    ),
+    "walkforwards": (
+        "ktrdr_cli.commands.walkforward",
+        "walkforwards_app",
+        "Walk-forward results.",
+    ),
+    "runs": (
+        "ktrdr_cli.commands.runs",
+        "app",
+        "Experiments: list runs of a strategy, diff two of them.",
+    ),
     "models": ("ktrdr_cli.commands.models", "app", "Trained model bundles."),
     "ops": (
         "ktrdr_cli.commands.ops",

@@ -48,10 +48,10 @@ def follow(api: KtrdrClient, operation_id: str, *, quiet: bool = False) -> Opera
                 time.sleep(POLL_SECONDS)
             except KeyboardInterrupt:
                 bar.stop()
-                _interrupted(api, operation_id)
+                interrupted(api, operation_id)
 
 
-def _interrupted(api: KtrdrClient, operation_id: str) -> None:
+def interrupted(api: KtrdrClient, operation_id: str) -> None:
     """Ctrl-C while following: cancel the operation (exit 130) or detach from it (exit 0)."""
     try:
         cancel = typer.confirm(

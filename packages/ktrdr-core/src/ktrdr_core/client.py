@@ -8,7 +8,7 @@ another one answers 426 saying which side to upgrade.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -28,6 +28,7 @@ from ktrdr_core.protocol import (
     ClaimRequest,
     ClaimResponse,
     Completion,
+    DataFetchRequest,
     DatasetView,
     Failure,
     Heartbeat,
@@ -42,6 +43,9 @@ from ktrdr_core.protocol import (
     StrategyValidation,
     StrategyValidationRequest,
     TrainingRequest,
+    WalkforwardRequest,
+    WalkforwardView,
+    WindowMode,
     WorkerRegistration,
     WorkerView,
 )
@@ -131,8 +135,18 @@ class KtrdrClient:
     def _body(model: BaseModel) -> dict[str, Any]:
         return model.model_dump(mode="json", exclude_none=True)
 
-    def _download(self, path: str, dest: Path, params: Mapping[str, Any] | None = None) -> str:
-        """Stream ``path`` into ``dest`` (atomically), check its sha256; returns the sha256."""
+    def _download(
+        self,
+        path: str,
+        dest: Path,
+        params: Mapping[str, Any] | None = None,
+        interrupt: Callable[[], None] | None = None,
+    ) -> str:
+        """Stream ``path`` into ``dest`` (atomically), check its sha256; returns the sha256.
+
+        ``interrupt`` is called as each piece arrives; whatever it raises ends the download
+        (a cancelled job need not wait for a slow transfer) and leaves no partial file.
+        """
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
         digest = hashlib.sha256()
@@ -143,12 +157,19 @@ class KtrdrClient:
                     self._raise(response)
                 announced = response.headers.get("x-content-sha256")
                 with part.open("wb") as out:
-                    for chunk in response.iter_bytes(CHUNK_BYTES):
+                    # Pieces as they arrive (not gathered to CHUNK_BYTES), so ``interrupt``
+                    # is asked often on a slow link.
+                    for chunk in response.iter_bytes():
+                        if interrupt is not None:
+                            interrupt()
                         digest.update(chunk)
                         out.write(chunk)
         except httpx.TransportError as exc:
             part.unlink(missing_ok=True)
             raise ApiError(f"download of {path} failed: {exc}", url=self.base_url) from exc
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
         sha = digest.hexdigest()
         if announced and announced != sha:
             part.unlink(missing_ok=True)
@@ -256,12 +277,15 @@ class KtrdrClient:
         kind: OperationKind | str | None = None,
         state: OperationState | str | None = None,
         limit: int = 100,
+        strategy: str | None = None,
     ) -> list[OperationView]:
         params: dict[str, Any] = {"limit": limit}
         if kind:
             params["kind"] = str(kind)
         if state:
             params["state"] = str(state)
+        if strategy:
+            params["strategy"] = strategy
         return self._models(OperationView, "GET", "/operations", params=params)
 
     def get_operation(self, operation_id: str) -> OperationView:
@@ -308,9 +332,12 @@ class KtrdrClient:
             self._raise(response)
         return True
 
-    def download_artifact(self, sha256: str, dest: Path) -> Path:
-        """Download into ``dest``; ChecksumError when the bytes are not ``sha256``."""
-        got = self._download(f"/artifacts/{_seg(sha256)}", dest)
+    def download_artifact(
+        self, sha256: str, dest: Path, *, interrupt: Callable[[], None] | None = None
+    ) -> Path:
+        """Download into ``dest``; ChecksumError when the bytes are not ``sha256``.
+        ``interrupt``: called per piece received; what it raises aborts the download."""
+        got = self._download(f"/artifacts/{_seg(sha256)}", dest, interrupt=interrupt)
         if got != sha256:
             Path(dest).unlink(missing_ok=True)
             raise ChecksumError(f"artifact {sha256} arrived as {got}", url=self.base_url)
@@ -366,6 +393,24 @@ class KtrdrClient:
             DatasetView, "DELETE", f"/data/{_seg(symbol)}/{_seg(timeframe)}", params=params
         )
 
+    def start_data_fetch(
+        self,
+        provider: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        mode: str = "full",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> OperationView:
+        """Start a data-fetch operation (a worker fetches from ``provider`` and the backend
+        catalogues the merged bars as the next version). ``mode``: full, tail, backfill or
+        repair; ``start``/``end``: UTC bar opens in ``[start, end)``."""
+        body = DataFetchRequest(
+            provider=provider, symbol=symbol, timeframe=timeframe, mode=mode, start=start, end=end
+        )
+        return self._model(OperationView, "POST", "/data/fetch", json=self._body(body))
+
     # --- strategies, training, backtests ------------------------------------------------
 
     def validate_strategy(
@@ -409,6 +454,45 @@ class KtrdrClient:
 
     def download_backtest_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
         return self._download(f"/backtests/{_seg(operation_id)}/chart", dest, {"format": fmt})
+
+    # --- walk-forwards -------------------------------------------------------------------
+
+    def start_walkforward(
+        self,
+        strategy: str,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        folds: int = 4,
+        window: WindowMode | str = WindowMode.ROLLING,
+        train_blocks: int = 3,
+        embargo_bars: int | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> OperationView:
+        body = WalkforwardRequest(
+            strategy=strategy,
+            overrides=dict(overrides or {}),
+            folds=folds,
+            window=WindowMode(window),
+            train_blocks=train_blocks,
+            embargo_bars=embargo_bars,
+            settings=dict(settings or {}),
+        )
+        return self._model(OperationView, "POST", "/walkforwards", json=self._body(body))
+
+    def list_walkforwards(self, state: OperationState | str | None = None) -> list[OperationView]:
+        params = {"state": str(state)} if state else None
+        return self._models(OperationView, "GET", "/walkforwards", params=params)
+
+    def get_walkforward(self, operation_id: str) -> WalkforwardView:
+        """The walk-forward and its child operations."""
+        return self._model(WalkforwardView, "GET", f"/walkforwards/{_seg(operation_id)}")
+
+    def walkforward_report(self, operation_id: str) -> dict[str, Any]:
+        """The aggregate report JSON (``ktrdr-walkforward-report/1``)."""
+        return self.request("GET", f"/walkforwards/{_seg(operation_id)}/report").json()
+
+    def download_walkforward_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
+        return self._download(f"/walkforwards/{_seg(operation_id)}/chart", dest, {"format": fmt})
 
     # --- models -------------------------------------------------------------------------
 

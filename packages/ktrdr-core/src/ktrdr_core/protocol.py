@@ -25,7 +25,7 @@ a second completion, a completion whose lease passed to another attempt) is answ
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -35,10 +35,12 @@ from ktrdr_core.timeframes import Timeframe
 from ktrdr_core.version import PROTOCOL_VERSION
 
 __all__ = [
+    "DATA_PROVIDERS",
     "ID_PATTERN",
     "MAX_CLAIM_TIMEOUT_S",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
+    "PROVIDER_SYMBOLS",
     "SERVED_BY",
     "SHA256_PATTERN",
     "SYMBOL_PATTERN",
@@ -55,10 +57,16 @@ __all__ = [
     "ClaimRequest",
     "ClaimResponse",
     "Completion",
+    "DataFetchInputs",
+    "DataFetchRequest",
+    "DataFetchResult",
     "DataRef",
     "DatasetView",
     "Device",
     "Failure",
+    "FetchMode",
+    "FoldOutcome",
+    "FoldPlan",
     "Heartbeat",
     "HeartbeatResponse",
     "ModelView",
@@ -76,11 +84,18 @@ __all__ = [
     "TrainingInputs",
     "TrainingRequest",
     "TrainingResult",
+    "WalkforwardInputs",
+    "WalkforwardReportInputs",
+    "WalkforwardReportResult",
+    "WalkforwardRequest",
+    "WalkforwardView",
+    "WindowMode",
     "WorkerCapabilities",
     "WorkerRegistration",
     "WorkerStatus",
     "WorkerView",
     "normalise_symbol",
+    "provider_symbol",
     "served_kinds",
 ]
 
@@ -133,6 +148,7 @@ class OperationKind(StrEnum):
     BACKTEST = "backtest"
     DATA_FETCH = "data_fetch"
     WALKFORWARD = "walkforward"
+    WALKFORWARD_REPORT = "wf_report"  # stitches a walk-forward's folds into one report
 
 
 WORKER_KINDS = (OperationKind.TRAINING, OperationKind.BACKTEST)
@@ -146,6 +162,7 @@ SERVED_BY: dict[OperationKind, OperationKind | None] = {
     OperationKind.DATA_FETCH: OperationKind.BACKTEST,
     # A walk-forward is orchestrated by the backend itself through child operations.
     OperationKind.WALKFORWARD: None,
+    OperationKind.WALKFORWARD_REPORT: OperationKind.BACKTEST,
 }
 """Operation kind -> the worker kind that runs it (None: no worker, the backend does)."""
 
@@ -314,7 +331,148 @@ class BacktestInputs(_View):
     versions: dict[str, str] = Field(default_factory=dict)
 
 
-OperationInputs = Annotated[TrainingInputs | BacktestInputs, Field(discriminator="kind")]
+class FetchMode(StrEnum):
+    """Which bars a data fetch asks the provider for."""
+
+    FULL = "full"  # the requested range [start, end)
+    TAIL = "tail"  # from the bar after the last stored one up to end (default: now)
+    BACKFILL = "backfill"  # from start up to the first stored bar
+    REPAIR = "repair"  # only the unexpected holes the stored version's gap report lists
+
+
+DATA_PROVIDERS: dict[str, str] = {
+    "binance": "Binance spot klines (public, no account): symbols like BTCUSDT, ETHBTC",
+    "ib": "Interactive Brokers through IB Gateway/TWS (ktrdr-worker[ib]): AAPL, EURUSD",
+}
+"""Market-data providers a worker can fetch from: name -> what it serves."""
+
+PROVIDER_SYMBOLS: dict[str, tuple[str, str]] = {
+    "binance": (r"^[A-Z0-9]{2,20}$", "the pair without a separator, e.g. BTCUSDT or ETHBTC"),
+    "ib": (r"^[A-Z][A-Z0-9.]{0,11}$", "a currency pair (EURUSD) or a US stock (AAPL, BRK.B)"),
+}
+"""Provider -> (pattern its symbols match, how to spell one): checked by the backend when a
+fetch is asked for, and again by the worker."""
+
+
+def provider_symbol(provider: str, symbol: str) -> str:
+    """``symbol`` when ``provider`` can serve a symbol spelt so; ValueError saying how else."""
+    pattern, hint = PROVIDER_SYMBOLS[provider]
+    if not re.fullmatch(pattern, symbol):
+        raise ValueError(f"{symbol!r} is not a {provider} symbol: use {hint}")
+    return symbol
+
+
+class DataFetchRequest(_Request):
+    """Fetch bars of ``symbol`` ``timeframe`` from ``provider`` into a new dataset version.
+
+    ``start``/``end``: UTC, bar opens in ``[start, end)``; ``end`` defaults to now. ``full``
+    and ``backfill`` need ``start``; ``tail``, ``backfill`` and ``repair`` need stored data.
+    """
+
+    provider: str = Field(min_length=1, max_length=32)
+    symbol: Symbol
+    timeframe: Timeframe
+    mode: FetchMode = FetchMode.FULL
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _known_provider_and_range(self) -> DataFetchRequest:
+        if self.provider not in DATA_PROVIDERS:
+            raise ValueError(
+                f"unknown provider {self.provider!r}; known: {', '.join(DATA_PROVIDERS)}"
+            )
+        provider_symbol(self.provider, self.symbol)
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        if self.mode in (FetchMode.FULL, FetchMode.BACKFILL) and self.start is None:
+            raise ValueError(f"mode {self.mode} needs a start (the first bar to fetch)")
+        return self
+
+
+class DataFetchInputs(_View):
+    kind: Literal["data_fetch"] = "data_fetch"
+    provider: str
+    symbol: str
+    timeframe: Timeframe
+    mode: FetchMode
+    start: datetime | None = None
+    end: datetime | None = None
+    stored: DataRef | None = Field(
+        default=None, description="the version the fetch merges into (None: nothing stored)"
+    )
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class WindowMode(StrEnum):
+    """How a walk-forward's training window moves from fold to fold."""
+
+    ROLLING = "rolling"  # a fixed length that slides forward by one test window per fold
+    EXPANDING = "expanding"  # always from the first day; grows by one test window per fold
+
+
+class FoldPlan(_View):
+    """One walk-forward fold: train on [train_start, train_end], test on [test_start,
+    test_end] (whole UTC days, inclusive); the days between are the embargo."""
+
+    index: int = Field(ge=0)
+    train_start: date
+    train_end: date
+    test_start: date
+    test_end: date
+
+
+class WalkforwardInputs(_View):
+    kind: Literal["walkforward"] = "walkforward"
+    strategy_name: str
+    strategy_yaml: str = Field(description="the effective strategy, overrides applied")
+    strategy_hash: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    data: list[DataRef]
+    seed: int | None = None
+    device: str | None = None
+    window: WindowMode
+    train_blocks: int
+    embargo_bars: int
+    folds: list[FoldPlan]
+    settings: dict[str, Any] = Field(default_factory=dict, description="backtest overrides")
+    reuse: dict[str, str] = Field(
+        default_factory=dict,
+        description="role -> completed child operation of the walk-forward this one retries",
+    )
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class FoldOutcome(_View):
+    """What the report job needs of one finished fold."""
+
+    index: int
+    test_start: date
+    test_end: date
+    training_operation_id: str
+    backtest_operation_id: str
+    model_id: str
+    report_sha256: str
+    importance: dict[str, float] = Field(
+        default_factory=dict, description="feature -> permutation importance on the fold"
+    )
+
+
+class WalkforwardReportInputs(_View):
+    kind: Literal["wf_report"] = "wf_report"
+    walkforward_id: str
+    strategy_name: str
+    strategy_hash: str
+    data: list[DataRef]
+    window: WindowMode
+    folds: list[FoldOutcome]
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+OperationInputs = Annotated[
+    TrainingInputs | BacktestInputs | DataFetchInputs | WalkforwardInputs | WalkforwardReportInputs,
+    Field(discriminator="kind"),
+]
 
 
 class ClaimResponse(_View):
@@ -348,7 +506,27 @@ class BacktestResult(_Request):
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
-OperationResult = Annotated[TrainingResult | BacktestResult, Field(discriminator="kind")]
+class DataFetchResult(_Request):
+    """``data_sha256``: the merged canonical CSV (stored bars win over re-fetched ones);
+    ``summary``: bars fetched and added, conflicts with stored bars, holes repaired."""
+
+    kind: Literal["data_fetch"] = "data_fetch"
+    data_sha256: Sha256
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class WalkforwardReportResult(_Request):
+    kind: Literal["wf_report"] = "wf_report"
+    report_sha256: Sha256
+    chart_png_sha256: Sha256
+    chart_svg_sha256: Sha256
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+OperationResult = Annotated[
+    TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult,
+    Field(discriminator="kind"),
+]
 
 
 class AttemptRef(_Request):
@@ -412,6 +590,16 @@ class OperationView(_View):
     result: dict[str, Any] | None
     checkpoint_sha256: str | None
     retry_of: str | None
+    strategy_name: str | None = None
+    parent_id: str | None = Field(default=None, description="the walk-forward it belongs to")
+    role: str | None = Field(default=None, description="e.g. train:3, backtest:3, report")
+
+
+class WalkforwardView(_View):
+    """A walk-forward operation with its child operations (``role`` says which is which)."""
+
+    operation: OperationView
+    children: list[OperationView]
 
 
 # --- catalogue views -----------------------------------------------------------------
@@ -482,6 +670,26 @@ class StrategyValidation(_View):
 
 class TrainingRequest(StrategyValidationRequest):
     pass
+
+
+class WalkforwardRequest(StrategyValidationRequest):
+    """A walk-forward of a strategy over its data (``data.start``/``data.end`` or all of it).
+
+    The range is cut into ``folds + train_blocks`` equal blocks of days; fold *i* tests on
+    block ``train_blocks + i`` and trains on the ``train_blocks`` blocks before it (rolling)
+    or on everything before it (expanding), minus an embargo of ``embargo_bars`` bars
+    (default: the strategy's own embargo, at least its label horizon) before the test.
+    """
+
+    folds: int = Field(default=4, ge=2, le=50)
+    window: WindowMode = WindowMode.ROLLING
+    train_blocks: int = Field(
+        default=3, ge=1, le=50, description="training window length, in test windows"
+    )
+    embargo_bars: int | None = Field(default=None, ge=0, le=100_000)
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="backtest overrides: capital, commission, ..."
+    )
 
 
 class BacktestRequest(_Request):

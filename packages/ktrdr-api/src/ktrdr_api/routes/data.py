@@ -13,14 +13,34 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog, datasets
-from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep, checked_symbol
+from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep, backend_versions, checked_symbol
+from ktrdr_api.fetches import fetch_inputs
+from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
-from ktrdr_core.protocol import ArtifactKind, DatasetView
+from ktrdr_core.protocol import ArtifactKind, DataFetchRequest, DatasetView, OperationView
 from ktrdr_core.timeframes import Timeframe
 
 router = APIRouter(prefix="/data", tags=["data"])
 
 VersionQuery = Annotated[int | None, Query(ge=1, description="a version; default the newest")]
+
+
+@router.post(
+    "/fetch",
+    status_code=201,
+    response_model=OperationView,
+    responses={422: {"description": "unknown provider, bad symbol or range, nothing stored"}},
+)
+def fetch(request: DataFetchRequest, backend: BackendDep) -> ModelResponse:
+    """Start a data-fetch operation: a worker downloads bars from the provider, merges them
+    into the newest stored version and the completion catalogues the next version."""
+    with backend.sessions() as session:
+        inputs = fetch_inputs(
+            session, request, now=backend.operations.clock(), versions=backend_versions()
+        )
+    references = [inputs.stored.checksum] if inputs.stored else []
+    view = backend.operations.create(inputs, references=references)
+    return model_response(view, status_code=201)
 
 
 @router.post(
@@ -39,7 +59,11 @@ async def upload(
     request: Request,
     response: Response,
     backend: BackendDep,
-    source_name: Annotated[str | None, Query(max_length=255)] = None,
+    # A file's name as the user knew it, shown in listings: no folders, no control characters
+    # (PostgreSQL text cannot hold a NUL).
+    source_name: Annotated[
+        str | None, Query(max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$")
+    ] = None,
 ) -> DatasetView:
     """Import the request body as the next version of ``symbol`` ``timeframe``."""
     limit = backend.settings.max_upload_bytes

@@ -1,4 +1,4 @@
-"""`ktrdr data import | list | show | delete`: market data held by the backend."""
+"""`ktrdr data import | fetch | list | show | delete`: market data held by the backend."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ from typing import Annotated
 
 import typer
 
-from ktrdr_cli.context import client, emit, fail, group, handles_api_errors, short_time, table
+from ktrdr_cli.context import (
+    STATE,
+    client,
+    emit,
+    fail,
+    group,
+    handles_api_errors,
+    short_time,
+    table,
+)
 
-app = group("Import and inspect market data (OHLCV CSV).")
+app = group("Import, fetch and inspect market data (OHLCV).")
+
+FETCH_MODES = ("full", "tail", "backfill", "repair")
 
 
 @app.command("import")
@@ -34,6 +45,113 @@ def import_data(
         _describe(dataset)
 
     emit(dataset, human)
+
+
+@app.command("fetch")
+@handles_api_errors
+def fetch(
+    symbol: Annotated[str, typer.Argument(help="e.g. BTCUSDT (binance), AAPL or EURUSD (ib)")],
+    timeframe: Annotated[str, typer.Argument(help="1m 5m 15m 30m 1h 4h 1d 1w")],
+    provider: Annotated[str, typer.Option(help="binance or ib")],
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="full: --start..--end; tail: after the last stored bar; backfill: --start up "
+            "to the first stored bar; repair: only the unexpected holes"
+        ),
+    ] = "full",
+    start: Annotated[str | None, typer.Option(help="first bar, UTC (YYYY-MM-DD[THH:MM])")] = None,
+    end: Annotated[str | None, typer.Option(help="end, exclusive (default: now)")] = None,
+    follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show progress")] = False,
+) -> None:
+    """Fetch bars from a provider into a new version (a worker does the downloading).
+
+    Bars already stored are never overwritten: re-fetched bars that disagree are reported.
+    """
+    from datetime import datetime
+
+    from ktrdr_cli.follow import end_of, follow
+
+    if mode not in FETCH_MODES:
+        fail(f"--mode {mode!r}: use one of {', '.join(FETCH_MODES)}", code=2)
+    try:
+        start_at = datetime.fromisoformat(start) if start else None
+        end_at = datetime.fromisoformat(end) if end else None
+    except ValueError as exc:
+        fail(f"--start/--end: {exc}", code=2)
+    with client() as api:
+        try:
+            view = api.start_data_fetch(
+                provider, symbol, timeframe, mode=mode, start=start_at, end=end_at
+            )
+        except ValueError as exc:  # the request model refused it before sending
+            fail(_first_error(exc), code=2)
+        if not follow_it:
+            emit(
+                view,
+                lambda: typer.echo(
+                    f"fetch started: {view.operation_id}\n"
+                    f"follow it with: ktrdr ops follow {view.operation_id}"
+                ),
+            )
+            return
+        view = follow(api, view.operation_id, quiet=STATE.json)
+    end_of(view)
+    emit(view, lambda: show_fetch(view.result or {}))
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", exc)).removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
+    return str(exc)
+
+
+def show_fetch(result: dict) -> None:
+    """What a finished fetch did: bars fetched and added, conflicts, holes, the version."""
+    summary = result.get("summary") or {}
+    dataset = result.get("dataset") or {}
+    typer.echo(
+        f"{summary.get('provider')} {summary.get('symbol')} {summary.get('timeframe')} "
+        f"({summary.get('mode')}): {summary.get('bars_fetched', 0)} bars fetched in "
+        f"{summary.get('requests', 0)} request(s), {summary.get('bars_added', 0)} added, "
+        f"{summary.get('bars_overlapping', 0)} already stored"
+    )
+    for window in summary.get("windows") or []:
+        typer.echo(f"  window    {window['start']} → {window['end']}")
+    if summary.get("retries"):
+        typer.echo(
+            f"  retries   {summary['retries']} (waited {summary.get('waited_s', 0)} s on "
+            "rate limits and errors)"
+        )
+    conflicts = summary.get("conflicts", 0)
+    if conflicts:
+        typer.echo(f"  CONFLICTS {conflicts} re-fetched bar(s) disagree; the stored values kept:")
+        for example in summary.get("conflict_examples") or []:
+            stored, fetched = example["stored"], example["fetched"]
+            diffs = ", ".join(
+                f"{key} {stored[key]} vs {fetched[key]}"
+                for key in stored
+                if stored[key] != fetched[key]
+            )
+            typer.echo(f"    {example['timestamp']}: stored vs fetched {diffs}")
+    for hole in summary.get("holes") or []:
+        still = hole["missing_bars"] - hole["filled"]
+        typer.echo(
+            f"  hole      {hole['start']} → {hole['end']}: {hole['filled']} of "
+            f"{hole['missing_bars']} bars filled"
+            + (f" ({still} the provider lacks too)" if still > 0 else "")
+        )
+    if dataset:
+        verb = "new version" if dataset.get("created") else "unchanged, still version"
+        typer.echo(
+            f"{dataset.get('symbol')} {dataset.get('timeframe')}: {verb} {dataset.get('version')}"
+            f", {dataset.get('rows')} bars {dataset.get('first')} → {dataset.get('last')}"
+            f", {dataset.get('unexpected_gaps', 0)} unexpected gap(s)"
+        )
 
 
 @app.command("list")

@@ -1,6 +1,7 @@
 """`ktrdr quickstart`: the whole research loop in one command.
 
-Starts the local stack if needed, imports data (synthetic unless --data is given),
+Starts the local stack if needed, imports data (synthetic unless --data is given, or
+fetched from a provider with --provider P SYMBOL, for machines with internet access),
 validates an example strategy, trains it, backtests the model on its held-out
 test period, prints the report and saves the chart.
 """
@@ -28,6 +29,12 @@ def _say(text: str) -> None:
 
 @handles_api_errors
 def quickstart(
+    fetch_symbol: Annotated[
+        str | None, typer.Argument(metavar="SYMBOL", help="with --provider: what to fetch")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="fetch SYMBOL from this provider (binance, ib)")
+    ] = None,
     data: Annotated[
         Path | None, typer.Option(help="a real OHLCV CSV instead of synthetic data")
     ] = None,
@@ -57,8 +64,17 @@ def quickstart(
         STATE.url = stack.url
         _say(f"      up at {stack.url}; logs in {stack.logs}")
 
-    synthetic = data is None
-    if synthetic:
+    if (provider is None) != (fetch_symbol is None):
+        fail(
+            "--provider and SYMBOL go together: ktrdr quickstart --provider binance BTCUSDT", code=2
+        )
+    if provider is not None and data is not None:
+        fail("give --data or --provider SYMBOL, not both", code=2)
+    synthetic = data is None and provider is None
+    if provider is not None:
+        symbol = fetch_symbol.upper()  # type: ignore[union-attr]
+        _say(f"[2/5] fetching {symbol} {timeframe} from {provider} …")
+    elif synthetic:
         from ktrdr_core.simulator import SYNTHETIC_NOTE, simulate_csv
 
         symbol, timeframe = SYNTHETIC_SYMBOL, SYNTHETIC_TIMEFRAME
@@ -74,7 +90,10 @@ def quickstart(
     tag = " (synthetic)" if synthetic else ""
 
     with client() as api:
-        dataset = api.import_data(symbol, timeframe, data)
+        if provider is not None:
+            dataset = _fetch(api, provider, symbol, timeframe)
+        else:
+            dataset = api.import_data(symbol, timeframe, data)
         _say(f"      {dataset.rows} bars{tag}, {dataset.first:%Y-%m-%d} → {dataset.last:%Y-%m-%d}")
 
         strategy = read_example(EXAMPLE)
@@ -126,3 +145,24 @@ def quickstart(
     if synthetic:
         typer.echo(f"note: every number above comes from {SYNTHETIC_NOTE}")
     typer.echo(f"quickstart finished in {elapsed:.0f} s")
+
+
+def _fetch(api, provider: str, symbol: str, timeframe: str):  # type: ignore[no-untyped-def]
+    """Fetch about SYNTHETIC_BARS bars up to now (fewer when the market is younger) through a
+    data-fetch operation, and return the dataset version it made."""
+    from datetime import UTC, datetime, timedelta
+
+    from ktrdr_cli.commands.data import show_fetch
+    from ktrdr_cli.follow import end_of, follow
+    from ktrdr_core.timeframes import parse_timeframe
+
+    span = parse_timeframe(timeframe).duration * SYNTHETIC_BARS
+    start = datetime.now(UTC) - span - timedelta(days=1)
+    view = api.start_data_fetch(provider, symbol, timeframe, mode="full", start=start)
+    view = follow(api, view.operation_id, quiet=STATE.json)
+    end_of(view)
+    result = view.result or {}
+    if not STATE.json:
+        show_fetch(result)
+    dataset = result.get("dataset") or {}
+    return api.get_data(symbol, timeframe, dataset.get("version"))

@@ -173,13 +173,20 @@ def show_report(
 @backtests_app.command("compare")
 @handles_api_errors
 def compare(
-    operation_ids: Annotated[list[str], typer.Argument(help="two or more backtest ids")],
+    operation_ids: Annotated[
+        list[str], typer.Argument(help="two or more backtest or walk-forward ids")
+    ],
 ) -> None:
-    """Metrics of several backtests side by side."""
+    """Metrics of several backtests side by side (a walk-forward: its stitched metrics)."""
     if len(operation_ids) < 2:
-        fail("give at least two backtest ids", code=2)
+        fail("give at least two backtest or walk-forward ids", code=2)
     with client() as api:
-        reports = {op: api.backtest_report(op) for op in operation_ids}
+        reports = {}
+        for op in operation_ids:
+            if str(api.get_operation(op).kind) == "walkforward":
+                reports[op] = api.walkforward_report(op)
+            else:
+                reports[op] = api.backtest_report(op)
     keys: list[str] = []
     for report in reports.values():
         keys += [k for k in ordered_keys(report.get("metrics") or {}) if k not in keys]

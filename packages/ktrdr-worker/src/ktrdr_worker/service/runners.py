@@ -8,6 +8,7 @@ the worker is stopping, and any other error when the work itself failed.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -18,17 +19,30 @@ from ktrdr_core.protocol import (
     ArtifactKind,
     BacktestInputs,
     BacktestResult,
+    DataFetchResult,
     OperationKind,
     TrainingInputs,
     TrainingResult,
+    WalkforwardReportInputs,
+    WalkforwardReportResult,
 )
 from ktrdr_worker.service.job import Job
 
-__all__ = ["RUNNERS", "BacktestJobError", "Runner", "run_backtest", "run_training"]
+__all__ = [
+    "RUNNERS",
+    "BacktestJobError",
+    "Runner",
+    "run_backtest",
+    "run_data_fetch",
+    "run_training",
+    "run_walkforward_report",
+]
 
 log = logging.getLogger("ktrdr_worker.service")
 
-Runner = Callable[[Job], TrainingResult | BacktestResult]
+Runner = Callable[
+    [Job], TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult
+]
 
 # Progress (percent) given to the phases around the computing.
 _DATA_DONE = 3.0
@@ -78,7 +92,9 @@ def run_training(job: Job) -> TrainingResult:
         job.progress(_DATA_DONE, "downloading the checkpoint to resume from")
         resume_from = job.workdir / "resume.pt"
         job.call(
-            lambda: job.client.download_artifact(job.claim.checkpoint_sha256, resume_from),
+            lambda: job.client.download_artifact(
+                job.claim.checkpoint_sha256, resume_from, interrupt=job.check
+            ),
             "download of the checkpoint",
         )
     job.check()
@@ -192,7 +208,59 @@ def run_backtest(job: Job) -> BacktestResult:
     )
 
 
+def run_data_fetch(job: Job) -> DataFetchResult:
+    """Fetch market data from a provider into a new dataset version (see fetch_runner)."""
+    from ktrdr_worker.service.fetch_runner import run_data_fetch as run
+
+    return run(job)
+
+
+def run_walkforward_report(job: Job) -> WalkforwardReportResult:
+    """Download every fold's backtest report and the data; stitch them into the
+    walk-forward's report and chart; upload those."""
+    from ktrdr_worker.models.charts import write_equity_chart
+    from ktrdr_worker.walkforward import stitch_walkforward
+
+    inputs = job.claim.inputs
+    if not isinstance(inputs, WalkforwardReportInputs):
+        raise TypeError(f"a walk-forward report job got {inputs.kind} inputs")
+    job.progress(0.0, f"downloading {len(inputs.folds)} fold reports", now=True)
+    reports = {}
+    for fold in inputs.folds:
+        path = job.fetch(fold.report_sha256)
+        reports[fold.index] = json.loads(path.read_text(encoding="utf-8"))
+    frames = job.load_data(inputs.data)
+    frame = next(iter(frames.values()))
+    if isinstance(frame, dict):  # one symbol, several timeframes: the reports' own one
+        frame = frame[reports[inputs.folds[0].index]["timeframe"]]
+    job.check()
+    job.progress(50.0, "stitching the folds", now=True)
+    report, images = stitch_walkforward(
+        inputs.folds,
+        reports,
+        frame["close"],
+        walkforward_id=inputs.walkforward_id,
+        strategy_name=inputs.strategy_name,
+        window=inputs.window.value,
+    )
+    out = job.workdir / "walkforward"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_equity_chart(out, "walkforward", images)
+    report_path = out / "walkforward.json"
+    report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    job.check(finishing=True)
+    job.progress(90.0, "uploading the report and chart", now=True)
+    return WalkforwardReportResult(
+        report_sha256=job.upload(report_path, ArtifactKind.REPORT),
+        chart_png_sha256=job.upload(paths["png"], ArtifactKind.CHART),
+        chart_svg_sha256=job.upload(paths["svg"], ArtifactKind.CHART),
+        summary={key: report[key] for key in ("metrics", "summary", "folds", "stability")},
+    )
+
+
 RUNNERS: dict[OperationKind, Runner] = {
     OperationKind.TRAINING: run_training,
     OperationKind.BACKTEST: run_backtest,
+    OperationKind.DATA_FETCH: run_data_fetch,
+    OperationKind.WALKFORWARD_REPORT: run_walkforward_report,
 }

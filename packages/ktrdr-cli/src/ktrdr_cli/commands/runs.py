@@ -1,0 +1,153 @@
+"""`ktrdr runs list | diff`: trainings, backtests and walk-forwards as experiments."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ktrdr_cli.context import client, emit, fail, group, handles_api_errors, short_time, table
+from ktrdr_cli.reports import number
+
+if TYPE_CHECKING:
+    from ktrdr_core.client import KtrdrClient
+    from ktrdr_core.runs import RunRecord
+
+app = group("Experiments: list runs of a strategy, diff two of them.")
+
+_KINDS = ("training", "backtest", "walkforward")
+_HEADLINE = {
+    "training": "balanced_accuracy",
+    "backtest": "total_return",
+    "walkforward": "total_return",
+}
+
+
+def _record(api: KtrdrClient, operation_id: str) -> RunRecord:
+    from ktrdr_core.errors import ApiError
+    from ktrdr_core.runs import run_record
+
+    view = api.get_operation(operation_id)
+    if str(view.kind) not in _KINDS:
+        fail(f"{operation_id} is a {view.kind} operation; runs are {', '.join(_KINDS)}")
+    strategy_yaml = None
+    if str(view.kind) == "backtest":
+        # A backtest's strategy is its model's: the training operation kept the text.
+        try:
+            model = api.get_model(view.inputs.model_id)  # type: ignore[union-attr]
+            if model.training_operation_id:
+                training = api.get_operation(model.training_operation_id)
+                strategy_yaml = getattr(training.inputs, "strategy_yaml", None)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+    return run_record(view, strategy_yaml)
+
+
+@app.command("list")
+@handles_api_errors
+def list_runs(
+    strategy: Annotated[str | None, typer.Option(help="only runs of this strategy name")] = None,
+    kind: Annotated[str | None, typer.Option(help="training, backtest or walkforward")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+) -> None:
+    """Runs, newest first: strategy, hash, data, seed and the headline number."""
+    if kind is not None and kind not in _KINDS:
+        fail(f"--kind {kind!r}: use one of {', '.join(_KINDS)}", code=2)
+    from ktrdr_core.runs import run_record
+
+    with client() as api:
+        views = [
+            v
+            for v in api.list_operations(kind=kind, limit=limit, strategy=strategy)
+            if str(v.kind) in _KINDS
+        ]
+    records = [run_record(v) for v in views]
+
+    def human() -> None:
+        rows = []
+        for r in records:
+            key = _HEADLINE[r.kind]
+            rows.append(
+                [
+                    r.operation_id,
+                    r.kind,
+                    r.state,
+                    r.strategy_name or "-",
+                    (r.strategy_hash or "-")[:10],
+                    ", ".join(f"{k}@{v[:8]}" for k, v in r.data.items()) or "-",
+                    "-" if r.seed is None else str(r.seed),
+                    f"{key} {number(key, r.metrics.get(key))}" if key in r.metrics else "-",
+                    short_time(r.created_at),
+                ]
+            )
+        table(
+            rows,
+            ["ID", "KIND", "STATE", "STRATEGY", "HASH", "DATA", "SEED", "RESULT", "CREATED"],
+        )
+
+    emit([r.__dict__ for r in records], human)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+@app.command("diff")
+@handles_api_errors
+def diff(
+    a: Annotated[str, typer.Argument(help="first operation id")],
+    b: Annotated[str, typer.Argument(help="second operation id")],
+) -> None:
+    """What changed between two runs (parameters, data, seed, code) and how the metrics moved."""
+    from ktrdr_core.runs import diff_runs
+
+    with client() as api:
+        first, second = _record(api, a), _record(api, b)
+    if first.kind != second.kind:
+        typer.echo(f"note: comparing a {first.kind} with a {second.kind}", err=True)
+    result = diff_runs(first, second)
+
+    def human() -> None:
+        typer.echo(f"A {a}: {first.kind} of {first.strategy_name} ({first.state})")
+        typer.echo(f"B {b}: {second.kind} of {second.strategy_name} ({second.state})")
+        for note in first.notes + second.notes:
+            typer.echo(f"note: {note}")
+        if result.same_inputs:
+            typer.echo("inputs: identical (parameters, data, seed and code versions)")
+        sections = (
+            ("parameter", result.parameters),
+            ("data", result.data),
+            ("code", result.versions),
+        )
+        for title, changes in sections:
+            if changes:
+                table([[k, _show(x), _show(y)] for k, x, y in changes], [title, "A", "B"])
+        if result.seed:
+            table([["seed", _show(result.seed[0]), _show(result.seed[1])]], ["", "A", "B"])
+        if result.metrics:
+            table(
+                [
+                    [k, number(k, x), number(k, y), "—" if d is None else f"{d:+.4g}"]
+                    for k, x, y, d in result.metrics
+                ],
+                ["metric", "A", "B", "B − A"],
+            )
+
+    emit(
+        {
+            "a": first.__dict__,
+            "b": second.__dict__,
+            "parameters": result.parameters,
+            "data": result.data,
+            "seed": result.seed,
+            "versions": result.versions,
+            "metrics": result.metrics,
+        },
+        human,
+    )

@@ -1,0 +1,144 @@
+"""Fetching market data end to end: `ktrdr-api serve`, one `ktrdr-worker backtest` whose
+KTRDR_BINANCE_URL points at a local server speaking Binance's klines protocol, and the `ktrdr`
+CLI as a real process. Full range, tail, backfill and repair — through the CLI and the API —
+each checked against the dataset versions the backend then holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from ktrdr_stack import BIN, ApiServer, WorkerProcess, process_env, wait_for_state, wait_until
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "worker" / "providers"))
+
+from fake_binance import FakeBinance, fixture
+
+from ktrdr_core.protocol import OperationState, WorkerStatus
+
+pytestmark = pytest.mark.slow  # a worker process imports torch
+
+DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
+T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
+H = 3600
+HOLES = {T0 + 50 * H, T0 + 51 * H, T0 + 52 * H}  # bars the exchange drops in the first fetch
+
+
+@pytest.fixture
+def stack(tmp_path):
+    with FakeBinance(fixture("binance_klines_btcusdt_1h.json")) as binance:
+        api = ApiServer(tmp_path / "home").start()
+        worker = WorkerProcess("backtest", api, tmp_path / "workers", worker_id="e2e-fetch",
+                               env={"KTRDR_BINANCE_URL": binance.url})  # fmt: skip
+        try:
+            with api.client() as client:
+                wait_until(
+                    lambda: any(w.status == WorkerStatus.IDLE for w in client.list_workers()),
+                    "the backtest worker registered", 120, worker.logs,
+                )  # fmt: skip
+            yield api, worker, binance
+        finally:
+            worker.stop()
+            api.stop()
+
+
+def ktrdr(api: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(BIN / "ktrdr"), "--url", api.url, *args],
+        env=process_env({"COLUMNS": "120"}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    print(f"$ ktrdr {' '.join(args)}\n{done.stdout}{done.stderr}")  # the transcript (-s)
+    return done
+
+
+def test_full_tail_backfill_repair_and_conflicts(stack):
+    api, worker, binance = stack
+    binance.missing = set(HOLES)
+
+    # --- full range, through the CLI ---
+    run = ktrdr(api, "data", "fetch", "btcusdt", "1h", "--provider", "binance",
+                "--start", "2024-01-03", "--end", "2024-01-07", "--follow")  # fmt: skip
+    assert run.returncode == 0, run.stderr + worker.logs()
+    assert "93 bars fetched" in run.stdout and "93 added" in run.stdout
+    assert "BTCUSDT 1h: new version 1, 93 bars" in run.stdout
+    assert "1 unexpected gap(s)" in run.stdout
+    with api.client() as client:
+        v1 = client.get_data("BTCUSDT", "1h")
+        assert (v1.version, v1.rows) == (1, 93)
+        assert v1.first == datetime(2024, 1, 3, tzinfo=UTC)
+        assert v1.source_name == "binance:BTCUSDT 1h full"
+        assert v1.gap_report["unexpected_total"] == 1
+
+        # --- tail, through the API: from the last stored bar to now ---
+        op = client.start_data_fetch("binance", "BTCUSDT", "1h", mode="tail")
+        tail = wait_for_state(api, op.operation_id, DONE, "tail fetch", 90, worker.logs)
+        assert tail.state == OperationState.COMPLETED, tail.error
+        assert tail.reproducibility.attempts[0].worker_id == "e2e-fetch"
+        assert tail.result["summary"]["bars_added"] == 96
+        assert tail.result["dataset"]["version"] == 2
+        v2 = client.get_data("BTCUSDT", "1h")
+        assert v2.rows == 93 + 96 and v2.last == datetime.fromtimestamp(T0 + 239 * H, tz=UTC)
+
+    # --- backfill, through the CLI: before the first stored bar ---
+    run = ktrdr(api, "data", "fetch", "BTCUSDT", "1h", "--provider", "binance",
+                "--mode", "backfill", "--start", "2024-01-01", "--follow")  # fmt: skip
+    assert run.returncode == 0, run.stderr + worker.logs()
+    assert "48 added" in run.stdout and "new version 3, 237 bars" in run.stdout
+
+    # --- repair, through the CLI: only the hole the gap report lists ---
+    binance.missing.clear()
+    requests_before = len(binance.requests)
+    run = ktrdr(api, "data", "fetch", "BTCUSDT", "1h", "--provider", "binance",
+                "--mode", "repair", "--follow")  # fmt: skip
+    assert run.returncode == 0, run.stderr + worker.logs()
+    assert "hole      2024-01-03T02:00:00Z → 2024-01-03T05:00:00Z: 3 of 3 bars filled" in run.stdout
+    assert "new version 4, 240 bars" in run.stdout and "0 unexpected gap(s)" in run.stdout
+    [asked] = binance.requests[requests_before:]
+    assert asked["startTime"] == str((T0 + 50 * H) * 1000)
+    assert asked["endTime"] == str((T0 + 53 * H) * 1000 - 1000)
+
+    # --- the exchange restates a bar: reported, never written ---
+    restated = T0 + 100 * H
+    binance.changes[restated] = {4: "99999.99000000", 2: "99999.99000000"}
+    with api.client() as client:
+        op = client.start_data_fetch(
+            "binance", "BTCUSDT", "1h", start=datetime(2024, 1, 1), end=datetime(2024, 1, 11)
+        )
+        again = wait_for_state(api, op.operation_id, DONE, "re-fetch", 90, worker.logs)
+        assert again.state == OperationState.COMPLETED, again.error
+        summary = again.result["summary"]
+        assert (summary["bars_added"], summary["bars_overlapping"], summary["conflicts"]) == (
+            0, 240, 1,
+        )  # fmt: skip
+        [example] = summary["conflict_examples"]
+        assert example["timestamp"] == "2024-01-05T04:00:00Z"
+        assert example["fetched"]["close"] == 99999.99
+        assert example["stored"]["close"] != 99999.99
+        assert again.result["dataset"] == again.result["dataset"] | {"version": 4, "created": False}
+        versions = client.list_data("BTCUSDT", "1h", all_versions=True)
+        assert [d.version for d in versions] == [4, 3, 2, 1]
+
+    # --- a symbol the exchange does not list: the operation fails saying so ---
+    run = ktrdr(api, "data", "fetch", "ETHBTC", "1h", "--provider", "binance",
+                "--start", "2024-01-01", "--follow")  # fmt: skip
+    assert run.returncode == 1
+    assert "Binance refused the request (HTTP 400: Invalid symbol. (code -1121))" in run.stderr
+
+    # --- refused by the backend before any worker sees it ---
+    run = ktrdr(
+        api, "data", "fetch", "BTCUSDT", "1h", "--provider", "kraken", "--start", "2024-01-01"
+    )
+    assert run.returncode == 2 and "unknown provider 'kraken'; known: binance, ib" in run.stderr
+
+
+def test_quickstart_provider_and_symbol_go_together():
+    done = subprocess.run([str(BIN / "ktrdr"), "quickstart", "BTCUSDT"], env=process_env({}),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "--provider and SYMBOL go together" in done.stderr
