@@ -35,7 +35,7 @@ EXPECTED = {
     (P, Event.CLAIM): {R},
     (P, Event.REQUEST_CANCEL): {X},
     (R, Event.HEARTBEAT): {R},
-    (R, Event.COMPLETE): {C},
+    (R, Event.COMPLETE): {C, X},
     (R, Event.FAIL): {F},
     (R, Event.REQUEST_CANCEL): {R},
     (R, Event.ACK_CANCEL): {X},
@@ -169,7 +169,7 @@ OUTCOMES = {
     "running_cancel_requested": {
         "claim": "running",
         "heartbeat": "running",
-        "complete": "completed",
+        "complete": "cancelled",  # the cancel came first: the late result is discarded
         "fail": "failed",
         "request_cancel": "running",
         "ack_cancel": "cancelled",

@@ -8,6 +8,7 @@ put the logs into every failure message.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import os
@@ -282,3 +283,71 @@ def eurusd_csv(dest: Path) -> Path:
         for stamp, *values in rows:
             writer.writerow([stamp.replace(" ", "T") + "Z", *values])
     return dest
+
+
+class ThrottledProxy:
+    """A TCP relay in front of the API that can slow either direction, set live: a slow link
+    between a worker and the backend, so a phase (data download, result upload) lasts long
+    enough for a test to act while it runs. ``down_rate``/``up_rate``: bytes per second per
+    connection toward the worker / toward the API, None for full speed; ``moved`` counts the
+    bytes relayed each way."""
+
+    def __init__(self, target_port: int):
+        import threading
+
+        self.target_port = target_port
+        self.down_rate: float | None = None
+        self.up_rate: float | None = None
+        self.moved = {"down": 0, "up": 0}
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()  # the API is down: the worker sees a refused connection
+                continue
+            with self._lock:
+                self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
+        try:
+            while True:
+                rate = self.down_rate if direction == "down" else self.up_rate
+                # Small reads when throttled, so the pace is smooth and TCP pushes back.
+                data = source.recv(max(256, int(rate // 10)) if rate else 65536)
+                if not data:
+                    break
+                sink.sendall(data)
+                with self._lock:
+                    self.moved[direction] += len(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()

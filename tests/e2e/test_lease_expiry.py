@@ -63,8 +63,14 @@ def test_a_killed_workers_operation_is_requeued_and_resumed_elsewhere(stack, tmp
         dead.process.wait()
 
         done = wait_for_state(api, op, DONE, "to end", 240, logs)
+        # The reference: the same training, never interrupted, on the same kind of worker
+        # (CPU, one thread, same seed).
+        reference = client.start_training(TINY_STRATEGY, RESUMABLE).operation_id
+        uninterrupted = wait_for_state(api, reference, DONE, "the reference run", 240, logs)
+        models = {m.training_operation_id: m for m in client.list_models()}
 
     assert done.state == OperationState.COMPLETED, done.error
+    assert uninterrupted.state == OperationState.COMPLETED, uninterrupted.error
     first, second = done.reproducibility.attempts
     assert first.worker_id == dead.worker_id and first.outcome == AttemptOutcome.LEASE_EXPIRED
     assert f"no heartbeat from worker {dead.worker_id}" in first.reason
@@ -74,3 +80,16 @@ def test_a_killed_workers_operation_is_requeued_and_resumed_elsewhere(stack, tmp
     # at most (epoch k's checkpoint is written just after epoch k's progress is reported).
     assert summary["resumed_from_epoch"] >= seen.progress.step - 1 >= 1
     assert summary["epochs_run"] == EPOCHS  # the history carries on across the resume
+    # Resumed mid-run on another process, the model is bit-for-bit the uninterrupted one: the
+    # checkpoint holds weights, optimizer, scheduler, both generators and the shuffle order.
+    resumed_weights = models[op].metadata["weights"]["sha256"]
+    assert resumed_weights == models[reference].metadata["weights"]["sha256"]
+    reference_summary = uninterrupted.result["summary"]
+    assert reference_summary["resumed_from_epoch"] is None
+    # Every epoch's losses and accuracies too (timings aside).
+    timing = {"elapsed_s", "samples_per_s"}
+
+    def learning(history):
+        return [{k: v for k, v in epoch.items() if k not in timing} for epoch in history]
+
+    assert learning(summary["history"]) == learning(reference_summary["history"])

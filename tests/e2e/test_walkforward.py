@@ -185,6 +185,23 @@ def test_the_cli_follows_a_walkforward_then_lists_diffs_and_compares_runs(stack,
             if v.operation_id != second and len(v.inputs.folds) == 2 and v.retry_of is None
         )
 
+    # The same walk-forward again (same seed, same data) reproduces every fold.
+    with api.client() as client:
+        again = client.start_walkforward(
+            TINY_STRATEGY, {"training.epochs": 2}, folds=2, train_blocks=2
+        )
+        redone = wait_for_state(
+            api, again.operation_id, DONE, "repeated walk-forward", 600, lambda: _logs(workers)
+        )
+        assert redone.state == OperationState.COMPLETED, redone.error
+        before = client.walkforward_report(first)
+        after = client.walkforward_report(again.operation_id)
+    assert [row["total_return"] for row in after["folds"]] == [
+        row["total_return"] for row in before["folds"]
+    ]
+    assert after["metrics"] == before["metrics"]
+    assert after["stability"] == before["stability"]
+
     listed = _ktrdr(api, "runs", "list", "--strategy", "tiny_eurusd", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert first in listed.stdout and second in listed.stdout and "walkforward" in listed.stdout

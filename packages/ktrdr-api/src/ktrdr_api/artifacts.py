@@ -10,11 +10,13 @@ at most an orphaned temporary file (cleared at start-up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +41,28 @@ class ArtifactTooLarge(ArtifactError):
 
 class ChecksumMismatch(ArtifactError):
     pass
+
+
+class StorageFull(ArtifactError):
+    """The disk under the store has no room left (HTTP 503: free space, then send again)."""
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _reporting_full_disk(root: Path) -> Iterator[None]:
+    """Turn "no space left" (or a quota) into StorageFull naming the store; other OS errors
+    stay what they are (a bug or a broken disk is not something to retry)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise
+        raise StorageFull(
+            f"the artifact store at {root} is full ({exc.strerror}): nothing was stored; "
+            "free space on the backend's disk and send it again"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,10 @@ class _Writer:
         return StoredArtifact(sha256=sha, size=self.size)
 
     def abort(self) -> None:
-        self._file.close()
+        # Closing flushes what is buffered, which fails again on a full disk: the half-written
+        # file must go all the same.
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._path.unlink(missing_ok=True)
 
 
@@ -153,14 +180,15 @@ class ArtifactStore:
         Raises ArtifactTooLarge past ``max_bytes`` and ChecksumMismatch when the content's
         sha256 is not ``expected_sha256``; in both cases nothing is stored.
         """
-        writer = _Writer(self, max_bytes)
-        try:
-            for chunk in chunks:
-                writer.write(chunk)
-            return writer.commit(expected_sha256)
-        except BaseException:
-            writer.abort()
-            raise
+        with _reporting_full_disk(self.root):
+            writer = _Writer(self, max_bytes)
+            try:
+                for chunk in chunks:
+                    writer.write(chunk)
+                return writer.commit(expected_sha256)
+            except BaseException:
+                writer.abort()
+                raise
 
     async def put_async(
         self,
@@ -170,15 +198,16 @@ class ArtifactStore:
         expected_sha256: str | None = None,
     ) -> StoredArtifact:
         """`put` for an async stream (an HTTP request body), never holding it whole."""
-        writer = _Writer(self, max_bytes)
-        try:
-            async for chunk in chunks:
-                writer.write(chunk)
-            # fsync can take tens of milliseconds: keep it off the event loop.
-            return await asyncio.to_thread(writer.commit, expected_sha256)
-        except BaseException:
-            writer.abort()
-            raise
+        with _reporting_full_disk(self.root):
+            writer = _Writer(self, max_bytes)
+            try:
+                async for chunk in chunks:
+                    writer.write(chunk)
+                # fsync can take tens of milliseconds: keep it off the event loop.
+                return await asyncio.to_thread(writer.commit, expected_sha256)
+            except BaseException:
+                writer.abort()
+                raise
 
     def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> StoredArtifact:
         return self.put([data], expected_sha256=expected_sha256)
@@ -204,7 +233,8 @@ class ArtifactStore:
                 "the transfer was corrupted or the wrong file was sent"
             )
         final = self.path(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        with _reporting_full_disk(self.root):  # a new folder takes room too
+            final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, final)
         return StoredArtifact(sha256=sha, size=size)
 
@@ -214,20 +244,21 @@ class ArtifactStore:
         For uploads that are checked before they are stored (data files); the caller deletes
         the file. Raises ArtifactTooLarge past ``max_bytes``.
         """
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
-        path = Path(name)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as file:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise ArtifactTooLarge(
-                            f"upload exceeds the limit of {max_bytes} bytes "
-                            "(KTRDR_MAX_UPLOAD_MB on the backend)"
-                        )
-                    file.write(chunk)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        with _reporting_full_disk(self.root):
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
+            path = Path(name)
+            size = 0
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    async for chunk in chunks:
+                        size += len(chunk)
+                        if max_bytes is not None and size > max_bytes:
+                            raise ArtifactTooLarge(
+                                f"upload exceeds the limit of {max_bytes} bytes "
+                                "(KTRDR_MAX_UPLOAD_MB on the backend)"
+                            )
+                        file.write(chunk)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
         return path

@@ -53,11 +53,13 @@ class ArtifactCache:
         *,
         download: Callable[[Callable[[], Path]], Path] | None = None,
         keep: Iterable[str] = (),
+        interrupt: Callable[[], None] | None = None,
     ) -> Path:
         """The local path of artifact ``sha256``, downloading it when it is not cached intact.
 
         ``download`` wraps the network call (the worker passes its retry loop); ``keep``
-        names artifacts the eviction after a download must not delete (the job's other inputs).
+        names artifacts the eviction after a download must not delete (the job's other inputs);
+        ``interrupt`` is called as the bytes arrive and may raise to abandon the download.
         Raises :class:`CacheError` when the bytes keep arriving with another checksum, and the
         client's ``ApiError`` when the backend refuses (404: the artifact is unknown).
         """
@@ -74,7 +76,7 @@ class ArtifactCache:
             temporary = path.with_name(f".{sha256}.{os.getpid()}.{secrets.token_hex(4)}")
 
             def get(temporary: Path = temporary) -> Path:
-                return client.download_artifact(sha256, temporary)
+                return client.download_artifact(sha256, temporary, interrupt=interrupt)
 
             try:
                 got = download(get) if download is not None else get()

@@ -102,12 +102,14 @@ class Job:
         return retry(call, what=what, cap=self.backoff_cap, abort=abort, deadline=deadline)
 
     def fetch(self, sha256: str, keep: tuple[str, ...] = ()) -> Path:
-        """The cached, verified local copy of artifact ``sha256``."""
+        """The cached, verified local copy of artifact ``sha256``; a cancel, a lost attempt or
+        a shutdown stops the download as it happens (:meth:`check`)."""
         return self.cache.fetch(
             self.client,
             sha256,
             download=lambda get: self.call(get, f"download of {sha256[:12]}"),
             keep=keep,
+            interrupt=self.check,
         )
 
     def upload(self, path: Path, kind: ArtifactKind) -> str:
