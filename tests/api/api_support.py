@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
+import pickle
 import time
+import zipfile
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,7 +85,23 @@ def training_inputs(data_checksum: str, name: str = "s1") -> TrainingInputs:
     )
 
 
-WEIGHTS = b"\x00weights: bytes the backend never unpickles\x00" * 4
+def torch_like_weights(marker: bytes) -> bytes:
+    """A weights file shaped like torch.save's (a zip holding data.pkl, here an empty state
+    dict pickled by the standard library), carrying ``marker`` so each gives other bytes.
+    The backend scans the pickle but never unpickles it, so no torch is needed."""
+    if marker.startswith(b"PK\x03\x04"):
+        return marker  # an archive already
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in (
+            ("archive/data.pkl", pickle.dumps(OrderedDict(), protocol=2)),
+            ("archive/marker", marker),
+        ):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 6, 12, 0, 0)), data)
+    return buffer.getvalue()
+
+
+WEIGHTS = torch_like_weights(b"\x00weights: bytes the backend never unpickles\x00" * 4)
 
 
 def bundle_manifest(
@@ -94,6 +114,7 @@ def bundle_manifest(
 ) -> dict:
     """A complete ``bundle.json`` (the ktrdr-core schema) for a small model on ``symbol``."""
     features = feature_names or ["1d_rsi_zone_oversold", "1d_rsi_zone_overbought"]
+    weights = torch_like_weights(weights)
     per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
     part = {
         "start": "2020-01-01T00:00:00Z",
@@ -153,6 +174,7 @@ def bundle_manifest(
 def bundle_bytes(*, weights: bytes = WEIGHTS, **manifest_changes) -> bytes:
     """A real model bundle written by ktrdr_core.bundles.write_bundle (manifest checked);
     other ``weights`` give another bundle (another sha256)."""
+    weights = torch_like_weights(weights)
     return write_bundle(bundle_manifest(weights=weights, **manifest_changes), weights)
 
 

@@ -333,8 +333,19 @@ def test_path_errors_are_clear(tmp_path: Path) -> None:
         validate_ohlcv_csv(CANONICAL, "2h")
 
 
+def test_malformed_csv_is_reported_where_the_broken_row_starts() -> None:
+    unclosed = f'{HEADER}\n{GOOD_ROWS[0]}\n"2024-01-02T15:00:00Z,1,1,1,1,1\n{GOOD_ROWS[2]}\n'
+    issue = only_issue(unclosed)
+    assert (issue.line, issue.rule) == (3, "csv_syntax")
+    assert "never closed" in issue.message
+    # A field over the csv module's limit is an issue, not an exception.
+    giant = f'{HEADER},note\n{GOOD_ROWS[0]},"{"x" * 200_000}"\n'
+    assert (only_issue(giant).line, only_issue(giant).rule) == (2, "csv_syntax")
+
+
 # Rules exercised by the named tests above rather than by BAD_ROWS.
 OTHER_RULE_TESTS = {
+    "csv_syntax": test_malformed_csv_is_reported_where_the_broken_row_starts,
     "source": test_empty_inputs,
     "encoding": test_non_utf8_bytes_name_the_line,
     "header": test_missing_header_is_reported_on_line_1,

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, undefer
 
 from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation
-from ktrdr_core.bundles import BundleError, BundleManifest, read_manifest
+from ktrdr_core.bundles import BundleError, BundleManifest, check_weights, read_manifest
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     ArtifactKind,
@@ -322,6 +322,10 @@ def read_model_bundle(path: Path, sha256: str) -> BundleManifest:
                 while chunk := member.read(_HASH_CHUNK):
                     digest.update(chunk)
                     size += len(chunk)
+                if digest.hexdigest() == weights.sha256:
+                    # A seekable zip member: the nested archive is read in place, not held.
+                    member.seek(0)
+                    check_weights(member, f"{where}: {weights.file}")
     except BundleError as exc:
         raise BundleError(str(exc).replace(str(path), where)) from None
     except (zipfile.BadZipFile, OSError) as exc:

@@ -82,6 +82,10 @@ async def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
     return checked_symbol(symbol)
 
 
+OperationIdPath = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+"""An ``{operation_id}`` segment: an unknown id is a 404, but a NUL, slash or space is refused
+(422) before it reaches the database (PostgreSQL text cannot hold a NUL)."""
+
 BackendDep = Annotated[Backend, Depends(get_backend)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SymbolDep = Annotated[str, Depends(symbol_param)]

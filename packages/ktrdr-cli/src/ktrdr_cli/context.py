@@ -109,9 +109,11 @@ def _detail(exc: Any) -> str:
 
 def _where(issue: dict[str, Any]) -> str:
     """`line 3 (ohlc_consistency)` for data problems, the key path for strategy problems."""
+    rule = f" ({issue['rule']})" if issue.get("rule") else ""
     if issue.get("line") is not None:
-        rule = f" ({issue['rule']})" if issue.get("rule") else ""
         return f"line {issue['line']}{rule}"
+    if rule:  # a data problem of the whole file (empty, no rows): still name the rule
+        return f"file{rule}"
     return issue.get("path") or "(file)"
 
 

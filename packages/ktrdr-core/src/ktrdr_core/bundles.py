@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickletools
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -38,6 +39,7 @@ __all__ = [
     "DataRecord",
     "StrategyRecord",
     "WeightsRecord",
+    "check_weights",
     "read_bundle",
     "read_manifest",
     "write_bundle",
@@ -50,6 +52,22 @@ WEIGHTS_NAME = "weights.pt"
 _MAX_MEMBER_BYTES = 1 << 30
 
 BundleSource = str | Path | bytes
+
+# What a torch.save'd state dict of tensors may name in its pickle; anything else (os.system,
+# builtins.eval, …) is code that would run on an unrestricted load. The worker loads with
+# weights_only=True anyway; this lets the backend, which has no torch, refuse such a file.
+_TENSOR_STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte")
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch", "BoolStorage"),
+        *(("torch", f"{kind}Storage") for kind in _TENSOR_STORAGES),
+    }
+)
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"})
+_MEMO_OPS = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
 
 
 class BundleError(KtrdrError, ValueError):
@@ -198,6 +216,59 @@ def _manifest_from(archive: zipfile.ZipFile, where: str) -> BundleManifest:
             f"{where}: {MANIFEST_NAME} is invalid at {path}: {first['msg']} "
             f"({exc.error_count()} problem(s))"
         ) from None
+
+
+def check_weights(weights: bytes | IO[bytes], where: str) -> None:
+    """Refuse weights that are not a ``torch.save`` archive of plain tensors.
+
+    ``weights``: the member's bytes or a seekable file object. Every pickle in the archive is
+    scanned (``pickletools``, nothing is unpickled) and may only name the tensor-rebuilding
+    globals of a state dict. Raises :class:`BundleError` naming the first offending global.
+    """
+    source = io.BytesIO(weights) if isinstance(weights, bytes) else weights
+    try:
+        with zipfile.ZipFile(source) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith(".pkl")]
+            if not pickles:
+                raise BundleError(f"{where}: holds no data.pkl; it was not written by torch.save")
+            for name in pickles:
+                with archive.open(name) as member:
+                    _check_pickle(member.read(), f"{where} ({name})")
+    except zipfile.BadZipFile:
+        raise BundleError(
+            f"{where}: not a torch.save archive (a zip holding data.pkl); refusing to load it"
+        ) from None
+
+
+def _check_pickle(data: bytes, where: str) -> None:
+    strings: list[str] = []  # string constants just pushed: STACK_GLOBAL's module and name
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            name = opcode.name
+            if name in ("GLOBAL", "INST"):
+                module, _, attribute = str(arg).partition(" ")
+                found = (module, attribute)
+            elif name == "STACK_GLOBAL":
+                if len(strings) < 2:
+                    raise BundleError(f"{where}: names a global indirectly; refusing to load it")
+                found = (strings[-2], strings[-1])
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                raise BundleError(f"{where}: uses the pickle extension registry; refusing it")
+            else:
+                if name in _STRING_OPS:
+                    strings.append(str(arg))
+                elif name not in _MEMO_OPS:
+                    strings.clear()
+                continue
+            if found not in _ALLOWED_GLOBALS:
+                raise BundleError(
+                    f"{where}: its pickle calls {found[0]}.{found[1]}, which a state dict of "
+                    "tensors never does: the file may run code when loaded; refusing it"
+                )
+    except BundleError:
+        raise
+    except ValueError as exc:  # pickletools on a truncated or corrupt stream
+        raise BundleError(f"{where}: not a readable pickle ({exc})") from None
 
 
 def read_manifest(source: BundleSource) -> BundleManifest:

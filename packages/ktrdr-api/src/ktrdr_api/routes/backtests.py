@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from ktrdr_api.deps import BackendDep
+from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.operations import OperationConflict, OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import file_response
@@ -22,8 +22,6 @@ from ktrdr_core.protocol import (
 )
 
 router = APIRouter(prefix="/backtests", tags=["backtests"])
-
-OperationIdPath = Annotated[str, Path(max_length=32)]
 
 
 def _utc(value: datetime | None) -> datetime | None:

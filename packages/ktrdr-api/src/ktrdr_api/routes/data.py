@@ -22,7 +22,10 @@ from ktrdr_core.timeframes import Timeframe
 
 router = APIRouter(prefix="/data", tags=["data"])
 
-VersionQuery = Annotated[int | None, Query(ge=1, description="a version; default the newest")]
+# Bounded by the database's 32-bit integer column: a larger number is a 422, not an overflow.
+VersionQuery = Annotated[
+    int | None, Query(ge=1, le=2**31 - 1, description="a version; default the newest")
+]
 
 
 @router.post(

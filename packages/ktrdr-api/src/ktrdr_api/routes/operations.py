@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from ktrdr_api.deps import BackendDep
+from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_core.protocol import OperationKind, OperationState, OperationView
 
 router = APIRouter(prefix="/operations", tags=["operations"])
-
-OperationIdPath = Annotated[str, Path(max_length=32)]
 
 
 @router.get("")
@@ -22,7 +20,10 @@ def list_operations(
     kind: OperationKind | None = None,
     state: OperationState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    strategy: Annotated[str | None, Query(max_length=128)] = None,
+    # A strategy name's own rule (letters, digits, _ . -): never a NUL for the database.
+    strategy: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ] = None,
 ) -> list[OperationView]:
     """Newest first, filtered by kind, state and strategy name."""
     return backend.operations.list_operations(

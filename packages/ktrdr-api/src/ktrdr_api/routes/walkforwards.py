@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from ktrdr_api import walkforward
-from ktrdr_api.deps import BackendDep
+from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.operations import OperationConflict, OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import file_response
@@ -26,8 +26,6 @@ from ktrdr_core.protocol import (
 )
 
 router = APIRouter(prefix="/walkforwards", tags=["walkforwards"])
-
-OperationIdPath = Annotated[str, Path(max_length=32)]
 
 
 @router.post(

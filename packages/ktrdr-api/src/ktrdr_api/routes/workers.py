@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from ktrdr_api import workers
-from ktrdr_api.deps import BackendDep
+from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_core.protocol import (
     WORKER_ID_PATTERN,
@@ -34,7 +34,6 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 log = logging.getLogger("ktrdr_api.workers")
 
 WorkerIdPath = Annotated[str, Path(pattern=WORKER_ID_PATTERN)]
-OperationIdPath = Annotated[str, Path(max_length=32)]
 
 
 @router.post("", responses={409: {}, 426: {"description": "protocol versions differ"}})
@@ -92,7 +91,9 @@ def heartbeat(worker_id: WorkerIdPath, beat: Heartbeat, backend: BackendDep) -> 
     return model_response(backend.operations.heartbeat(worker_id, beat))
 
 
-@router.post("/{worker_id}/operations/{operation_id}/complete", responses={409: {}, 422: {}})
+@router.post(
+    "/{worker_id}/operations/{operation_id}/complete", responses={404: {}, 409: {}, 422: {}}
+)
 def complete(
     worker_id: WorkerIdPath,
     operation_id: OperationIdPath,
@@ -103,14 +104,14 @@ def complete(
     return backend.operations.complete(worker_id, operation_id, completion)
 
 
-@router.post("/{worker_id}/operations/{operation_id}/fail", responses={409: {}})
+@router.post("/{worker_id}/operations/{operation_id}/fail", responses={404: {}, 409: {}})
 def fail(
     worker_id: WorkerIdPath, operation_id: OperationIdPath, failure: Failure, backend: BackendDep
 ) -> OperationView:
     return backend.operations.fail(worker_id, operation_id, failure)
 
 
-@router.post("/{worker_id}/operations/{operation_id}/cancelled", responses={409: {}})
+@router.post("/{worker_id}/operations/{operation_id}/cancelled", responses={404: {}, 409: {}})
 def cancelled(
     worker_id: WorkerIdPath, operation_id: OperationIdPath, ack: AttemptRef, backend: BackendDep
 ) -> OperationView:
@@ -118,7 +119,7 @@ def cancelled(
     return backend.operations.acknowledge_cancel(worker_id, operation_id, ack.attempt)
 
 
-@router.post("/{worker_id}/operations/{operation_id}/release", responses={409: {}})
+@router.post("/{worker_id}/operations/{operation_id}/release", responses={404: {}, 409: {}})
 def release(
     worker_id: WorkerIdPath, operation_id: OperationIdPath, release: Release, backend: BackendDep
 ) -> OperationView:

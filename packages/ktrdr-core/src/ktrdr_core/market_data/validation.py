@@ -65,7 +65,8 @@ CANONICAL_HEADER = ",".join(CANONICAL_COLUMNS)
 
 RULES: dict[str, str] = {
     "source": "the file can be read (exists, is not empty)",
-    "encoding": "the file is UTF-8 text",
+    "encoding": "the file is UTF-8 text (no NUL characters)",
+    "csv_syntax": "the file is well-formed CSV (quotes closed, no field over 128 KiB)",
     "header": "the first line is a header naming the columns",
     "missing_column": "the header has timestamp, open, high, low, close and volume",
     "duplicate_column": "no required column appears twice in the header",
@@ -271,15 +272,25 @@ def validate_ohlcv_csv(
         if len(issues) < max_errors:
             issues.append(Issue(line, rule, message, column))
 
+    if decode_issue is None and "\x00" in text:
+        # CSV text never holds NUL; it means binary data or a UTF-16 file read as bytes.
+        at = text.index("\x00")
+        decode_issue = (
+            text.count("\n", 0, at) + 1,
+            "encoding",
+            f"NUL character at character offset {at}: this is binary data, not CSV text "
+            "(a UTF-16 export? save it as UTF-8)",
+        )
     if decode_issue is not None:
         error(*decode_issue)
         return _finish(result)
     if tf is None:
         result.notes.append("no timeframe given: bar alignment was not checked")
 
-    header_line, header, numbered_rows = _split_rows(text)
+    header_line, header, numbered_rows = _split_rows(text, error)
     if header is None:
-        error(None, "source", "the file has no header and no data")
+        if "csv_syntax" not in counts:  # else the reason was reported already
+            error(None, "source", "the file has no header and no data")
         return _finish(result)
     mapping = _map_header(header, header_line, error, result.notes)
     if mapping is None:
@@ -335,15 +346,22 @@ def _read_source(
         return name, data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return name, "", (line, "encoding", f"not UTF-8 text (byte offset {exc.start})")
+        hint = ""
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            hint = ": it starts with a UTF-16 byte-order mark; save it as UTF-8"
+        return name, "", (line, "encoding", f"not UTF-8 text (byte offset {exc.start}){hint}")
 
 
-def _split_rows(text: str) -> tuple[int, list[str] | None, Iterator[tuple[int, list[str]]]]:
+def _split_rows(
+    text: str, error: Any
+) -> tuple[int, list[str] | None, Iterator[tuple[int, list[str]]]]:
     """Return (header line, header cells or None, iterator of (1-based line, cells)).
 
     Files without quotes and with plain line ends (nearly all OHLCV exports) are split with
     ``str.split``, about twice as fast as ``csv.reader``; anything else goes through ``csv``,
-    whose ``line_num`` keeps line numbers right across quoted newlines.
+    whose ``line_num`` keeps line numbers right across quoted newlines. Malformed CSV (a quote
+    never closed, a field over the csv module's limit) is reported as ``csv_syntax`` on the
+    line where the broken row starts, and reading stops there.
     """
     if '"' not in text:
         body = text.replace("\r\n", "\n") if "\r\n" in text else text
@@ -357,12 +375,33 @@ def _split_rows(text: str) -> tuple[int, list[str] | None, Iterator[tuple[int, l
                     rows = enumerate(map(str.split, rest, itertools.repeat(",")), idx + 2)
                     return idx + 1, line.split(","), rows
             return 0, None, iter(())
-    reader = csv.reader(io.StringIO(text, newline=""))
-    for row in reader:
+    # strict: an unclosed quote or text after a closing quote is an error, not a guess.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = _csv_rows(reader, error)
+    for line, row in rows:
         if any(cell.strip() for cell in row):
-            header_line = reader.line_num
-            return header_line, row, ((reader.line_num, r) for r in reader)
+            return line, row, rows
     return 0, None, iter(())
+
+
+def _csv_rows(reader: Any, error: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) from ``reader``; a csv.Error becomes a ``csv_syntax`` issue and ends it."""
+    start = 1  # the line where the next row starts
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            hint = ""
+            if "end of data" in str(exc):
+                hint = "; a quote opened on this line is never closed"
+            elif "field limit" in str(exc):
+                hint = "; a field this long is no price (an unclosed quote?)"
+            error(start, "csv_syntax", f"malformed CSV ({exc}){hint}")
+            return
+        yield reader.line_num, row
+        start = reader.line_num + 1
 
 
 def _map_header(
@@ -374,6 +413,17 @@ def _map_header(
     """Map canonical column -> index in the row, or report why not (returns None)."""
     names = [cell.strip().lower() for cell in header]
     first_cell = header[0].strip() if header else ""
+    if len(header) == 1:
+        separator = next((sep for sep in (";", "\t", "|") if sep in first_cell), None)
+        if separator is not None:
+            error(
+                line,
+                "header",
+                f"the header is one field {first_cell[:60]!r}: the file looks separated by "
+                f"{separator!r}; ktrdr reads comma-separated CSV "
+                f"(header {CANONICAL_HEADER})",
+            )
+            return None
     if _looks_like_data(first_cell):
         error(
             line,
@@ -441,7 +491,8 @@ def _map_header(
         for col in missing:
             hint = ""
             if col == "timestamp":
-                hint = " (accepted names: timestamp, datetime, date, time)"
+                found = ", ".join(repr(cell.strip()) for cell in header[:8])
+                hint = f" (accepted names: timestamp, datetime, date, time; found {found})"
             extra = " (write 0 when the volume is unknown)" if col == "volume" else ""
             error(line, "missing_column", f"no {col!r} column in the header{hint}{extra}", col)
         failed = True
@@ -649,7 +700,7 @@ def _scan_rows(
     result.row_count = rows
     if blank:
         result.notes.append(f"skipped {blank} blank line(s)")
-    if rows == 0:
+    if rows == 0 and "csv_syntax" not in result.error_counts:  # else reading stopped early
         error(None, "source", "the file has a header but no data rows")
     elif order_errors and order_errors >= rows - 1:
         result.notes.append("the rows are in descending time order: reverse them, oldest first")

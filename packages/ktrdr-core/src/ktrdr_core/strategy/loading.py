@@ -120,7 +120,9 @@ def _decode(raw: bytes, name: str | None) -> tuple[Any, str | None, list[Any]]:
     try:
         return raw.decode("utf-8-sig"), name, []
     except UnicodeDecodeError as exc:
-        return None, name, [((), f"file is not UTF-8 text (bad byte at offset {exc.start})", None)]
+        line = raw[: exc.start].count(b"\n") + 1
+        message = f"file is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+        return None, name, [((), message, line)]
 
 
 def _run(

@@ -71,6 +71,19 @@ class ParsedYaml:
     problems: list[tuple[Path, str, int | None]] = field(default_factory=list)
 
 
+def _line_text(text: str, index: int) -> str:
+    """The ``index``-th (0-based) line of ``text``, or '' past the end."""
+    lines = text.splitlines()
+    return lines[index] if 0 <= index < len(lines) else ""
+
+
+def _control_characters(value: str) -> list[str]:
+    """Control characters other than tab and line ends in ``value``, as ``U+XXXX``."""
+    return sorted(
+        {f"U+{ord(c):04X}" for c in value if (ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127}
+    )
+
+
 def _show_tag(tag: str) -> str:
     return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
@@ -100,7 +113,15 @@ def parse_yaml(text: str) -> ParsedYaml:
         mark = exc.problem_mark or exc.context_mark
         parts = [p for p in (exc.context, exc.problem) if p]
         message = "invalid YAML: " + ", ".join(parts)
+        if mark is not None and "\t" in _line_text(text, mark.line):
+            message += " (this line holds a tab: YAML indents with spaces only)"
         return ParsedYaml(None, problems=[((), message, mark.line + 1 if mark else None)])
+    except yaml.reader.ReaderError as exc:
+        # A character YAML refuses (control characters): no mark, but a position.
+        line = text.count("\n", 0, exc.position) + 1
+        shown = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        message = f"invalid YAML: character {shown} is not allowed ({exc.reason}); remove it"
+        return ParsedYaml(None, problems=[((), message, line)])
     except yaml.YAMLError as exc:
         return ParsedYaml(None, problems=[((), f"invalid YAML: {exc}", None)])
     except RecursionError:
@@ -182,6 +203,17 @@ class _Builder:
         tag = node.tag
         try:
             if tag == _TAG + "str":
+                # YAML refuses these characters written raw; an escape ("\\0") would let a NUL
+                # through into names, hashes and the database (PostgreSQL text cannot hold it).
+                bad = _control_characters(node.value)
+                if bad:
+                    self.problem(
+                        path,
+                        f"text holds control character(s) {', '.join(bad)}; strategy files "
+                        "hold printable text only",
+                        node,
+                    )
+                    return None
                 return node.value
             if tag == _TAG + "null":
                 return None
