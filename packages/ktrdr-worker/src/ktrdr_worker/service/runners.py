@@ -1,4 +1,6 @@
-"""The two jobs a worker runs: train a strategy, backtest a model.
+"""The jobs a worker runs: train a strategy (training workers); backtest a model, fetch
+market data, stitch a walk-forward's report (backtest workers). ``RUNNERS`` maps each
+operation kind to its job; ``ktrdr_core.protocol.SERVED_BY`` says which worker takes it.
 
 Each takes a :class:`~ktrdr_worker.service.job.Job` and returns the result to complete the
 operation with, after uploading the artifacts it names; it raises a
