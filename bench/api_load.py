@@ -20,29 +20,17 @@ Timings depend on what else runs on the machine (2 shared cores here): compare r
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing as mp
 import os
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-backend = _load("bench_backend", ROOT / "bench" / "backend.py")
+# bench/ is on sys.path when a bench runs as a script: its helpers (and the test helpers
+# it loads) are shared, not copied.
+import backend
 
 
 def _drive(port: int, mix: str, targets: list[str], threads: int, warmup_s: float,

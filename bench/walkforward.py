@@ -18,28 +18,17 @@ Timings depend on what else runs on the machine: rerun before trusting a miss.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET = 0.6
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    """Import a test helper module by its path (the tests are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load("ktrdr_stack", ROOT / "tests" / "e2e" / "ktrdr_stack.py")
+# bench/ is on sys.path when a bench runs as a script: bench/backend.py loads the e2e
+# helpers (real API and worker processes) once for every bench.
+from backend import stack  # noqa: E402
 
 from ktrdr_core.protocol import OperationState  # noqa: E402
 

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from ktrdr_api import catalog
 from ktrdr_api.deps import backend_versions
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.protocol import BacktestInputs, DataRef, StrategyIssue, normalise_symbol
+from ktrdr_core.protocol import (
+    BacktestInputs,
+    DataRef,
+    StrategyIssue,
+    TrainingInputs,
+    normalise_symbol,
+)
 
 if TYPE_CHECKING:
     from ktrdr_core.strategy import Strategy
@@ -155,6 +161,26 @@ def check_backtest_settings(settings: Mapping[str, Any]) -> None:
                 for e in errors
             ]
         ) from None
+
+
+def training_inputs(
+    strategy: Strategy, text: str, overrides: Mapping[str, Any], data: list[DataRef]
+) -> tuple[TrainingInputs, str | None]:
+    """A training of ``strategy`` (effective ``text``) on ``data``, and the device a worker
+    must have to run it (None: any)."""
+    device = strategy.training.device
+    inputs = TrainingInputs(
+        strategy_name=strategy.name,
+        strategy_yaml=text,
+        strategy_hash=strategy.strategy_hash(),
+        overrides=dict(overrides),
+        data=data,
+        seed=strategy.training.seed,
+        device=device,
+        versions=backend_versions(),
+    )
+    # A worker without these devices cannot honour a strategy that names them.
+    return inputs, device if device in ("cuda", "mps") else None
 
 
 def backtest_inputs(

@@ -42,6 +42,7 @@ from ktrdr_api.strategies import (
     check_backtest_settings,
     check_strategy,
     required_data,
+    training_inputs,
 )
 from ktrdr_core.protocol import (
     FoldOutcome,
@@ -50,7 +51,6 @@ from ktrdr_core.protocol import (
     OperationView,
     Progress,
     StrategyIssue,
-    TrainingInputs,
     WalkforwardInputs,
     WalkforwardReportInputs,
     WalkforwardRequest,
@@ -259,20 +259,10 @@ class Orchestrator:
             inputs.strategy_yaml,
             {"data.start": fold.train_start.isoformat(), "data.end": fold.train_end.isoformat()},
         )
-        child = TrainingInputs(
-            strategy_name=strategy.name,
-            strategy_yaml=text,
-            strategy_hash=strategy.strategy_hash(),
-            overrides=overrides,
-            data=inputs.data,
-            seed=strategy.training.seed,
-            device=strategy.training.device,
-            versions=backend_versions(),
-        )
-        device = strategy.training.device
+        child, device = training_inputs(strategy, text, overrides, inputs.data)
         return self.backend.operations.create(
             child,
-            device=device if device in ("cuda", "mps") else None,
+            device=device,
             references=[ref.checksum for ref in inputs.data],
             parent_id=parent.operation_id,
             role=f"train:{index}",

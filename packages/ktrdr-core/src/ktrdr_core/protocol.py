@@ -307,8 +307,9 @@ class DataRef(_View):
     last: datetime
 
 
-class TrainingInputs(_View):
-    kind: Literal["training"] = "training"
+class _StrategyInputs(_View):
+    """What every operation that trains a strategy records about it."""
+
     strategy_name: str
     strategy_yaml: str = Field(description="the effective strategy, overrides applied")
     strategy_hash: str
@@ -317,6 +318,10 @@ class TrainingInputs(_View):
     seed: int | None = None
     device: str | None = Field(default=None, description="device the strategy asks for")
     versions: dict[str, str] = Field(default_factory=dict)
+
+
+class TrainingInputs(_StrategyInputs):
+    kind: Literal["training"] = "training"
 
 
 class BacktestInputs(_View):
@@ -422,15 +427,8 @@ class FoldPlan(_View):
     test_end: date
 
 
-class WalkforwardInputs(_View):
+class WalkforwardInputs(_StrategyInputs):
     kind: Literal["walkforward"] = "walkforward"
-    strategy_name: str
-    strategy_yaml: str = Field(description="the effective strategy, overrides applied")
-    strategy_hash: str
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    data: list[DataRef]
-    seed: int | None = None
-    device: str | None = None
     window: WindowMode
     train_blocks: int
     embargo_bars: int
@@ -440,7 +438,6 @@ class WalkforwardInputs(_View):
         default_factory=dict,
         description="role -> completed child operation of the walk-forward this one retries",
     )
-    versions: dict[str, str] = Field(default_factory=dict)
 
 
 class FoldOutcome(_View):

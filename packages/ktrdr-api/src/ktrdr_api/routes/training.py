@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ktrdr_api.deps import BackendDep, backend_versions
+from ktrdr_api.deps import BackendDep
 from ktrdr_api.responses import ModelResponse, model_response
-from ktrdr_api.strategies import check_strategy, required_data
-from ktrdr_core.protocol import OperationView, TrainingInputs, TrainingRequest
+from ktrdr_api.strategies import check_strategy, required_data, training_inputs
+from ktrdr_core.protocol import OperationView, TrainingRequest
 
 router = APIRouter(prefix="/training", tags=["training"])
-
-# A worker without these devices cannot honour a strategy that names them.
-_DEVICE_BOUND = ("cuda", "mps")
 
 
 @router.post(
@@ -26,20 +23,8 @@ def start_training(request: TrainingRequest, backend: BackendDep) -> ModelRespon
     strategy, effective_text = check_strategy(request.strategy, request.overrides)
     with backend.sessions() as session:
         data = required_data(session, strategy)
-    inputs = TrainingInputs(
-        strategy_name=strategy.name,
-        strategy_yaml=effective_text,
-        strategy_hash=strategy.strategy_hash(),
-        overrides=request.overrides,
-        data=data,
-        seed=strategy.training.seed,
-        device=strategy.training.device,
-        versions=backend_versions(),
-    )
-    device = strategy.training.device
+    inputs, device = training_inputs(strategy, effective_text, request.overrides, data)
     view = backend.operations.create(
-        inputs,
-        device=device if device in _DEVICE_BOUND else None,
-        references=[ref.checksum for ref in data],
+        inputs, device=device, references=[ref.checksum for ref in data]
     )
     return model_response(view, status_code=201)
