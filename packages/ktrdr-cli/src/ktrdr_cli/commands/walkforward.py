@@ -36,9 +36,7 @@ def walkforward(
     start: Annotated[str | None, typer.Option(help="first date (YYYY-MM-DD)")] = None,
     end: Annotated[str | None, typer.Option(help="last date (YYYY-MM-DD)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed instead of the file's")] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="epochs instead of the file's")
-    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs instead of the file's")] = None,
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show every fold")] = False,
     charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:

@@ -1,0 +1,89 @@
+"""Fixtures for the image tests: Docker set up by the tests, images built once per run.
+
+Under CI=true anything that cannot be set up (apt, dockerd, the base image) fails the run;
+elsewhere the tests that need it are skipped with the reason (``unavailable``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))  # ktrdr_stack: the tiny strategy
+
+import docker_support as ds
+from services import unavailable
+
+
+@pytest.fixture(scope="session")
+def docker_tools() -> None:
+    """docker, dockerd, docker-compose and debootstrap binaries (apt-get when missing)."""
+    with ds.phase("apt (docker.io, docker-compose, debootstrap)"):
+        try:
+            ds.ensure_packages()
+        except ds.DockerUnavailable as exc:
+            unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(docker_tools) -> None:
+    with ds.phase("dockerd"):
+        try:
+            ds.ensure_daemon()
+        except ds.DockerUnavailable as exc:
+            unavailable(str(exc))
+    with ds.phase("base image (debootstrap or cache)"):
+        try:
+            ds.ensure_base_image()
+        except ds.DockerUnavailable as exc:
+            unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def build_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("image-builds")
+
+
+@pytest.fixture(scope="session")
+def backend_image(docker_daemon, build_logs) -> str:
+    with ds.phase("build ktrdr-backend"):
+        return ds.build("ktrdr-backend", "backend.Dockerfile", {}, build_logs)
+
+
+@pytest.fixture(scope="session")
+def worker_cpu_image(docker_daemon, build_logs, tmp_path_factory) -> str:
+    with ds.phase("CPU torch wheel"):
+        try:
+            wheel = ds.cpu_torch_wheel()
+        except ds.DockerUnavailable as exc:
+            unavailable(str(exc))
+    index = ds.serve_wheels(wheel, tmp_path_factory.mktemp("torch-index"))
+    try:
+        with ds.phase("build ktrdr-worker-cpu"):
+            return ds.build(
+                "ktrdr-worker-cpu",
+                "worker-cpu.Dockerfile",
+                {"TORCH_CPU_INDEX": index.url},
+                build_logs,
+            )
+    finally:
+        index.stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if ds.TIMINGS:
+        terminalreporter.section("image tests: phase timings")
+        for name, seconds in ds.TIMINGS.items():
+            terminalreporter.write_line(f"  {name:<44} {seconds:7.1f} s")
+    if ds.SIZES:
+        terminalreporter.section("image sizes")
+        header = f"  {'image':<18} {'total':>10} {'- base':>10} {'- torch+numeric':>16}  target"
+        terminalreporter.write_line(header)
+        for row in ds.SIZES:
+            terminalreporter.write_line(
+                f"  {row['image']:<18} {ds.mb(row['total']):>10} {ds.mb(row['minus_base']):>10} "
+                f"{ds.mb(row['minus_numeric']):>16}  {row['target']}"
+            )
