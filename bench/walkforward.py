@@ -2,7 +2,10 @@
 
 Real processes (`ktrdr-api serve` on SQLite, `ktrdr-worker` with KTRDR_WORKER_THREADS=1 so
 each worker computes on one core), real EURUSD hourly bars (5,000), the small e2e strategy
-trained for ``--epochs`` epochs per fold. "N workers" is N training and N backtest workers,
+trained for ``--epochs`` epochs per fold
+with no early stopping and a wider network (two hidden layers of 64), so that each fold
+carries a few seconds of real training, as a research strategy's would, rather than the
+milliseconds the tiny e2e settings take. "N workers" is N training and N backtest workers,
 started and registered before the clock starts; the time runs from POST /walkforwards to the
 walk-forward completing (every fold trained and backtested, the report stitched). Both runs
 happen in this process, one after the other, on fresh backends with the same seed.
@@ -32,6 +35,11 @@ from backend import stack  # noqa: E402
 
 from ktrdr_core.protocol import OperationState  # noqa: E402
 
+WORKLOAD = {
+    "training.early_stopping": None,
+    "training.batch_size": 32,
+    "model.hidden_layers": [64, 64],
+}
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
 
 
@@ -50,7 +58,10 @@ def run(workers: int, folds: int, epochs: int, work: Path) -> dict[str, float]:
             client.import_data("EURUSD", "1h", stack.eurusd_csv(work / "EURUSD_1h.csv"))
             started = time.perf_counter()
             view = client.start_walkforward(
-                stack.TINY_STRATEGY, {"training.epochs": epochs}, folds=folds, train_blocks=2
+                stack.TINY_STRATEGY,
+                WORKLOAD | {"training.epochs": epochs},
+                folds=folds,
+                train_blocks=2,
             )
             done = stack.wait_for_state(
                 api,
@@ -81,7 +92,7 @@ def run(workers: int, folds: int, epochs: int, work: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=150)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="ktrdr-bench-wf-") as tmp:
@@ -92,7 +103,10 @@ def main() -> int:
     ratio = two["wall"] / one["wall"]
     ok = ratio <= TARGET
     same = one["return"] == two["return"]
-    print(f"\n{args.folds}-fold walk-forward, EURUSD 1h, {args.epochs} epochs per fold")
+    print(
+        f"\n{args.folds}-fold walk-forward, EURUSD 1h, {args.epochs} epochs per fold, "
+        "one thread per worker"
+    )
     print(f"{'workers':>8} {'wall s':>8} {'work s':>8} {'work/wall':>10} {'trainers':>9}")
     for workers, r in results.items():
         print(
