@@ -5,6 +5,7 @@ each checked against the dataset versions the backend then holds."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -142,3 +143,81 @@ def test_quickstart_provider_and_symbol_go_together():
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2
     assert "--provider and SYMBOL go together" in done.stderr
+
+
+def _daily_klines(days: int) -> list[list]:
+    """Binance-shaped daily klines up to yesterday, prices from ktrdr's seeded simulator."""
+    from datetime import timedelta
+
+    from ktrdr_core.simulator import simulate_bars
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = []
+    for bar in simulate_bars(days, "1d", seed=5, start=today - timedelta(days=days)):
+        open_ms = int(bar.timestamp.timestamp() * 1000)
+        rows.append(
+            [
+                open_ms,
+                f"{bar.open:.4f}",
+                f"{bar.high:.4f}",
+                f"{bar.low:.4f}",
+                f"{bar.close:.4f}",
+                f"{bar.volume:.2f}",
+                open_ms + 86_399_999,
+                "0",
+                1,
+                "0",
+                "0",
+                "0",
+            ]
+        )
+    return rows
+
+
+def test_quickstart_fetches_from_a_provider_then_trains_and_backtests(tmp_path):
+    with FakeBinance(_daily_klines(4100), interval="1d") as binance:
+        api = ApiServer(tmp_path / "home").start()
+        workers = [
+            WorkerProcess(
+                kind,
+                api,
+                tmp_path / "workers",
+                worker_id=f"qs-{kind}",
+                env={"KTRDR_BINANCE_URL": binance.url},
+            )
+            for kind in ("training", "backtest")
+        ]
+        try:
+            for worker in workers:
+                worker.wait_registered()
+            done = subprocess.run(
+                [
+                    str(BIN / "ktrdr"),
+                    "--url",
+                    api.url,
+                    "quickstart",
+                    "--provider",
+                    "binance",
+                    "btcusdt",
+                    "--charts",
+                    str(tmp_path / "charts"),
+                ],
+                env=process_env({"COLUMNS": "120"}),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            print(done.stdout, done.stderr)
+            assert done.returncode == 0, done.stderr + "\n".join(w.logs() for w in workers)
+            out = done.stdout
+            assert "[2/5] fetching BTCUSDT 1d from binance" in out
+            fetched = int(re.search(r"(\d+) bars fetched", out).group(1))
+            assert 4000 <= fetched <= 4002  # about SYNTHETIC_BARS days up to yesterday
+            assert "synthetic" not in out.split("[2/5]")[1].split("[3/5]")[0]
+            assert "[5/5] backtesting model" in out and "quickstart finished" in out
+            assert list((tmp_path / "charts").glob("backtest-*.png"))
+            assert len(binance.requests) >= 4  # 1000 bars a page
+        finally:
+            for worker in workers:
+                worker.stop()
+            api.stop()

@@ -20,7 +20,9 @@ from ktrdr_core.protocol import AttemptOutcome, OperationState
 pytestmark = pytest.mark.slow  # a worker process that imports torch, per database
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-EPOCHS = 60
+# Long enough on a fast, idle machine (about 25 ms an epoch) for the first heartbeat (10 s,
+# a third of the lease) to report progress, and for another to fail during the outage.
+EPOCHS = 1000
 TRAINING = {"training.epochs": EPOCHS, "training.batch_size": 32, "training.early_stopping": None}
 
 
@@ -58,7 +60,7 @@ def test_worker_carries_on_through_a_backend_crash_and_completes_once(database_u
                    "a failed heartbeat", 30, worker.logs)  # fmt: skip
 
         api.start()  # same port, same database
-        done = wait_for_state(api, op, DONE, "to end after the restart", 180, worker.logs)
+        done = wait_for_state(api, op, DONE, "to end after the restart", 400, worker.logs)
         with api.client() as client:
             operations = client.list_operations()
             models = client.list_models()

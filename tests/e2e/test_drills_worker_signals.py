@@ -24,7 +24,9 @@ from ktrdr_core.protocol import AttemptOutcome, OperationState, TrainingResult
 pytestmark = pytest.mark.slow  # two worker processes that import torch
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-RESUMABLE = {"training.epochs": 80, "training.batch_size": 32, "training.early_stopping": None}
+# Long enough on a fast, idle machine (about 25 ms an epoch) to outlast the first heartbeat,
+# which is when the backend learns of a checkpoint (heartbeats go every lease / 3).
+RESUMABLE = {"training.epochs": 1000, "training.batch_size": 32, "training.early_stopping": None}
 # One epoch, no checkpoint (the interval is past the end): the only upload is the bundle.
 SHORT = {"training.epochs": 1, "training.checkpoint_interval": 100}
 
@@ -34,7 +36,7 @@ def _logs(*workers):
 
 
 def test_sigterm_hands_the_operation_to_the_waiting_worker_long_before_the_lease_ends(tmp_path):
-    lease = 60.0  # nothing in this test may wait for a lease to run out
+    lease = 30.0  # nothing in this test may wait for a lease to run out
     api = ApiServer(tmp_path / "home", lease_seconds=lease, token="signal-secret").start()
     workers = [
         WorkerProcess("training", api, tmp_path / "workers", worker_id=name)
@@ -68,7 +70,7 @@ def test_sigterm_hands_the_operation_to_the_waiting_worker_long_before_the_lease
             wait_until(taken_over, "the other worker to take over", lease / 3, logs)
             handover_s = time.monotonic() - signalled
             assert leaving.wait_exit() == 0, leaving.logs()
-            done = wait_for_state(api, op, DONE, "to end", 180, logs)
+            done = wait_for_state(api, op, DONE, "to end", 400, logs)
         assert done.state == OperationState.COMPLETED, done.error
         first, second = done.reproducibility.attempts
         assert (first.worker_id, first.outcome) == (leaving.worker_id, AttemptOutcome.RELEASED)
