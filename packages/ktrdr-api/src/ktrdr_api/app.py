@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ktrdr_api import catalog, datasets, errors
 from ktrdr_api.artifacts import ArtifactStore
-from ktrdr_api.auth import ProtocolCheck, TokenAuth
+from ktrdr_api.auth import BodyLimit, ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
@@ -139,6 +139,7 @@ def create_app(
     app.include_router(metrics_route.router)  # /metrics, where Prometheus looks
     errors.install(app)
     app.add_middleware(ProtocolCheck)
+    app.add_middleware(BodyLimit)
     if settings.api_token:
         # Added after the others, so it runs before them: nothing else sees an
         # unauthenticated request.

@@ -85,3 +85,80 @@ class ProtocolCheck:
                     await _reply(send, 426, str(mismatch), [])
                     return
         await self.app(scope, receive, send)
+
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest request body outside the streamed uploads: a strategy (at most 1 MiB of YAML)
+with its overrides, or a worker's completion with its training history, fits many times."""
+
+
+def streamed_upload(method: str, path: str) -> bool:
+    """The routes that stream their body to disk under KTRDR_MAX_UPLOAD_MB themselves: data
+    files, artifacts and model bundles. Every other body is read into memory to be parsed."""
+    if method != "POST":
+        return False
+    if path in ("/api/v1/artifacts", "/api/v1/models"):
+        return True
+    return path.startswith("/api/v1/data/") and path != "/api/v1/data/fetch"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answer 413 to a body over MAX_BODY_BYTES before it is held in memory, whether its
+    length is declared or it arrives in chunks (streamed uploads have their own limit)."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES):
+        self.app = app
+        self.limit = limit
+
+    def _detail(self) -> str:
+        return (
+            f"request body over {self.limit // (1024 * 1024)} MiB: a strategy is at most "
+            "1 MiB; data files and bundles go to their upload routes"
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or streamed_upload(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _reply(send, 413, self._detail(), [])
+            return
+        seen = 0
+        too_large = False
+        started = False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen, too_large
+            if too_large:
+                raise _BodyTooLarge
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # End the body here; whatever the app answers to the stub is replaced.
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def answer(message: dict[str, Any]) -> None:
+            nonlocal started
+            if too_large:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _reply(send, 413, self._detail(), [])
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, answer)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await _reply(send, 413, self._detail(), [])
