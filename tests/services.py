@@ -10,13 +10,20 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from ktrdr_core.client import KtrdrClient
+
+BIN = Path(sys.executable).parent  # the venv's console scripts (ktrdr-api, ktrdr-worker)
 PG_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
 
@@ -103,17 +110,106 @@ def start_postgres(base: Path) -> PostgresServer:
     raise AssertionError("unreachable")
 
 
-@dataclass
-class ApiProcess:
-    """A real `ktrdr-api serve` on a loopback port."""
+def wait_until(condition: Callable[[], Any], what: str, limit_s: float = 60.0,
+               logs: Callable[[], str] | None = None) -> Any:  # fmt: skip
+    """Poll ``condition`` until it returns something truthy (returned); a bounded wait for real
+    processes, never a timing assertion. ``logs`` adds the processes' logs to the failure."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"\n{logs()}" if logs else ""
+            raise AssertionError(f"gave up after {limit_s:.0f} s waiting for {what}{detail}")
+        time.sleep(0.05)
 
-    process: subprocess.Popen
-    url: str
-    home: Path
-    log: Path
+
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a child: no KTRDR_* leaking in from the caller's shell; bytecode
+    cached outside the tree, so each torch-importing child after the first starts fast (this
+    machine sets PYTHONDONTWRITEBYTECODE, which would make every child compile torch anew)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "ktrdr-test-pycache")
+    env.update(extra)
+    return env
+
+
+def log_tail(path: Path, chars: int = 6000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"--- {path.name}: no log ---"
+    return f"--- {path.name} (last {chars} chars) ---\n{text[-chars:]}"
+
+
+class ApiServer:
+    """`ktrdr-api serve` on a fixed loopback port, restartable (same port, same or new home)."""
+
+    def __init__(self, home: Path, *, lease_seconds: float | None = 3.0,
+                 database_url: str | None = None, token: str = "", port: int | None = None,
+                 extra_env: dict[str, str] | None = None):  # fmt: skip
+        self.home = home
+        self.extra_env = extra_env or {}
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lease_seconds = lease_seconds
+        self.database_url = database_url
+        self.token = token
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.home / "api.log"
+
+    def start(self, home: Path | None = None) -> ApiServer:
+        """Start (again, on another home when given) and wait until /health answers 200."""
+        if home is not None:
+            self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = process_env(
+            {
+                "KTRDR_HOME": str(self.home),
+                "KTRDR_API_HOST": "127.0.0.1",
+                "KTRDR_API_PORT": str(self.port),
+                "KTRDR_API_TOKEN": self.token,
+            }
+        )
+        if self.lease_seconds is not None:  # None: the backend's default lease
+            env["KTRDR_LEASE_SECONDS"] = str(self.lease_seconds)
+        if self.database_url:
+            env["KTRDR_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        self.process = subprocess.Popen(
+            [str(BIN / "ktrdr-api"), "serve"],
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.starts += 1
+
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"ktrdr-api exited with {self.process.returncode}\n"
+                                     f"{log_tail(self.log)}")  # fmt: skip
+            try:
+                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, "ktrdr-api /health", 60, lambda: log_tail(self.log))
+        return self
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL): a crash, or a restart that does not wait for long polls."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -121,38 +217,13 @@ class ApiProcess:
                 self.process.kill()
                 self.process.wait()
 
+    def client(self) -> KtrdrClient:
+        return KtrdrClient(self.url, token=self.token)
+
 
 def start_api(home: Path, *, database_url: str | None = None, token: str = "",
-              extra_env: dict[str, str] | None = None) -> ApiProcess:  # fmt: skip
-    """Start the backend from its console script and wait until /health answers 200."""
-    import sys
-
-    import httpx
-
-    port = free_port()
-    home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.pop("KTRDR_DATABASE_URL", None)
-    env.update(KTRDR_HOME=str(home), KTRDR_API_HOST="127.0.0.1", KTRDR_API_PORT=str(port),
-               KTRDR_API_TOKEN=token)  # fmt: skip
-    if database_url:
-        env["KTRDR_DATABASE_URL"] = database_url
-    env.update(extra_env or {})
-    log = home / "api.log"
-    script = Path(sys.executable).parent / "ktrdr-api"
-    process = subprocess.Popen(
-        [str(script), "serve"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
-    api = ApiProcess(process, f"http://127.0.0.1:{port}", home, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ktrdr-api exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{api.url}/api/v1/health", timeout=0.5).status_code == 200:
-                return api
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    api.stop()
-    raise RuntimeError(f"ktrdr-api did not become healthy in 30 s:\n{log.read_text()}")
+              extra_env: dict[str, str] | None = None) -> ApiServer:  # fmt: skip
+    """Start the backend (default lease) and wait until /health answers 200."""
+    return ApiServer(
+        home, lease_seconds=None, database_url=database_url, token=token, extra_env=extra_env
+    ).start()

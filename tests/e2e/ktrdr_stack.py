@@ -11,23 +11,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from services import BIN, ApiServer, free_port, log_tail, process_env, wait_until
 
-from ktrdr_core.client import KtrdrClient
 from ktrdr_core.protocol import OperationState, OperationView
-
-BIN = Path(sys.executable).parent
 
 # The tiny strategy the service tests train: one hourly symbol, two indicators, a small MLP.
 # Epochs, batch size and checkpoint interval are set per test through the API's overrides.
@@ -63,119 +58,6 @@ labels:
 decisions: {confidence_threshold: 0.4, min_separation_bars: 0, mode: long_short}
 backtest: {capital: 10000.0, commission: 0.0001, slippage: 0.0, position_size: 1.0}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], Any], what: str, limit_s: float = 60.0,
-               logs: Callable[[], str] | None = None) -> Any:  # fmt: skip
-    """Poll ``condition`` until it returns something truthy (returned); a bounded wait for real
-    processes, never a timing assertion. ``logs`` adds the processes' logs to the failure."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{logs()}" if logs else ""
-            raise AssertionError(f"gave up after {limit_s:.0f} s waiting for {what}{detail}")
-        time.sleep(0.05)
-
-
-def process_env(extra: dict[str, str]) -> dict[str, str]:
-    """The environment for a child: no KTRDR_* leaking in from the caller's shell; bytecode
-    cached outside the tree, so each torch-importing child after the first starts fast (this
-    machine sets PYTHONDONTWRITEBYTECODE, which would make every child compile torch anew)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "ktrdr-test-pycache")
-    env.update(extra)
-    return env
-
-
-def log_tail(path: Path, chars: int = 6000) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"--- {path.name}: no log ---"
-    return f"--- {path.name} (last {chars} chars) ---\n{text[-chars:]}"
-
-
-class ApiServer:
-    """`ktrdr-api serve` on a fixed loopback port, restartable (same port, same or new home)."""
-
-    def __init__(self, home: Path, *, lease_seconds: float = 3.0, database_url: str | None = None,
-                 token: str = "", port: int | None = None):  # fmt: skip
-        self.home = home
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.lease_seconds = lease_seconds
-        self.database_url = database_url
-        self.token = token
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def log(self) -> Path:
-        return self.home / "api.log"
-
-    def start(self, home: Path | None = None) -> ApiServer:
-        """Start (again, on another home when given) and wait until /health answers 200."""
-        if home is not None:
-            self.home = home
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = process_env(
-            {
-                "KTRDR_HOME": str(self.home),
-                "KTRDR_API_HOST": "127.0.0.1",
-                "KTRDR_API_PORT": str(self.port),
-                "KTRDR_API_TOKEN": self.token,
-                "KTRDR_LEASE_SECONDS": str(self.lease_seconds),
-            }
-        )
-        if self.database_url:
-            env["KTRDR_DATABASE_URL"] = self.database_url
-        self.process = subprocess.Popen(
-            [str(BIN / "ktrdr-api"), "serve"],
-            env=env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        self.starts += 1
-
-        def healthy() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"ktrdr-api exited with {self.process.returncode}\n"
-                                     f"{log_tail(self.log)}")  # fmt: skip
-            try:
-                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, "ktrdr-api /health", 60, lambda: log_tail(self.log))
-        return self
-
-    def kill(self) -> None:
-        """Stop at once (SIGKILL): a crash, or a restart that does not wait for long polls."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def client(self) -> KtrdrClient:
-        return KtrdrClient(self.url, token=self.token)
 
 
 class WorkerProcess:

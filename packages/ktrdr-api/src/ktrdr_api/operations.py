@@ -669,12 +669,6 @@ class Operations:
         with self.sessions() as session:
             return [to_view(op) for op in session.scalars(query)]
 
-    def roles(self, parent_id: str) -> dict[str, str]:
-        """role -> child operation id, for a walk-forward."""
-        query = select(Operation.role, Operation.id).where(Operation.parent_id == parent_id)
-        with self.sessions() as session:
-            return {role: op_id for role, op_id in session.execute(query)}
-
     def running_ids(self, kind: OperationKind) -> list[str]:
         query = select(Operation.id).where(Operation.kind == kind.value, Operation.state == R)
         with self.sessions() as session:

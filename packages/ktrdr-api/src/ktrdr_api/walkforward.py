@@ -30,7 +30,6 @@ import contextlib
 import logging
 import threading
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -67,10 +66,6 @@ _CHILD_KINDS = {
     OperationKind.WALKFORWARD_REPORT.value,
 }
 _TERMINAL = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-
-
-def _fold_overrides(request_overrides: dict[str, Any], start: date, end: date) -> dict[str, Any]:
-    return {**request_overrides, "data.start": start.isoformat(), "data.end": end.isoformat()}
 
 
 def start(backend: Backend, request: WalkforwardRequest) -> OperationView:
@@ -253,13 +248,13 @@ class Orchestrator:
         inputs = parent.inputs
         assert isinstance(inputs, WalkforwardInputs)
         fold = inputs.folds[index]
-        overrides = _fold_overrides(inputs.overrides, fold.train_start, fold.train_end)
+        window = {
+            "data.start": fold.train_start.isoformat(),
+            "data.end": fold.train_end.isoformat(),
+        }
         # The parent's effective text already holds its overrides; only the window changes.
-        strategy, text = check_strategy(
-            inputs.strategy_yaml,
-            {"data.start": fold.train_start.isoformat(), "data.end": fold.train_end.isoformat()},
-        )
-        child, device = training_inputs(strategy, text, overrides, inputs.data)
+        strategy, text = check_strategy(inputs.strategy_yaml, window)
+        child, device = training_inputs(strategy, text, inputs.overrides | window, inputs.data)
         return self.backend.operations.create(
             child,
             device=device,

@@ -10,7 +10,14 @@ from fastapi.responses import FileResponse
 from ktrdr_api import catalog
 from ktrdr_api.artifacts import ArtifactNotFound, ArtifactTooLarge
 from ktrdr_api.deps import BackendDep, SessionDep
-from ktrdr_core.protocol import SHA256_PATTERN, ArtifactKind, ArtifactView
+from ktrdr_api.operations import OperationConflict
+from ktrdr_core.protocol import (
+    SHA256_PATTERN,
+    ArtifactKind,
+    ArtifactView,
+    OperationState,
+    OperationView,
+)
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"])
 
@@ -95,4 +102,30 @@ def file_response(
         media_type=media_type or MEDIA_TYPES.get(kind, "application/octet-stream"),
         filename=filename,
         headers={"X-Content-SHA256": sha256, "ETag": f'"{sha256}"'},
+    )
+
+
+def finished_result(view: OperationView, noun: str) -> dict:
+    """The result of a completed operation; 409 while ``noun`` (backtest, walk-forward) has
+    none yet."""
+    if view.state != OperationState.COMPLETED or view.result is None:
+        raise OperationConflict(
+            f"{noun} {view.operation_id} is {view.state}: its report exists once it completes"
+        )
+    return view.result
+
+
+def chart_response(
+    backend: BackendDep, result: dict, fmt: str, *, filename_stem: str, noun: str
+) -> FileResponse:
+    """The PNG or SVG chart a result names (``chart_png_sha256``/``chart_svg_sha256``)."""
+    sha = result.get(f"chart_{fmt}_sha256")
+    if sha is None:
+        raise ArtifactNotFound(f"{noun} has no {fmt} chart")
+    return file_response(
+        backend,
+        sha,
+        ArtifactKind.CHART,
+        filename=f"{filename_stem}.{fmt}",
+        media_type="image/png" if fmt == "png" else "image/svg+xml",
     )

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from ktrdr_api.deps import BackendDep, OperationIdPath
-from ktrdr_api.operations import OperationConflict, OperationNotFound
+from ktrdr_api.operations import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
-from ktrdr_api.routes.artifacts import file_response
+from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
 from ktrdr_api.strategies import backtest_inputs, check_backtest_settings
 from ktrdr_core.protocol import (
     ArtifactKind,
@@ -73,18 +73,10 @@ def get_backtest(operation_id: OperationIdPath, backend: BackendDep) -> Operatio
     return _backtest(backend, operation_id)
 
 
-def _finished_result(view: OperationView) -> dict:
-    if view.state != OperationState.COMPLETED or view.result is None:
-        raise OperationConflict(
-            f"backtest {view.operation_id} is {view.state}: its report exists once it completes"
-        )
-    return view.result
-
-
 @router.get("/{operation_id}/report", response_class=FileResponse, responses={404: {}, 409: {}})
 def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     """The report JSON (metrics, trades, equity) the worker uploaded."""
-    result = _finished_result(_backtest(backend, operation_id))
+    result = finished_result(_backtest(backend, operation_id), "backtest")
     return file_response(
         backend,
         result["report_sha256"],
@@ -100,14 +92,7 @@ def chart(
     format: Literal["png", "svg"] = "png",
 ) -> FileResponse:
     """The equity-and-drawdown chart (PNG or SVG)."""
-    result = _finished_result(_backtest(backend, operation_id))
-    sha = result.get(f"chart_{format}_sha256")
-    if sha is None:
-        raise OperationNotFound(f"backtest {operation_id} has no {format} chart")
-    return file_response(
-        backend,
-        sha,
-        ArtifactKind.CHART,
-        filename=f"{operation_id}.{format}",
-        media_type="image/png" if format == "png" else "image/svg+xml",
+    result = finished_result(_backtest(backend, operation_id), "backtest")
+    return chart_response(
+        backend, result, format, filename_stem=operation_id, noun=f"backtest {operation_id}"
     )

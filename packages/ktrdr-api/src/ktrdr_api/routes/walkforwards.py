@@ -13,9 +13,9 @@ from fastapi.responses import FileResponse
 
 from ktrdr_api import walkforward
 from ktrdr_api.deps import BackendDep, OperationIdPath
-from ktrdr_api.operations import OperationConflict, OperationNotFound
+from ktrdr_api.operations import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
-from ktrdr_api.routes.artifacts import file_response
+from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
 from ktrdr_core.protocol import (
     ArtifactKind,
     OperationKind,
@@ -67,19 +67,10 @@ def get_walkforward(operation_id: OperationIdPath, backend: BackendDep) -> Walkf
     return WalkforwardView(operation=view, children=backend.operations.children(operation_id))
 
 
-def _result(backend: BackendDep, operation_id: str) -> dict:
-    view = _walkforward(backend, operation_id)
-    if view.state != OperationState.COMPLETED or view.result is None:
-        raise OperationConflict(
-            f"walk-forward {operation_id} is {view.state}: its report exists once it completes"
-        )
-    return view.result
-
-
 @router.get("/{operation_id}/report", response_class=FileResponse, responses={404: {}, 409: {}})
 def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     """The aggregate report JSON: stitched equity, overall and per-fold metrics, stability."""
-    result = _result(backend, operation_id)
+    result = finished_result(_walkforward(backend, operation_id), "walk-forward")
     return file_response(
         backend,
         result["report_sha256"],
@@ -94,12 +85,12 @@ def chart(
     backend: BackendDep,
     format: Literal["png", "svg"] = "png",
 ) -> FileResponse:
-    """The stitched out-of-sample equity chart, folds marked (PNG or SVG)."""
-    result = _result(backend, operation_id)
-    return file_response(
+    """The stitched out-of-sample equity chart against buy and hold (PNG or SVG)."""
+    result = finished_result(_walkforward(backend, operation_id), "walk-forward")
+    return chart_response(
         backend,
-        result[f"chart_{format}_sha256"],
-        ArtifactKind.CHART,
-        filename=f"{operation_id}_walkforward.{format}",
-        media_type="image/png" if format == "png" else "image/svg+xml",
+        result,
+        format,
+        filename_stem=f"{operation_id}_walkforward",
+        noun=f"walk-forward {operation_id}",
     )
