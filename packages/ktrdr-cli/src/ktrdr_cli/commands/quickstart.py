@@ -51,6 +51,25 @@ def quickstart(
     from ktrdr_cli.local_stack import StackError, base_home, healthy, up
     from ktrdr_cli.reports import show_backtest, show_training
     from ktrdr_core.examples import read_example
+    from ktrdr_core.protocol import DATA_PROVIDERS
+    from ktrdr_core.timeframes import TimeframeError, parse_timeframe
+
+    # Every argument is checked before anything starts: a mistake leaves no stack behind.
+    if (provider is None) != (fetch_symbol is None):
+        fail(
+            "--provider and SYMBOL go together: ktrdr quickstart --provider binance BTCUSDT", code=2
+        )
+    if provider is not None and data is not None:
+        fail("give --data or --provider SYMBOL, not both", code=2)
+    if data is not None and not data.is_file():
+        fail(f"--data {data}: no such file", code=2)
+    if provider is not None and provider not in DATA_PROVIDERS:
+        fail(f"--provider {provider!r}: known providers are {', '.join(DATA_PROVIDERS)}", code=2)
+    if data is not None or provider is not None:
+        try:
+            parse_timeframe(timeframe)
+        except TimeframeError as exc:
+            fail(f"--timeframe: {exc}", code=2)
 
     started = time.monotonic()
     if STATE.url and healthy(STATE.url):
@@ -64,12 +83,6 @@ def quickstart(
         STATE.url = stack.url
         _say(f"      up at {stack.url}; logs in {stack.logs}")
 
-    if (provider is None) != (fetch_symbol is None):
-        fail(
-            "--provider and SYMBOL go together: ktrdr quickstart --provider binance BTCUSDT", code=2
-        )
-    if provider is not None and data is not None:
-        fail("give --data or --provider SYMBOL, not both", code=2)
     synthetic = data is None and provider is None
     if provider is not None:
         symbol = fetch_symbol.upper()  # type: ignore[union-attr]
@@ -84,8 +97,6 @@ def quickstart(
         data.write_text(simulate_csv(SYNTHETIC_BARS, timeframe, seed=seed))
         _say(f"[2/5] importing {SYNTHETIC_BARS} bars of SYNTHETIC data ({SYNTHETIC_NOTE})")
     else:
-        if not data.is_file():
-            fail(f"{data}: no such file")
         _say(f"[2/5] importing {data} as {symbol} {timeframe}")
     tag = " (synthetic)" if synthetic else ""
 

@@ -200,6 +200,7 @@ def train_strategy(
     should_cancel: Callable[[], bool] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    after_epoch: Callable[[int], None] | None = None,
     bundle_path: str | Path | None = None,
     explain_repeats: int = 3,
 ) -> TrainingOutcome:
@@ -212,8 +213,9 @@ def train_strategy(
     ``device`` (``auto|cpu|cuda|mps``), ``epochs``, torch ``threads``. ``on_epoch`` receives
     one dict per epoch (``ktrdr_core.reports.EpochRecord`` fields); ``should_cancel`` is polled
     before every batch (a cancel raises ``TrainingCancelled`` after saving a checkpoint into
-    ``checkpoint_dir``); ``resume_from`` continues from such a checkpoint; ``bundle_path``
-    also writes the bundle there.
+    ``checkpoint_dir``); ``resume_from`` continues from such a checkpoint; ``after_epoch`` runs
+    at each epoch boundary once its checkpoint is saved (see :func:`train_network`);
+    ``bundle_path`` also writes the bundle there.
 
     Out: :class:`TrainingOutcome` (bundle bytes and the result dict). Raises
     :class:`StrategyTrainingError`, ``FeatureError``, ``LabelError`` or ``TrainingError`` with
@@ -319,6 +321,7 @@ def train_strategy(
         should_cancel=should_cancel,
         checkpoint_dir=checkpoint_dir,
         resume_from=resume_from,
+        after_epoch=after_epoch,
     )
     timings["training_s"] = time.perf_counter() - t0
 

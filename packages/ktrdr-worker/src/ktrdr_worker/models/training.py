@@ -336,6 +336,7 @@ def train_network(
     should_cancel: CancelCheck | None = None,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> TrainedNetwork:
     """Train a fresh network (or resume one) and return it with its history.
 
@@ -344,6 +345,8 @@ def train_network(
     polled before every batch and, when it returns True, the run is saved to
     ``checkpoint_dir`` (if given) and :class:`TrainingCancelled` is raised. ``resume_from``: a
     checkpoint file written by an earlier call with the same samples, spec and config.
+    ``after_epoch(epochs_done)`` runs at each epoch boundary once that epoch's checkpoint (if
+    one is due) is on disk: the one safe place to pause a run (the worker's hold file).
     """
     if len(train) == 0 or len(validation) == 0:
         raise TrainingError(
@@ -510,6 +513,8 @@ def train_network(
                 on_epoch(report)
             if ckpt_file and config.checkpoint_interval and epoch % config.checkpoint_interval == 0:
                 _save_checkpoint(ckpt_file, snapshot())
+            if after_epoch is not None:
+                after_epoch(epoch)
         train_seconds = elapsed_before + (time.perf_counter() - started)
         network.load_state_dict(best_state)
         network.to("cpu").eval()

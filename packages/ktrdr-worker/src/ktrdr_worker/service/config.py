@@ -13,7 +13,12 @@
   worker takes to stop (default 5);
 - ``KTRDR_WORKER_BACKOFF_MAX``: longest pause between retries while the backend is
   unreachable (default 1);
-- ``KTRDR_WORKER_THREADS``: torch CPU threads for training (default unset: torch's choice).
+- ``KTRDR_WORKER_THREADS``: torch CPU threads for training (default unset: torch's choice);
+- ``KTRDR_WORKER_HOLD_FILE``: a path (default unset). While a file exists there, a running
+  training holds at its next epoch boundary, once that epoch's checkpoint is written: the
+  worker keeps its lease with heartbeats and reports that it is held; removing the file lets
+  the training go on, and a cancel or a shutdown still ends it at once. For an operator who
+  needs the machine back for a while (``touch`` the file) without losing the run's place.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class WorkerConfig:
     poll_seconds: float = 5.0
     backoff_max_seconds: float = 1.0
     threads: int | None = None
+    hold_file: Path | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -131,6 +137,7 @@ class WorkerConfig:
                 ) from None
 
         cache = env.get("KTRDR_WORKER_CACHE", "").strip()
+        hold = env.get("KTRDR_WORKER_HOLD_FILE", "").strip()
         return cls(
             kind=OperationKind(kind),
             api_url=settings.effective_api_url,
@@ -143,4 +150,5 @@ class WorkerConfig:
             poll_seconds=number("KTRDR_WORKER_POLL_SECONDS", float, 5.0),  # type: ignore[arg-type]
             backoff_max_seconds=number("KTRDR_WORKER_BACKOFF_MAX", float, 1.0),  # type: ignore[arg-type]
             threads=number("KTRDR_WORKER_THREADS", int, None),  # type: ignore[arg-type]
+            hold_file=Path(hold).expanduser() if hold else None,
         )

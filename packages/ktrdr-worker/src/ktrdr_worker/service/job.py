@@ -28,6 +28,8 @@ log = logging.getLogger("ktrdr_worker.service")
 # Once the worker is stopping, a call that keeps failing is given up after this long: the
 # lease then runs out on the backend and the operation is requeued anyway.
 STOP_GRACE_SECONDS = 10.0
+# How often a held job looks for its hold file to be gone.
+_HOLD_POLL_SECONDS = 0.1
 
 SymbolFrames = dict[str, pd.DataFrame | dict[str, pd.DataFrame]]
 
@@ -40,7 +42,8 @@ class DataMismatchError(KtrdrError):
 class Job:
     """One attempt being run: ``attempt`` (claim and flags), ``client`` (the job's thread's
     client), ``cache``, ``workdir`` (scratch folder, removed afterwards), ``heartbeat``,
-    ``backoff_cap`` (seconds) and ``threads`` (torch CPU threads, None: torch's default)."""
+    ``backoff_cap`` (seconds), ``threads`` (torch CPU threads, None: torch's default) and
+    ``hold_file`` (``KTRDR_WORKER_HOLD_FILE``: while it exists, :meth:`hold` waits)."""
 
     attempt: Attempt
     client: KtrdrClient
@@ -49,6 +52,7 @@ class Job:
     heartbeat: Heartbeater
     backoff_cap: float = 1.0
     threads: int | None = None
+    hold_file: Path | None = None
 
     @property
     def claim(self) -> ClaimResponse:
@@ -61,6 +65,22 @@ class Job:
 
     def check(self, *, finishing: bool = False) -> None:
         self.attempt.check(finishing=finishing)
+
+    def hold(self, where: str) -> None:
+        """At a safe point of the run (``where`` says which, for the progress message): wait
+        while the hold file exists. Heartbeats go on meanwhile, so the lease is kept; a cancel,
+        a lost lease or a shutdown ends the wait at once (the caller's next check acts on it).
+        """
+        if self.hold_file is None or not self.hold_file.exists():
+            return
+        log.info("holding %s: %s exists", where, self.hold_file)
+        # Same place in the run, new words: the progress says why it does not move.
+        message = f"held {where}: remove {self.hold_file} to continue"[:500]
+        self.attempt.set_progress(self.attempt.progress.model_copy(update={"message": message}))
+        self.heartbeat.beat_now()
+        while self.hold_file.exists() and not self.interrupted():
+            time.sleep(_HOLD_POLL_SECONDS)
+        log.info("hold released %s", where)
 
     # --- progress ---------------------------------------------------------------------
 

@@ -131,6 +131,7 @@ def run_training(job: Job) -> TrainingResult:
             should_cancel=job.interrupted,
             checkpoint_dir=checkpoints,
             resume_from=resume_from,
+            after_epoch=lambda done: job.hold(f"after epoch {done}"),
         )
     except TrainingCancelled as stopped:
         log.info("%s", stopped)

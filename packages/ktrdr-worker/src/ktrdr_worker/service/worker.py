@@ -280,6 +280,7 @@ class Worker:
             heartbeat=heartbeat,
             backoff_cap=self.config.backoff_max_seconds,
             threads=self.config.threads,
+            hold_file=self.config.hold_file,
         )
         log_context.update(operation_id=claim.operation_id)
         self._set_state("busy", attempt)
