@@ -192,8 +192,9 @@ class Heartbeater:
             self.named_checkpoint = checkpoint
             self._discard_pending()
         if answer.cancel and not attempt.cancel_requested.is_set():
-            log.info("operation %s was cancelled; stopping", attempt.operation_id)
+            # Flag first, then log: whoever reads the log line may rely on the flag being set.
             attempt.cancel_requested.set()
+            log.info("operation %s was cancelled; stopping", attempt.operation_id)
         return True
 
     # --- checkpoints ------------------------------------------------------------------
