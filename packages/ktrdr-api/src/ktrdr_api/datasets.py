@@ -172,7 +172,7 @@ def delete_datasets(
             if blockers:
                 raise catalog.InUse(
                     f"{symbol} {timeframe} is used by {', '.join(blockers)}; "
-                    "delete with force=true to remove it anyway"
+                    "delete with --force to remove it anyway"
                 )
         views = [catalog.dataset_view(session, row) for row in rows]
         files = []

@@ -10,6 +10,7 @@ client, pydantic and rich load inside the commands that use them.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -89,8 +90,40 @@ def load_command(name: str) -> Any:
     return typer.main.get_command(single)
 
 
+def _options_part(args: list[str]) -> list[str]:
+    """The arguments before a ``--`` separator (after it, everything is a plain value)."""
+    return args[: args.index("--")] if "--" in args else args
+
+
 class LazyGroup(TyperGroup):
     """The root group: sub-commands are imported on first use, listed without importing."""
+
+    def main(self, args: Any = None, *extra: Any, **kwargs: Any) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        if "--json" not in _options_part(args) or kwargs.get("standalone_mode") is False:
+            return super().main(args, *extra, **kwargs)
+        # Under --json a usage error is JSON too, with the exit code click gives it.
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(args, *extra, **kwargs)
+        except typer.exceptions.TyperException as exc:  # click's usage and parameter errors
+            import json
+
+            exit_code = getattr(exc, "exit_code", 2)
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            typer.echo(json.dumps({"error": message, "code": exit_code}), err=True)
+            sys.exit(exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        # --json belongs to the root but reads naturally at the end too (`ktrdr data list
+        # --json`): wherever it stands before a `--`, it is taken as the root's.
+        head = _options_part(args)
+        if "--json" in head[1:]:
+            args = ["--json", *(a for a in head if a != "--json"), *args[len(head) :]]
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return [*self.commands, *(n for n in COMMANDS if n not in self.commands)]

@@ -56,9 +56,18 @@ def client() -> KtrdrClient:
     return KtrdrClient(url, token=token)
 
 
-def fail(message: str, *, code: int = 1) -> None:
-    """Print one clear line on stderr and exit with `code`."""
-    typer.echo(f"error: {message}", err=True)
+def fail(message: str, *, code: int = 1, body: dict[str, Any] | None = None) -> None:
+    """Print one clear line on stderr and exit with `code`. Under --json the line is JSON,
+    ``{"error": message, "code": code}``, plus the backend's answer (``body``) when there is one."""
+    if STATE.json:
+        import json
+
+        document: dict[str, Any] = {"error": message, "code": code}
+        if body:
+            document["detail"] = body
+        typer.echo(json.dumps(document, default=str), err=True)
+    else:
+        typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -69,10 +78,12 @@ def handles_api_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pydantic import ValidationError
 
-        from ktrdr_core.errors import ApiError
+        from ktrdr_core.errors import ApiError, RequestError
 
         try:
             return func(*args, **kwargs)
+        except RequestError as exc:
+            fail(str(exc), code=2)
         except ValidationError as exc:
             # A request the client refuses to send: say which value, and why.
             problems = "; ".join(
@@ -87,7 +98,7 @@ def handles_api_errors(func: F) -> F:
                     "try `ktrdr local up`"
                 )
             detail = _detail(exc)
-            fail(f"{detail} (HTTP {exc.status})")
+            fail(f"{detail} (HTTP {exc.status})", body=exc.body)
         except OSError as exc:
             # A local file the command reads or writes (a CSV, a bundle, a chart folder).
             where = exc.filename if exc.filename is not None else "local file"

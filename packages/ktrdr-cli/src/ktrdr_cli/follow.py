@@ -18,8 +18,14 @@ FINAL_STATES = ("completed", "failed", "cancelled")
 def follow(api: KtrdrClient, operation_id: str, *, quiet: bool = False) -> OperationView:
     """Poll the operation until it ends, drawing its progress; return the final view.
 
-    Ctrl-C asks whether to cancel the operation or only stop following it.
+    On a terminal: a live progress bar. Elsewhere (a pipe, a log file, CI) a bar would show
+    nothing until the end, so one line is printed per change of state, whole percent or
+    message. Ctrl-C asks whether to cancel the operation or only stop following it.
     """
+    import sys
+
+    if not quiet and not sys.stdout.isatty():
+        return _follow_as_lines(api, operation_id)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -49,6 +55,22 @@ def follow(api: KtrdrClient, operation_id: str, *, quiet: bool = False) -> Opera
             except KeyboardInterrupt:
                 bar.stop()
                 interrupted(api, operation_id)
+
+
+def _follow_as_lines(api: KtrdrClient, operation_id: str) -> OperationView:
+    last = None
+    while True:
+        try:
+            view = api.get_operation(operation_id)
+            line = f"{view.state!s:<9} {view.progress.percent:5.0f}%  {_message(view)}".rstrip()
+            if line != last:
+                typer.echo(line)
+                last = line
+            if str(view.state) in FINAL_STATES:
+                return view
+            time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            interrupted(api, operation_id)
 
 
 def interrupted(api: KtrdrClient, operation_id: str) -> None:

@@ -18,7 +18,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from ktrdr_core.checksums import file_sha256
-from ktrdr_core.errors import ApiError
+from ktrdr_core.errors import ApiError, RequestError
 from ktrdr_core.protocol import (
     PROTOCOL_HEADER,
     ArtifactKind,
@@ -58,9 +58,24 @@ CHUNK_BYTES = 1024 * 1024  # upload and download piece size
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _seg(value: str) -> str:
-    """One URL path segment: a value with ``/`` or ``..`` cannot reach another route."""
+def _seg(value: str, what: str) -> str:
+    """One URL path segment: a value with ``/`` or ``..`` cannot reach another route, and an
+    empty one (which would reach the collection's route instead) is refused, naming ``what``."""
+    if not str(value).strip():
+        raise RequestError(f"the {what} is empty")
     return quote(str(value), safe="")
+
+
+def _op(operation_id: str) -> str:
+    return _seg(operation_id, "operation id")
+
+
+def _worker(worker_id: str) -> str:
+    return _seg(worker_id, "worker id")
+
+
+def _dataset(symbol: str, timeframe: str) -> str:
+    return f"/data/{_seg(symbol, 'symbol')}/{_seg(timeframe, 'timeframe')}"
 
 
 class ChecksumError(ApiError):
@@ -212,7 +227,7 @@ class KtrdrClient:
         """Long poll for work: the operation, or None when none came within ``timeout_s``."""
         response = self.request(
             "POST",
-            f"/workers/{_seg(worker_id)}/claim",
+            f"/workers/{_worker(worker_id)}/claim",
             json=self._body(ClaimRequest(timeout_s=timeout_s)),
             timeout=timeout_s + 30.0,  # the backend holds the request up to timeout_s
         )
@@ -239,7 +254,7 @@ class KtrdrClient:
         return self._model(
             HeartbeatResponse,
             "POST",
-            f"/workers/{_seg(worker_id)}/heartbeat",
+            f"/workers/{_worker(worker_id)}/heartbeat",
             json=self._body(beat),
         )
 
@@ -247,18 +262,18 @@ class KtrdrClient:
         self, worker_id: str, operation_id: str, attempt: int, result: OperationResult
     ) -> OperationView:
         body = self._body(Completion(attempt=attempt, result=result))
-        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/complete"
+        path = f"/workers/{_worker(worker_id)}/operations/{_op(operation_id)}/complete"
         return self._model(OperationView, "POST", path, json=body)
 
     def fail_operation(
         self, worker_id: str, operation_id: str, attempt: int, error: str
     ) -> OperationView:
         body = self._body(Failure(attempt=attempt, error=error))
-        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/fail"
+        path = f"/workers/{_worker(worker_id)}/operations/{_op(operation_id)}/fail"
         return self._model(OperationView, "POST", path, json=body)
 
     def acknowledge_cancel(self, worker_id: str, operation_id: str, attempt: int) -> OperationView:
-        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/cancelled"
+        path = f"/workers/{_worker(worker_id)}/operations/{_op(operation_id)}/cancelled"
         return self._model(
             OperationView, "POST", path, json=self._body(AttemptRef(attempt=attempt))
         )
@@ -267,7 +282,7 @@ class KtrdrClient:
         self, worker_id: str, operation_id: str, attempt: int, reason: str = "worker shutting down"
     ) -> OperationView:
         body = self._body(Release(attempt=attempt, reason=reason))
-        path = f"/workers/{_seg(worker_id)}/operations/{_seg(operation_id)}/release"
+        path = f"/workers/{_worker(worker_id)}/operations/{_op(operation_id)}/release"
         return self._model(OperationView, "POST", path, json=body)
 
     # --- operations ---------------------------------------------------------------------
@@ -289,13 +304,13 @@ class KtrdrClient:
         return self._models(OperationView, "GET", "/operations", params=params)
 
     def get_operation(self, operation_id: str) -> OperationView:
-        return self._model(OperationView, "GET", f"/operations/{_seg(operation_id)}")
+        return self._model(OperationView, "GET", f"/operations/{_op(operation_id)}")
 
     def cancel_operation(self, operation_id: str) -> OperationView:
-        return self._model(OperationView, "POST", f"/operations/{_seg(operation_id)}/cancel")
+        return self._model(OperationView, "POST", f"/operations/{_op(operation_id)}/cancel")
 
     def retry_operation(self, operation_id: str) -> OperationView:
-        return self._model(OperationView, "POST", f"/operations/{_seg(operation_id)}/retry")
+        return self._model(OperationView, "POST", f"/operations/{_op(operation_id)}/retry")
 
     # --- artifacts ----------------------------------------------------------------------
 
@@ -323,7 +338,7 @@ class KtrdrClient:
 
     def artifact_exists(self, sha256: str) -> bool:
         try:
-            response = self._http.head(f"/artifacts/{_seg(sha256)}")
+            response = self._http.head(f"/artifacts/{_seg(sha256, 'artifact sha256')}")
         except httpx.TransportError as exc:
             raise ApiError(f"cannot reach the ktrdr backend: {exc}", url=self.base_url) from exc
         if response.status_code == 404:
@@ -337,7 +352,9 @@ class KtrdrClient:
     ) -> Path:
         """Download into ``dest``; ChecksumError when the bytes are not ``sha256``.
         ``interrupt``: called per piece received; what it raises aborts the download."""
-        got = self._download(f"/artifacts/{_seg(sha256)}", dest, interrupt=interrupt)
+        got = self._download(
+            f"/artifacts/{_seg(sha256, 'artifact sha256')}", dest, interrupt=interrupt
+        )
         if got != sha256:
             Path(dest).unlink(missing_ok=True)
             raise ChecksumError(f"artifact {sha256} arrived as {got}", url=self.base_url)
@@ -354,7 +371,7 @@ class KtrdrClient:
             return self._model(
                 DatasetView,
                 "POST",
-                f"/data/{_seg(symbol)}/{_seg(timeframe)}",
+                f"{_dataset(symbol, timeframe)}",
                 params={"source_name": source_name or path.name},
                 content=self._chunks(file),
                 headers={"Content-Type": "text/csv"},
@@ -373,7 +390,10 @@ class KtrdrClient:
     def get_data(self, symbol: str, timeframe: str, version: int | None = None) -> DatasetView:
         params = {"version": version} if version else None
         return self._model(
-            DatasetView, "GET", f"/data/{_seg(symbol)}/{_seg(timeframe)}", params=params
+            DatasetView,
+            "GET",
+            f"{_dataset(symbol, timeframe)}",
+            params=params,
         )
 
     def download_data(
@@ -381,7 +401,7 @@ class KtrdrClient:
     ) -> str:
         """Download the normalised CSV into ``dest``; returns its (verified) sha256."""
         params = {"version": version} if version else None
-        return self._download(f"/data/{_seg(symbol)}/{_seg(timeframe)}/csv", dest, params)
+        return self._download(f"{_dataset(symbol, timeframe)}/csv", dest, params)
 
     def delete_data(
         self, symbol: str, timeframe: str, version: int | None = None, force: bool = False
@@ -390,7 +410,10 @@ class KtrdrClient:
         if version:
             params["version"] = version
         return self._models(
-            DatasetView, "DELETE", f"/data/{_seg(symbol)}/{_seg(timeframe)}", params=params
+            DatasetView,
+            "DELETE",
+            f"{_dataset(symbol, timeframe)}",
+            params=params,
         )
 
     def start_data_fetch(
@@ -446,14 +469,14 @@ class KtrdrClient:
         return self._models(OperationView, "GET", "/backtests", params=params)
 
     def get_backtest(self, operation_id: str) -> OperationView:
-        return self._model(OperationView, "GET", f"/backtests/{_seg(operation_id)}")
+        return self._model(OperationView, "GET", f"/backtests/{_op(operation_id)}")
 
     def backtest_report(self, operation_id: str) -> dict[str, Any]:
         """The report JSON document (schema in ktrdr_core.reports)."""
-        return self.request("GET", f"/backtests/{_seg(operation_id)}/report").json()
+        return self.request("GET", f"/backtests/{_op(operation_id)}/report").json()
 
     def download_backtest_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
-        return self._download(f"/backtests/{_seg(operation_id)}/chart", dest, {"format": fmt})
+        return self._download(f"/backtests/{_op(operation_id)}/chart", dest, {"format": fmt})
 
     # --- walk-forwards -------------------------------------------------------------------
 
@@ -485,14 +508,14 @@ class KtrdrClient:
 
     def get_walkforward(self, operation_id: str) -> WalkforwardView:
         """The walk-forward and its child operations."""
-        return self._model(WalkforwardView, "GET", f"/walkforwards/{_seg(operation_id)}")
+        return self._model(WalkforwardView, "GET", f"/walkforwards/{_op(operation_id)}")
 
     def walkforward_report(self, operation_id: str) -> dict[str, Any]:
         """The aggregate report JSON (``ktrdr-walkforward-report/1``)."""
-        return self.request("GET", f"/walkforwards/{_seg(operation_id)}/report").json()
+        return self.request("GET", f"/walkforwards/{_op(operation_id)}/report").json()
 
     def download_walkforward_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
-        return self._download(f"/walkforwards/{_seg(operation_id)}/chart", dest, {"format": fmt})
+        return self._download(f"/walkforwards/{_op(operation_id)}/chart", dest, {"format": fmt})
 
     # --- models -------------------------------------------------------------------------
 
@@ -519,13 +542,13 @@ class KtrdrClient:
         return self._models(ModelView, "GET", "/models")
 
     def get_model(self, model_id: str) -> ModelView:
-        return self._model(ModelView, "GET", f"/models/{_seg(model_id)}")
+        return self._model(ModelView, "GET", f"/models/{_seg(model_id, 'model id')}")
 
     def download_model(self, model_id: str, dest: Path) -> str:
         """Download the bundle zip into ``dest``; returns its (verified) sha256."""
-        return self._download(f"/models/{_seg(model_id)}/bundle", dest)
+        return self._download(f"/models/{_seg(model_id, 'model id')}/bundle", dest)
 
     def delete_model(self, model_id: str, force: bool = False) -> ModelView:
         return self._model(
-            ModelView, "DELETE", f"/models/{_seg(model_id)}", params={"force": force}
+            ModelView, "DELETE", f"/models/{_seg(model_id, 'model id')}", params={"force": force}
         )

@@ -9,6 +9,10 @@ class KtrdrError(Exception):
     """Base of every error ktrdr raises on purpose."""
 
 
+class RequestError(KtrdrError, ValueError):
+    """A request the client refuses to send (an empty id, say); the message names the value."""
+
+
 class ApiError(KtrdrError):
     """The backend answered with an error status, or could not be reached.
 

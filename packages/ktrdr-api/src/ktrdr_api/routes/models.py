@@ -130,7 +130,7 @@ def delete(model_id: ModelIdPath, backend: BackendDep, force: bool = False) -> M
         if blockers and not force:
             raise catalog.InUse(
                 f"model {row.id} is used by {', '.join(blockers)}; "
-                "delete with force=true to remove it anyway"
+                "delete with --force to remove it anyway"
             )
         used = catalog.references_of(session, referrer)
         catalog.drop_references(session, referrer)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ktrdr_cli import options
 from ktrdr_cli.context import (
     STATE,
     client,
@@ -31,6 +32,7 @@ def import_data(
     file: Annotated[Path, typer.Argument(help="CSV with timestamp,open,high,low,close,volume")],
 ) -> None:
     """Upload a CSV; the backend validates it (errors name the line) and stores a new version."""
+    options.timeframe(timeframe, "TIMEFRAME")
     if not file.is_file():
         fail(f"{file}: no such file")
     with client() as api:
@@ -68,17 +70,13 @@ def fetch(
 
     Bars already stored are never overwritten: re-fetched bars that disagree are reported.
     """
-    from datetime import datetime
 
     from ktrdr_cli.follow import end_of, follow
 
     if mode not in FETCH_MODES:
         fail(f"--mode {mode!r}: use one of {', '.join(FETCH_MODES)}", code=2)
-    try:
-        start_at = datetime.fromisoformat(start) if start else None
-        end_at = datetime.fromisoformat(end) if end else None
-    except ValueError as exc:
-        fail(f"--start/--end: {exc}", code=2)
+    options.timeframe(timeframe, "TIMEFRAME")
+    start_at, end_at = options.period(start, end)
     with client() as api:
         try:
             view = api.start_data_fetch(

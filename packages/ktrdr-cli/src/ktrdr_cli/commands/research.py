@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ktrdr_cli import options
 from ktrdr_cli.context import (
     STATE,
     client,
@@ -39,6 +40,9 @@ def train(
     """Start training a strategy on the backend's data (a worker does the work)."""
     if not strategy.is_file():
         fail(f"{strategy}: no such file")
+    if timeframe:
+        options.timeframe(timeframe)
+    options.period(start, end)
     overrides: dict[str, Any] = {}
     if symbol:
         overrides["data.symbols"] = list(symbol)
@@ -90,22 +94,9 @@ def backtest(
     charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:
     """Backtest a trained model on data it never saw (default: its test period)."""
-    from datetime import datetime
 
-    settings = {
-        key: value
-        for key, value in {
-            "capital": capital,
-            "commission": commission,
-            "slippage": slippage,
-        }.items()
-        if value is not None
-    }
-    try:
-        start_at = datetime.fromisoformat(start) if start else None
-        end_at = datetime.fromisoformat(end) if end else None
-    except ValueError as exc:
-        fail(f"--start/--end: {exc}", code=2)
+    settings = options.backtest_settings(capital=capital, commission=commission, slippage=slippage)
+    start_at, end_at = options.period(start, end)
     with client() as api:
         view = api.start_backtest(model, start=start_at, end=end_at, settings=settings)
         if not follow_it:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ktrdr_cli import options
 from ktrdr_cli.context import STATE, client, emit, fail, group, handles_api_errors, table
 from ktrdr_cli.follow import FINAL_STATES, POLL_SECONDS, end_of, interrupted
 from ktrdr_cli.reports import number
@@ -45,6 +46,7 @@ def walkforward(
         fail(f"{strategy}: no such file")
     if window not in ("rolling", "expanding"):
         fail(f"--window {window!r}: use rolling or expanding", code=2)
+    options.period(start, end)
     overrides: dict[str, Any] = {}
     for key, value in (
         ("data.start", start),
