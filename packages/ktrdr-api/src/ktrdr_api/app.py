@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -132,6 +133,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.instance_id = settings.instance_id or secrets.token_hex(8)
     app.state.engine = engine
     app.state.backend = backend
     for module in ROUTERS:

@@ -36,6 +36,9 @@ class Stack:
     home: Path
     port: int
     pids: dict[str, int] = field(default_factory=dict)
+    # Given to the API at start and reported by its /health: tells our backend from another
+    # one answering on the same port.
+    instance_id: str = ""
 
     @property
     def url(self) -> str:
@@ -65,7 +68,8 @@ def stack_for(slot: int) -> Stack:
     state = home / STATE_FILE
     if state.exists():
         data = json.loads(state.read_text())
-        return Stack(slot, home, data["port"], {k: int(v) for k, v in data["pids"].items()})
+        pids = {k: int(v) for k, v in data["pids"].items()}
+        return Stack(slot, home, data["port"], pids, data.get("instance_id", ""))
     return Stack(slot, home, BASE_PORT + slot)
 
 
@@ -107,27 +111,64 @@ def _alive(pid: int) -> bool:
 
 
 def healthy(url: str, timeout: float = 1.0) -> bool:
+    return answering_instance(url, timeout) is not None
+
+
+def answering_instance(url: str, timeout: float = 1.0) -> str | None:
+    """The instance id of the healthy ktrdr backend at ``url`` ("" for one too old to say),
+    or None when nothing healthy answers there."""
     import httpx
 
     try:
-        return httpx.get(f"{url}/api/v1/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
+        response = httpx.get(f"{url}/api/v1/health", timeout=timeout)
+        if response.status_code != 200:
+            return None
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return str(body.get("instance") or "") if isinstance(body, dict) else ""
+
+
+def ours(stack: Stack) -> bool:
+    """The API answering on the stack's port is the one this stack started."""
+    return bool(stack.instance_id) and answering_instance(stack.url) == stack.instance_id
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_taken(stack: Stack) -> StackError:
+    spare = next((n for n in range(stack.slot + 1, 100) if _port_free(BASE_PORT + n)), None)
+    hint = f"; use another slot: ktrdr local up --slot {spare}" if spare is not None else ""
+    return StackError(
+        f"port {stack.port} (slot {stack.slot}) is held by another process"
+        f"{' (another ktrdr backend)' if healthy(stack.url) else ''}{hint}"
+    )
 
 
 def up(slot: int = 0, wait_s: float = 60.0) -> Stack:
-    """Start the slot's API and two workers (if not already running); wait until healthy."""
+    """Start the slot's API, check that the API answering is the one just started, then start
+    two workers and wait until they are registered. Raises StackError naming the port (and a
+    free slot) when another process holds the slot's port."""
+    import secrets
+
     stack = stack_for(slot)
-    if stack.pids and all(stack.alive().values()) and healthy(stack.url):
+    if stack.pids and all(stack.alive().values()) and ours(stack):
         return stack
     down(slot, quiet=True)
-    commands = {
-        "api": [_executable("ktrdr-api"), "serve"],
-        "training-worker": [_executable("ktrdr-worker"), "training"],
-        "backtest-worker": [_executable("ktrdr-worker"), "backtest"],
-    }
+    if not _port_free(stack.port):
+        raise _port_taken(stack)
     stack.home.mkdir(parents=True, exist_ok=True)
     stack.logs.mkdir(exist_ok=True)
+    stack.instance_id = f"local-{slot}-{secrets.token_hex(6)}"
     env = dict(os.environ)
     env.update(
         KTRDR_HOME=str(stack.home),
@@ -135,18 +176,55 @@ def up(slot: int = 0, wait_s: float = 60.0) -> Stack:
         KTRDR_API_PORT=str(stack.port),
         KTRDR_API_URL=stack.url,
         KTRDR_WORKER_CACHE=str(stack.home / "worker-cache"),
+        KTRDR_INSTANCE_ID=stack.instance_id,
     )
     env.pop("KTRDR_DATABASE_URL", None)  # local stacks use the embedded SQLite file
     stack.pids = {}
-    for name, command in commands.items():
-        log = (stack.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        stack.pids[name] = process.pid
+    _start(stack, "api", [_executable("ktrdr-api"), "serve"], env)
+    stack.save()
+    _wait_for_our_api(stack, wait_s)
+    # Only once the API is known to be ours: workers never register with someone else's.
+    _start(stack, "training-worker", [_executable("ktrdr-worker"), "training"], env)
+    _start(stack, "backtest-worker", [_executable("ktrdr-worker"), "backtest"], env)
     stack.save()
     _wait_ready(stack, wait_s)
     return stack
+
+
+def _start(stack: Stack, name: str, command: list[str], env: dict[str, str]) -> None:
+    log = (stack.logs / f"{name}.log").open("ab")
+    process = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    stack.pids[name] = process.pid
+
+
+def _wait_for_our_api(stack: Stack, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        answering = answering_instance(stack.url)
+        if answering == stack.instance_id:
+            return
+        if not _alive(stack.pids["api"]) or answering is not None:
+            # Ours died (the port went to someone else first) or another backend answers.
+            down(stack.slot, quiet=True)
+            log = stack.logs / "api.log"
+            if not _port_free(stack.port) or "address already in use" in _tail(log).lower():
+                raise _port_taken(stack)
+            raise StackError(f"the API exited during start-up; see {log}")
+        time.sleep(0.1)
+    down(stack.slot, quiet=True)
+    raise StackError(
+        f"the API of slot {stack.slot} did not answer on port {stack.port} within {wait_s:.0f} s;"
+        f" see {stack.logs}/api.log"
+    )
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
 
 
 def _wait_ready(stack: Stack, wait_s: float) -> None:
@@ -160,7 +238,7 @@ def _wait_ready(stack: Stack, wait_s: float) -> None:
             raise StackError(
                 f"{', '.join(dead)} exited during start-up; see {stack.logs}/{dead[0]}.log"
             )
-        if healthy(stack.url):
+        if ours(stack):
             try:
                 with KtrdrClient(stack.url, token=os.environ.get("KTRDR_API_TOKEN", "")) as api:
                     kinds = {str(w.kind) for w in api.list_workers() if str(w.status) != "offline"}

@@ -39,6 +39,9 @@ class Settings(BaseModel):
     lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_attempts: int = Field(default=3, ge=1, le=100)
     max_upload_mb: int = Field(default=1024, ge=1)
+    # Reported by /health so a caller knows which backend answers on a port (`ktrdr local up`
+    # sets one per start); empty: the backend makes a random one when it starts.
+    instance_id: str = Field(default="", max_length=64)
 
     @property
     def effective_database_url(self) -> str:
@@ -67,6 +70,7 @@ class Settings(BaseModel):
             "lease_seconds": "KTRDR_LEASE_SECONDS",
             "max_attempts": "KTRDR_MAX_ATTEMPTS",
             "max_upload_mb": "KTRDR_MAX_UPLOAD_MB",
+            "instance_id": "KTRDR_INSTANCE_ID",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         try:

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from ktrdr_api.db import ping
-from ktrdr_api.deps import backend_versions
+from ktrdr_core.version import installed_distributions
 from ktrdr_core.version import PROTOCOL_VERSION, __version__
 
 router = APIRouter(tags=["system"])
@@ -15,13 +15,18 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health")
 def health(request: Request) -> JSONResponse:
-    """200 when the database answers; 503 with the reason when it does not."""
+    """200 when the database answers; 503 with the reason when it does not. ``instance``
+    names this backend process (``KTRDR_INSTANCE_ID``, else random per start)."""
+    instance = request.app.state.instance_id
     try:
         ping(request.app.state.engine)
     except SQLAlchemyError as exc:
         reason = str(exc.__cause__ or exc).splitlines()[0]
-        return JSONResponse(status_code=503, content={"status": "unavailable", "database": reason})
-    return JSONResponse(content={"status": "ok", "database": "ok"})
+        return JSONResponse(
+            status_code=503,
+            content={"status": "unavailable", "database": reason, "instance": instance},
+        )
+    return JSONResponse(content={"status": "ok", "database": "ok", "instance": instance})
 
 
 @router.get("/version")
@@ -29,5 +34,5 @@ def version() -> dict[str, object]:
     return {
         "version": __version__,
         "protocol": PROTOCOL_VERSION,
-        "distributions": backend_versions(),
+        "distributions": installed_distributions(),
     }

@@ -53,19 +53,28 @@ def down(slot: SlotOption = 0) -> None:
 
 @app.command("status")
 def status() -> None:
-    """Every local stack: slot, URL, which processes are alive, API health."""
-    from ktrdr_cli.local_stack import all_stacks, healthy
+    """Every local stack: slot, URL, which processes are alive, and whether the API answering
+    on its port is healthy and its own (another backend there shows as "foreign")."""
+    from ktrdr_cli.local_stack import all_stacks, answering_instance
 
     rows = []
     for stack in all_stacks():
         alive = stack.alive()
+        answering = answering_instance(stack.url)
+        if answering is None:
+            api = "down"
+        elif stack.instance_id and answering == stack.instance_id and alive.get("api"):
+            api = "ours"
+        else:
+            api = "foreign"
         rows.append(
             {
                 "slot": stack.slot,
                 "url": stack.url,
                 "home": str(stack.home),
                 "processes": alive,
-                "healthy": bool(alive) and healthy(stack.url),
+                "api": api,
+                "healthy": api == "ours",
             }
         )
     emit(
@@ -75,7 +84,7 @@ def status() -> None:
                 [
                     str(r["slot"]),
                     r["url"],
-                    "yes" if r["healthy"] else "no",
+                    {"ours": "yes", "down": "no"}.get(r["api"], "no: another backend answers"),
                     ", ".join(f"{n}:{'up' if ok else 'down'}" for n, ok in r["processes"].items())
                     or "-",
                     r["home"],
