@@ -27,7 +27,13 @@ def test_backtest_covers_the_test_period_and_writes_report_and_chart(
     assert report.zero_trade_reason is None
     assert report.metrics["num_trades"] == len(report.trades) > 10
     assert report.trades[0].entry_time >= report.start
-    assert report.buy_and_hold["num_trades"] == 1
+    # One buy-and-hold number everywhere: the hold's total return is the strategy metrics'
+    # buy_and_hold_return, close to close over the report's bars.
+    hold = report.buy_and_hold["total_return"]
+    assert report.metrics["buy_and_hold_return"] == pytest.approx(hold, rel=1e-12)
+    closes = planted_data.loc[report.start : report.end, "close"]
+    assert hold == pytest.approx(closes.iloc[-1] / closes.iloc[0] - 1, rel=1e-12)
+    assert report.buy_and_hold["num_trades"] == 0
     assert report.metrics["total_return"] == pytest.approx(report.equity[-1][1] / 10_000 - 1)
     assert (tmp_path / "equity.png").read_bytes() == outcome.png
     assert (tmp_path / "equity.svg").read_text().startswith("<svg")

@@ -99,6 +99,9 @@ def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
         ],
         ["metric", "strategy", "buy & hold"],
     )
+    typer.echo(
+        "buy & hold: the asset held from the first bar's close to the last bar's, no costs"
+    )
     counts = report.get("signal_counts") or {}
     if counts:
         typer.echo("signals: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

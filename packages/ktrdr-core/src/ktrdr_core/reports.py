@@ -236,8 +236,9 @@ class BacktestReport(_Doc):
     calendar: dict[str, Any]
     metrics: dict[str, Metric]
     buy_and_hold: dict[str, Metric] = Field(
-        description="The same metrics for holding the asset over the same bars (bought at the "
-        "second bar's open, with the strategy's position size, commission and slippage)."
+        description="The same metrics for holding the asset over the same bars: bought at the "
+        "first bar's close, valued at each close, no costs (backtesting.py's Buy & Hold). Its "
+        "total_return is metrics.buy_and_hold_return."
     )
     signal_counts: SignalCounts
     zero_trade_reason: str | None = Field(

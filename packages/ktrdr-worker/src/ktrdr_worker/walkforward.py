@@ -5,7 +5,8 @@ that it starts where fold *k − 1* ended: ``S(t) = C · Π_{j<k} (E_j,end / C_j
 — the equity of one account that traded every test window in turn. Its trades are scaled by
 the same factor (returns unchanged), and the metrics are computed over the stitched curve
 with the same code and definitions as any backtest (:mod:`ktrdr_worker.backtest.metrics`).
-The test windows are contiguous, so buy-and-hold is holding the asset over the whole span.
+The test windows are contiguous, so buy-and-hold is holding the asset over the whole span
+(close to close, no costs: the one definition, in :mod:`ktrdr_worker.backtest.metrics`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 
 from ktrdr_core.protocol import FoldOutcome
 from ktrdr_core.walkforward import ranking_stability
-from ktrdr_worker.backtest.metrics import compute_metrics
+from ktrdr_worker.backtest.metrics import buy_and_hold_equity, compute_metrics
 from ktrdr_worker.calendars import TradingCalendar
 from ktrdr_worker.models.charts import ChartImages, render_equity_chart
 
@@ -130,7 +131,7 @@ def stitch_walkforward(
         calendar=calendar,
         capital=capital,
     )
-    held = pd.Series(capital * prices / prices[0], index=index)
+    held = pd.Series(buy_and_hold_equity(prices, capital), index=index)
 
     returns = [row["total_return"] for row in per_fold if row["total_return"] is not None]
     summary = {

@@ -32,7 +32,10 @@ Equity metrics
     calmar
         ``cagr / max_drawdown``.
     buy_and_hold_return
-        ``close_{n−1} / close_0 − 1``: holding the asset over the same bars.
+        ``close_{n−1} / close_0 − 1``: holding the asset from the first bar's close to the
+        last bar's, without costs (backtesting.py's "Buy & Hold Return"). The one definition
+        of buy-and-hold: reports compare against the equity of :func:`buy_and_hold_equity`,
+        whose total return is this number.
     exposure
         share of bars during which a position was open at any moment: each trade covers its
         entry bar through its exit bar, both included (a flip covers its bar once). This is
@@ -68,7 +71,7 @@ import pandas as pd
 
 from ktrdr_worker.calendars import TradingCalendar
 
-__all__ = ["compute_metrics"]
+__all__ = ["buy_and_hold_equity", "compute_metrics"]
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -110,6 +113,13 @@ def _exposure(entry_bar: np.ndarray, exit_bar: np.ndarray, n_bars: int) -> float
     # A flip exits and enters at the same bar: count that bar once.
     shared = int(np.sum(entry_bar[1:] == exit_bar[:-1]))
     return (covered - shared) / n_bars
+
+
+def buy_and_hold_equity(close: np.ndarray, capital: float) -> np.ndarray:
+    """Equity at each bar's close (quote currency) of ``capital`` put into the asset at the
+    first bar's close, without costs: ``capital · close_t / close_0``."""
+    close = np.asarray(close, dtype=np.float64)
+    return capital * close / close[0]
 
 
 def compute_metrics(
@@ -212,5 +222,5 @@ def compute_metrics(
         "avg_bars_held": mean_or_nan(trades["bars_held"].to_numpy()),
         "exposure": _exposure(trades["entry_bar"].to_numpy(), trades["exit_bar"].to_numpy(), n),
         "total_commission": float(trades["commission"].sum()),
-        "buy_and_hold_return": float(close[-1] / close[0] - 1.0),
+        "buy_and_hold_return": float(buy_and_hold_equity(close, capital)[-1] / capital - 1.0),
     }

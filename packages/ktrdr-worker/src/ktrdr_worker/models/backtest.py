@@ -31,7 +31,8 @@ from ktrdr_core.bundles import BundleSource
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.reports import BacktestReport
 from ktrdr_core.strategy.loading import load_strategy
-from ktrdr_worker.backtest import BacktestConfig, run
+from ktrdr_worker.backtest import BacktestConfig, compute_metrics, run
+from ktrdr_worker.backtest.metrics import buy_and_hold_equity
 from ktrdr_worker.features import compute_features
 from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
 from ktrdr_worker.models.decisions import DecisionSettings, decide_positions, no_trade_reason
@@ -208,7 +209,19 @@ def backtest_model(
         timeframe=timeframe,
     )
     result = run(ohlcv, decided.positions.astype(np.int64), config)
-    held = run(ohlcv, pd.Series(1, index=ohlcv.index, dtype=np.int64), config)
+    # Buy-and-hold has one definition (see ktrdr_worker.backtest.metrics): the same bars,
+    # close to close, no costs; its metrics come from the same code as the strategy's.
+    close = ohlcv["close"].to_numpy(dtype=np.float64)
+    held = pd.Series(buy_and_hold_equity(close, config.capital), index=ohlcv.index)
+    held_metrics = compute_metrics(
+        index=ohlcv.index,
+        equity=held.to_numpy(),
+        close=close,
+        trades=result.trades.iloc[:0],
+        calendar=result.calendar,
+        capital=config.capital,
+        risk_free_rate=config.risk_free_rate,
+    )
     equity = result.equity
     peak = equity.cummax()
     drawdown = (1.0 - equity / peak).where(peak > 0, 0.0)
@@ -231,7 +244,7 @@ def backtest_model(
             "config": config.to_dict(),
             "calendar": {k: v for k, v in asdict(result.calendar).items() if k != "inferred"},
             "metrics": _metrics(result.metrics),
-            "buy_and_hold": _metrics(held.metrics),
+            "buy_and_hold": _metrics(held_metrics),
             "signal_counts": decided.counts,
             "zero_trade_reason": no_trade_reason(decided, settings, n_trades, len(ohlcv)),
             "trades": _trades(result.trades),
@@ -247,7 +260,7 @@ def backtest_model(
         title += f", return {total * 100:+.1f}%"
     if worst is not None:
         title += f", max DD {worst * 100:.1f}%"
-    images = render_equity_chart(equity, buy_and_hold=held.equity, title=title)
+    images = render_equity_chart(equity, buy_and_hold=held, title=title)
     document = report.model_dump(mode="json", by_alias=True)
     paths = None
     if out_dir is not None:
