@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from api_support import bundle_bytes, register, training_inputs, upload_artifact
 
-from ktrdr_api.operations import (
+from ktrdr_api.lifecycle import (
     TRANSITIONS,
     Event,
     OperationConflict,
-    Operations,
     check_transition,
 )
+from ktrdr_api.operations import Operations
 from ktrdr_core.protocol import (
     Completion,
     Failure,

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from ktrdr_api.app import create_app
 from ktrdr_api.artifacts import ArtifactStore
-from ktrdr_api.operations import OperationConflict
+from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_core.protocol import Completion, Heartbeat, Progress, TrainingResult
 from ktrdr_core.settings import Settings
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from api_support import bundle_bytes, packaged_csv
 
-from ktrdr_api.operations import OperationConflict
+from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.errors import ApiError
 from ktrdr_core.examples import read_example

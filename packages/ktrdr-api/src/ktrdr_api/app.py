@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -15,14 +14,16 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from ktrdr_api import catalog, datasets, errors
+from ktrdr_api import catalog, completion, errors
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import BodyLimit, ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
+from ktrdr_api.ids import utcnow
+from ktrdr_api.lifecycle import Transition
 from ktrdr_api.metrics import Metrics, RequestTimer
-from ktrdr_api.operations import Operations, Transition, utcnow
+from ktrdr_api.operations import Operations
 from ktrdr_api.routes import (
     artifacts,
     backtests,
@@ -37,6 +38,7 @@ from ktrdr_api.routes import (
 )
 from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_api.walkforward import Orchestrator
+from ktrdr_core.protocol import OperationKind
 from ktrdr_core.settings import Settings
 from ktrdr_core.version import __version__
 
@@ -77,13 +79,18 @@ def create_app(
         sessions,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
-        read_bundle=lambda sha: catalog.read_model_bundle(store.path(sha), sha),
-        ingest_data=functools.partial(datasets.catalogue_fetch, store=store),
         clock=clock,
     )
+    ops.completion_hooks = {
+        OperationKind.TRAINING: completion.catalogue_model(
+            lambda sha: catalog.read_model_bundle(store.path(sha), sha)
+        ),
+        OperationKind.DATA_FETCH: completion.ingest_dataset(store),
+    }
     dispatcher = Dispatcher(ops)
     ops.on_pending = dispatcher.notify
     metrics = Metrics()
+    walkforwards = Orchestrator(ops, sessions)
     backend = Backend(
         settings=settings,
         sessions=sessions,
@@ -91,8 +98,8 @@ def create_app(
         dispatcher=dispatcher,
         store=store,
         metrics=metrics,
+        walkforwards=walkforwards,
     )
-    backend.walkforwards = walkforwards = Orchestrator(backend)
 
     def on_transition(transition: Transition) -> None:
         metrics.count_transition(transition)
@@ -153,7 +160,8 @@ def create_app(
 
 async def _sweep_leases(ops: Operations, interval_s: float) -> None:
     """Every ``interval_s`` seconds, requeue or fail operations whose lease ran out (each
-    change is logged by the state machine)."""
+    change is logged by the state machine; one operation that cannot be handled is failed
+    on its own by ``expire_leases``)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
@@ -161,3 +169,6 @@ async def _sweep_leases(ops: Operations, interval_s: float) -> None:
         except SQLAlchemyError as exc:
             # The database may be restarting; the next sweep tries again.
             log.warning("lease sweep failed: %s", str(exc).splitlines()[0])
+        except Exception:
+            # A bug must not end the sweep: no lease would ever expire again.
+            log.exception("lease sweep failed; the next one tries again")

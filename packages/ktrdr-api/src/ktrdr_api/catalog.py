@@ -19,9 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, undefer
 
+from ktrdr_api.ids import new_id
 from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation
 from ktrdr_core.bundles import BundleError, BundleManifest, check_weights, read_manifest
 from ktrdr_core.errors import KtrdrError
@@ -358,8 +360,6 @@ def create_model(
     ``read_bundle(sha)`` returns the bundle's validated manifest; it raises BundleError when
     the file is not a readable bundle, which refuses the completion (HTTP 422).
     """
-    from ktrdr_api.operations import new_id
-
     inputs = TrainingInputs.model_validate(op.inputs)
     manifest = read_bundle(bundle_sha256)
     row = Model(
@@ -417,10 +417,8 @@ def imported_data(manifest: BundleManifest, bundle_sha256: str) -> list[dict[str
             ).model_dump(mode="json")
             for record in manifest.data
         ]
-    except BundleError:
-        raise  # a ValueError too, already saying what is wrong
-    except ValueError as exc:  # pydantic's ValidationError (not imported: a core dependency)
-        first = exc.errors()[0]  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        first = exc.errors()[0]
         raise BundleError(
             f"model bundle {bundle_sha256[:12]}: bundle.json data is invalid at "
             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
@@ -441,8 +439,6 @@ def import_model(
     reference guards it. A backtest of the model uses the newest data of the same symbols
     and timeframe catalogued here, as for any model.
     """
-    from ktrdr_api.operations import new_id
-
     row = Model(
         id=new_id("mdl"),
         name=manifest.strategy.name,

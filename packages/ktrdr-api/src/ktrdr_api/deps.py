@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,12 +14,9 @@ from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.metrics import Metrics
 from ktrdr_api.operations import Operations
+from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.protocol import normalise_symbol
 from ktrdr_core.settings import Settings
-from ktrdr_core.version import installed_distributions
-
-if TYPE_CHECKING:
-    from ktrdr_api.walkforward import Orchestrator
 
 
 @dataclass
@@ -33,7 +29,7 @@ class Backend:
     dispatcher: Dispatcher
     store: ArtifactStore
     metrics: Metrics
-    walkforwards: Orchestrator = field(init=False)  # set by the app factory (it needs us)
+    walkforwards: Orchestrator
 
     @property
     def local_database(self) -> bool:
@@ -53,18 +49,6 @@ def get_session(backend: Annotated[Backend, Depends(get_backend)]) -> Iterator[S
     """A session for reads and catalogue writes; the route commits what it changes."""
     with backend.sessions() as session:
         yield session
-
-
-@functools.cache
-def _installed() -> tuple[tuple[str, str], ...]:
-    return tuple(installed_distributions().items())
-
-
-def backend_versions() -> dict[str, str]:
-    """The ktrdr distributions installed beside the backend and their versions: recorded in
-    every operation. Read once per process (reading package metadata costs milliseconds, and
-    an upgrade restarts the process anyway)."""
-    return dict(_installed())
 
 
 def checked_symbol(value: str, where: str = "path") -> str:

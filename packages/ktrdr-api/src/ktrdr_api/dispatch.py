@@ -24,7 +24,7 @@ import contextlib
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -39,9 +39,6 @@ from ktrdr_core.protocol import (
     served_kinds,
 )
 
-if TYPE_CHECKING:
-    from ktrdr_api.operations import Operations, WorkerInfo
-
 GPU_GRACE_S = 2.0
 """Seconds a CPU worker leaves a fresh training operation to a waiting GPU worker."""
 
@@ -49,6 +46,24 @@ RECHECK_S = 1.0
 """Longest wait between two looks at the queue during a long poll, in seconds."""
 
 _CANDIDATES = 16  # queue head looked at per claim; more is only needed with exotic devices
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What dispatch needs to know about a claiming worker."""
+
+    worker_id: str
+    kind: OperationKind
+    device: Device
+    versions: dict[str, str]
+
+
+class ClaimSource(Protocol):
+    """Where claims are made (``Operations``): the long poll only waits between tries."""
+
+    def begin_claim(self, worker_id: str) -> WorkerInfo: ...
+
+    def try_claim(self, worker: WorkerInfo, *, gpu_waiting: bool) -> ClaimResponse | None: ...
 
 
 def may_take(
@@ -109,7 +124,7 @@ class _Waiter:
 class Dispatcher:
     """Long-poll claims on top of ``Operations.try_claim``, woken by ``notify``."""
 
-    def __init__(self, operations: Operations, *, recheck_s: float = RECHECK_S):
+    def __init__(self, operations: ClaimSource, *, recheck_s: float = RECHECK_S):
         self.operations = operations
         self.recheck_s = recheck_s
         self._waiters: dict[int, _Waiter] = {}

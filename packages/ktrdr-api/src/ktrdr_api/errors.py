@@ -12,7 +12,7 @@ from ktrdr_api.artifacts import ArtifactError, ArtifactNotFound, ArtifactTooLarg
 from ktrdr_api.catalog import InUse, NotFound
 from ktrdr_api.datasets import ConcurrentImport, DataInvalid
 from ktrdr_api.fetches import FetchRefused
-from ktrdr_api.operations import (
+from ktrdr_api.lifecycle import (
     InvalidOutcome,
     OperationConflict,
     OperationNotFound,

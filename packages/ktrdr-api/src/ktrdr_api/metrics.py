@@ -24,17 +24,16 @@ import bisect
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 
 from ktrdr_api import workers
+from ktrdr_api.dispatch import Dispatcher
+from ktrdr_api.lifecycle import Transition
 from ktrdr_api.models import Operation, Worker
+from ktrdr_api.store import OperationStore
 from ktrdr_core.protocol import OperationKind, OperationState, WorkerStatus
-
-if TYPE_CHECKING:
-    from ktrdr_api.deps import Backend
-    from ktrdr_api.operations import Transition
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -187,14 +186,14 @@ def _gauge(name: str, help_text: str, samples: Iterable[tuple[dict[str, str], fl
     return lines
 
 
-def render(backend: Backend) -> str:
+def render(metrics: Metrics, operations: OperationStore, dispatcher: Dispatcher) -> str:
     """The whole exposition: database gauges (one query each) and this process's counters."""
-    ops = backend.operations
+    ops = operations
     now = ops.clock()
-    waiting = backend.dispatcher.waiting()
+    waiting = dispatcher.waiting()
     waiting_ids = {worker_id for worker_id, _, _ in waiting}
     kinds = [k.value for k in OperationKind]
-    with backend.sessions() as session:
+    with ops.sessions() as session:
         by_state = {
             (kind, state): count
             for kind, state, count in session.execute(
@@ -245,9 +244,8 @@ def render(backend: Backend) -> str:
         f"# TYPE {name} counter",
     ]
     lines += [
-        f"{name}{_labels(dict(zip(backend.metrics.transitions.label_names, key, strict=True)))}"
-        f" {value}"
-        for key, value in backend.metrics.transitions.items()
+        f"{name}{_labels(dict(zip(metrics.transitions.label_names, key, strict=True)))} {value}"
+        for key, value in metrics.transitions.items()
     ]
-    lines += backend.metrics.latency.render("ktrdr_http_request_duration_seconds")
+    lines += metrics.latency.render("ktrdr_http_request_duration_seconds")
     return "\n".join(lines) + "\n"

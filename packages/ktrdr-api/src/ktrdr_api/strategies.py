@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ktrdr_api import catalog
-from ktrdr_api.deps import backend_versions
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     BacktestInputs,
@@ -23,6 +23,7 @@ from ktrdr_core.protocol import (
     TrainingInputs,
     normalise_symbol,
 )
+from ktrdr_core.version import installed_distributions
 
 if TYPE_CHECKING:
     from ktrdr_core.strategy import Strategy
@@ -153,8 +154,8 @@ def check_backtest_settings(settings: Mapping[str, Any]) -> None:
 
     try:
         BacktestConfig.model_validate(dict(settings))
-    except ValueError as exc:  # pydantic's ValidationError (not imported: a core dependency)
-        errors = exc.errors(include_url=False)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
         raise StrategyInvalid(
             [
                 StrategyIssue(path=".".join(["settings", *map(str, e["loc"])]), message=e["msg"])
@@ -177,7 +178,7 @@ def training_inputs(
         data=data,
         seed=strategy.training.seed,
         device=device,
-        versions=backend_versions(),
+        versions=installed_distributions(),
     )
     # A worker without these devices cannot honour a strategy that names them.
     return inputs, device if device in ("cuda", "mps") else None
@@ -210,6 +211,6 @@ def backtest_inputs(
         start=start,
         end=end,
         settings=dict(settings),
-        versions=backend_versions(),
+        versions=installed_distributions(),
     )
     return inputs, model.name

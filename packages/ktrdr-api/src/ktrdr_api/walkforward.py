@@ -32,9 +32,10 @@ import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from ktrdr_api.deps import Backend, backend_versions
-from ktrdr_api.operations import OperationConflict, OperationNotFound, Transition
+from ktrdr_api.lifecycle import OperationConflict, OperationNotFound, Transition
+from ktrdr_api.operations import Operations
 from ktrdr_api.strategies import (
     StrategyInvalid,
     backtest_inputs,
@@ -43,6 +44,7 @@ from ktrdr_api.strategies import (
     required_data,
     training_inputs,
 )
+from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     FoldOutcome,
     OperationKind,
@@ -54,11 +56,17 @@ from ktrdr_core.protocol import (
     WalkforwardReportInputs,
     WalkforwardRequest,
 )
+from ktrdr_core.version import installed_distributions
 
 log = logging.getLogger("ktrdr_api.walkforward")
 
 SWEEP_S = 2.0
 """Seconds between two passes over every running walk-forward when nothing announced one."""
+
+
+class FoldUnusable(KtrdrError):
+    """A fold's completed child left nothing the next step can use."""
+
 
 _CHILD_KINDS = {
     OperationKind.TRAINING.value,
@@ -68,81 +76,87 @@ _CHILD_KINDS = {
 _TERMINAL = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
 
 
-def start(backend: Backend, request: WalkforwardRequest) -> OperationView:
-    """Validate the strategy, plan the folds and create the running walk-forward."""
-    from ktrdr_core.walkforward import WalkforwardError, embargo_days, plan_folds
-
-    check_backtest_settings(request.settings)
-    strategy, effective_text = check_strategy(request.strategy, request.overrides)
-    if len(strategy.data.symbols) != 1:
-        raise StrategyInvalid(
-            [
-                StrategyIssue(
-                    path="data.symbols",
-                    message=f"a walk-forward backtests one symbol; this strategy trains on "
-                    f"{', '.join(strategy.data.symbols)}",
-                )
-            ]
-        )
-    with backend.sessions() as session:
-        data = required_data(session, strategy)
-    ref = data[0]
-    first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
-    last = min(ref.last.astimezone(UTC).date(), strategy.data.end or date.max)
-    if first > last:
-        raise StrategyInvalid(
-            [
-                StrategyIssue(
-                    path="data.start",
-                    message=f"{ref.symbol} {ref.timeframe} covers {ref.first.date()} … "
-                    f"{ref.last.date()}; data.start/data.end ({strategy.data.start} … "
-                    f"{strategy.data.end}) select none of it",
-                )
-            ]
-        )
-    embargo_bars = (
-        request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
-    )
-    try:
-        folds = plan_folds(
-            first,
-            last,
-            folds=request.folds,
-            window=request.window,
-            train_blocks=request.train_blocks,
-            embargo=embargo_days(embargo_bars, ref.first.date(), ref.last.date(), ref.rows),
-        )
-    except WalkforwardError as exc:
-        raise StrategyInvalid([StrategyIssue(path="folds", message=str(exc))]) from None
-    inputs = WalkforwardInputs(
-        strategy_name=strategy.name,
-        strategy_yaml=effective_text,
-        strategy_hash=strategy.strategy_hash(),
-        overrides=request.overrides,
-        data=data,
-        seed=strategy.training.seed,
-        device=strategy.training.device,
-        window=request.window,
-        train_blocks=request.train_blocks,
-        embargo_bars=embargo_bars,
-        folds=folds,
-        settings=request.settings,
-        versions=backend_versions(),
-    )
-    view = backend.operations.create(inputs, references=[r.checksum for r in data])
-    backend.walkforwards.advance(view.operation_id)
-    return backend.operations.get(view.operation_id)
-
-
 class Orchestrator:
     """Drives every running walk-forward forward (see the module docstring)."""
 
-    def __init__(self, backend: Backend, *, sweep_s: float = SWEEP_S):
-        self.backend = backend
+    def __init__(
+        self,
+        operations: Operations,
+        sessions: sessionmaker[Session],
+        *,
+        sweep_s: float = SWEEP_S,
+    ):
+        self.operations = operations
+        self.sessions = sessions
         self.sweep_s = sweep_s
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # one pass at a time per process keeps the log tidy
+
+    def start(self, request: WalkforwardRequest) -> OperationView:
+        """Validate the strategy, plan the folds and create the running walk-forward."""
+        from ktrdr_core.walkforward import WalkforwardError, embargo_days, plan_folds
+
+        check_backtest_settings(request.settings)
+        strategy, effective_text = check_strategy(request.strategy, request.overrides)
+        if len(strategy.data.symbols) != 1:
+            raise StrategyInvalid(
+                [
+                    StrategyIssue(
+                        path="data.symbols",
+                        message=f"a walk-forward backtests one symbol; this strategy trains on "
+                        f"{', '.join(strategy.data.symbols)}",
+                    )
+                ]
+            )
+        with self.sessions() as session:
+            data = required_data(session, strategy)
+        ref = data[0]
+        first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
+        last = min(ref.last.astimezone(UTC).date(), strategy.data.end or date.max)
+        if first > last:
+            raise StrategyInvalid(
+                [
+                    StrategyIssue(
+                        path="data.start",
+                        message=f"{ref.symbol} {ref.timeframe} covers {ref.first.date()} … "
+                        f"{ref.last.date()}; data.start/data.end ({strategy.data.start} … "
+                        f"{strategy.data.end}) select none of it",
+                    )
+                ]
+            )
+        embargo_bars = (
+            request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
+        )
+        try:
+            folds = plan_folds(
+                first,
+                last,
+                folds=request.folds,
+                window=request.window,
+                train_blocks=request.train_blocks,
+                embargo=embargo_days(embargo_bars, ref.first.date(), ref.last.date(), ref.rows),
+            )
+        except WalkforwardError as exc:
+            raise StrategyInvalid([StrategyIssue(path="folds", message=str(exc))]) from None
+        inputs = WalkforwardInputs(
+            strategy_name=strategy.name,
+            strategy_yaml=effective_text,
+            strategy_hash=strategy.strategy_hash(),
+            overrides=request.overrides,
+            data=data,
+            seed=strategy.training.seed,
+            device=strategy.training.device,
+            window=request.window,
+            train_blocks=request.train_blocks,
+            embargo_bars=embargo_bars,
+            folds=folds,
+            settings=request.settings,
+            versions=installed_distributions(),
+        )
+        view = self.operations.create(inputs, references=[r.checksum for r in data])
+        self.advance(view.operation_id)
+        return self.operations.get(view.operation_id)
 
     # --- triggers -------------------------------------------------------------------
 
@@ -158,7 +172,7 @@ class Orchestrator:
 
     async def run(self) -> None:
         """The background task: a pass over running walk-forwards when woken, or every
-        ``sweep_s`` seconds."""
+        ``sweep_s`` seconds. It ends only when cancelled."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         while True:
@@ -169,24 +183,76 @@ class Orchestrator:
                 await asyncio.to_thread(self.sweep)
             except SQLAlchemyError as exc:
                 log.warning("walk-forward pass failed: %s", str(exc).splitlines()[0])
+            except Exception:
+                # sweep() contains each walk-forward's own faults; anything reaching here is a
+                # bug, and the loop must outlive it or every walk-forward stops moving.
+                log.exception("walk-forward sweep failed; the next one tries again")
 
     def sweep(self) -> None:
-        for parent_id in self.backend.operations.running_ids(OperationKind.WALKFORWARD):
+        """One pass over every running walk-forward; one that breaks does not stop the rest."""
+        for parent_id in self.operations.running_ids(OperationKind.WALKFORWARD):
             self.advance(parent_id)
 
     # --- one pass -------------------------------------------------------------------
 
     def advance(self, parent_id: str) -> None:
-        """Create whatever the walk-forward needs next, or end it."""
+        """Create whatever the walk-forward needs next, or end it.
+
+        A pass that raises (its data or a fold's model was deleted, a child's result is
+        unusable) fails this walk-forward at once with the reason, cancelling its unfinished
+        children; the database being unreachable only postpones it to the next pass.
+        """
         with self._lock:
             try:
                 self._advance(parent_id)
             except OperationConflict as exc:
                 # Someone else moved first (a racing pass, a cancel): the next pass sees it.
                 log.debug("walk-forward %s: %s", parent_id, exc)
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:
+                self._abandon(parent_id, exc)
+
+    def _abandon(self, parent_id: str, exc: Exception) -> None:
+        """End a walk-forward whose pass raised ``exc``: cancelled when a cancel was asked
+        for, failed with the reason otherwise; its unfinished children are cancelled."""
+        reason = str(exc) if isinstance(exc, KtrdrError) else f"{type(exc).__name__}: {exc}"
+        log.error(
+            "walk-forward %s cannot go on: %s",
+            parent_id,
+            reason,
+            # A domain error says all there is to say; anything else is a bug: its traceback.
+            exc_info=None if isinstance(exc, KtrdrError) else exc,
+            extra={"operation_id": parent_id},
+        )
+        ops = self.operations
+        try:
+            parent = ops.get(parent_id)
+            if parent.state != OperationState.RUNNING:
+                return
+            for child in ops.children(parent_id):
+                if child.state not in _TERMINAL:
+                    with contextlib.suppress(OperationConflict):
+                        ops.request_cancel(child.operation_id)
+            if parent.cancel_requested:
+                ops.conclude(
+                    parent_id,
+                    OperationState.CANCELLED,
+                    error=f"cancelled on request, with its child operations ({reason})",
+                )
+            else:
+                ops.conclude(
+                    parent_id,
+                    OperationState.FAILED,
+                    error=f"the walk-forward cannot go on: {reason}. Its unfinished children "
+                    f"were cancelled; `ktrdr ops retry {parent_id}` reuses the completed "
+                    "folds once the cause is fixed",
+                )
+        except OperationConflict as conflict:
+            log.debug("walk-forward %s: %s", parent_id, conflict)
 
     def _advance(self, parent_id: str) -> None:
-        ops = self.backend.operations
+        ops = self.operations
         parent = ops.get(parent_id)
         if parent.state != OperationState.RUNNING:
             return
@@ -255,7 +321,7 @@ class Orchestrator:
         # The parent's effective text already holds its overrides; only the window changes.
         strategy, text = check_strategy(inputs.strategy_yaml, window)
         child, device = training_inputs(strategy, text, inputs.overrides | window, inputs.data)
-        return self.backend.operations.create(
+        return self.operations.create(
             child,
             device=device,
             references=[ref.checksum for ref in inputs.data],
@@ -271,14 +337,14 @@ class Orchestrator:
         fold = inputs.folds[index]
         model_id = (train.result or {}).get("model_id")
         if model_id is None:
-            raise OperationConflict(f"training {train.operation_id} completed without a model")
+            raise FoldUnusable(f"training {train.operation_id} completed without a model")
         start = datetime.combine(fold.test_start, time(0), tzinfo=UTC)
         # The test window is inclusive of its last day; a backtest's end is an instant.
         end = datetime.combine(fold.test_end + timedelta(days=1), time(0), tzinfo=UTC)
         end -= timedelta(microseconds=1)
-        with self.backend.sessions() as session:
+        with self.sessions() as session:
             child, name = backtest_inputs(session, model_id, start, end, inputs.settings)
-        return self.backend.operations.create(
+        return self.operations.create(
             child,
             references=[child.bundle_sha256, *(ref.checksum for ref in child.data)],
             strategy_name=name,
@@ -319,9 +385,9 @@ class Orchestrator:
             data=inputs.data,
             window=inputs.window,
             folds=outcomes,
-            versions=backend_versions(),
+            versions=installed_distributions(),
         )
-        return self.backend.operations.create(
+        return self.operations.create(
             job,
             references=[o.report_sha256 for o in outcomes] + [r.checksum for r in inputs.data],
             parent_id=parent.operation_id,
@@ -337,12 +403,10 @@ class Orchestrator:
         result["children"] = {
             role: child.operation_id for role, child in sorted(children.items(), key=_order)
         }
-        self.backend.operations.conclude(
-            parent.operation_id, OperationState.COMPLETED, result=result
-        )
+        self.operations.conclude(parent.operation_id, OperationState.COMPLETED, result=result)
 
     def _cancel(self, parent: OperationView, children: dict[str, OperationView]) -> None:
-        ops = self.backend.operations
+        ops = self.operations
         own = {c.operation_id for c in ops.children(parent.operation_id)}
         for child in children.values():
             # Reused children belong to an earlier walk-forward: never cancel those.
@@ -382,7 +446,7 @@ class Orchestrator:
             message=message,
         )
         if progress.model_dump() != parent.progress.model_dump():
-            self.backend.operations.report_progress(parent.operation_id, progress)
+            self.operations.report_progress(parent.operation_id, progress)
 
 
 def _role_order(role: str) -> tuple[int, str]:

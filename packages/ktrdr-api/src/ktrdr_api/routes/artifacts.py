@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from ktrdr_api import catalog
 from ktrdr_api.artifacts import ArtifactNotFound, ArtifactTooLarge
 from ktrdr_api.deps import BackendDep, SessionDep
-from ktrdr_api.operations import OperationConflict
+from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_core.protocol import (
     SHA256_PATTERN,
     ArtifactKind,

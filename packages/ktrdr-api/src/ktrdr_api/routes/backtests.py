@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from ktrdr_api.deps import BackendDep, OperationIdPath
-from ktrdr_api.operations import OperationNotFound
+from ktrdr_api.lifecycle import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
 from ktrdr_api.strategies import backtest_inputs, check_backtest_settings

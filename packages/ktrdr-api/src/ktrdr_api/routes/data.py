@@ -13,12 +13,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog, datasets
-from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep, backend_versions, checked_symbol
+from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep, checked_symbol
 from ktrdr_api.fetches import fetch_inputs
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
 from ktrdr_core.protocol import ArtifactKind, DataFetchRequest, DatasetView, OperationView
 from ktrdr_core.timeframes import Timeframe
+from ktrdr_core.version import installed_distributions
 
 router = APIRouter(prefix="/data", tags=["data"])
 
@@ -39,7 +40,7 @@ def fetch(request: DataFetchRequest, backend: BackendDep) -> ModelResponse:
     into the newest stored version and the completion catalogues the next version."""
     with backend.sessions() as session:
         inputs = fetch_inputs(
-            session, request, now=backend.operations.clock(), versions=backend_versions()
+            session, request, now=backend.operations.clock(), versions=installed_distributions()
         )
     references = [inputs.stored.checksum] if inputs.stored else []
     view = backend.operations.create(inputs, references=references)

@@ -20,4 +20,5 @@ router = APIRouter(tags=["system"])
 def scrape(backend: BackendDep) -> PlainTextResponse:
     """Queue depth, operations by state, workers by status, transitions, request latencies
     (Prometheus text format 0.0.4)."""
-    return PlainTextResponse(metrics.render(backend), media_type=metrics.CONTENT_TYPE)
+    text = metrics.render(backend.metrics, backend.operations, backend.dispatcher)
+    return PlainTextResponse(text, media_type=metrics.CONTENT_TYPE)

@@ -7,8 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from ktrdr_api.db import ping
-from ktrdr_core.version import installed_distributions
-from ktrdr_core.version import PROTOCOL_VERSION, __version__
+from ktrdr_core.version import PROTOCOL_VERSION, __version__, installed_distributions
 
 router = APIRouter(tags=["system"])
 

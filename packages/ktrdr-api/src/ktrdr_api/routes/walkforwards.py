@@ -11,9 +11,8 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from ktrdr_api import walkforward
 from ktrdr_api.deps import BackendDep, OperationIdPath
-from ktrdr_api.operations import OperationNotFound
+from ktrdr_api.lifecycle import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
 from ktrdr_core.protocol import (
@@ -36,7 +35,7 @@ router = APIRouter(prefix="/walkforwards", tags=["walkforwards"])
 )
 async def start_walkforward(request: WalkforwardRequest, backend: BackendDep) -> ModelResponse:
     """Plan the folds and start training them on every available training worker."""
-    view = await run_in_threadpool(walkforward.start, backend, request)
+    view = await run_in_threadpool(backend.walkforwards.start, request)
     return model_response(view, status_code=201)
 
 
