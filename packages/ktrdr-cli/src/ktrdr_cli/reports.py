@@ -15,20 +15,55 @@ HEADLINE = (
     "max_drawdown_duration_bars", "calmar", "num_trades", "win_rate", "profit_factor",
     "avg_bars_held", "exposure", "total_commission", "final_equity",
 )  # fmt: skip
-FRACTIONS = {"total_return", "cagr", "max_drawdown", "win_rate", "exposure", "annual_volatility"}
-MONEY = {"total_commission", "final_equity"}
+# The unit of each metric, so that every row of a table reads in one unit.
+FRACTIONS = {
+    "total_return", "cagr", "max_drawdown", "win_rate", "exposure", "annual_volatility",
+    "buy_and_hold_return", "best_trade_return", "worst_trade_return", "accuracy",
+    "balanced_accuracy",
+}  # fmt: skip
+MONEY = {
+    "total_commission", "final_equity", "initial_capital", "avg_win", "avg_loss",
+    "largest_win", "largest_loss",
+}  # fmt: skip
+COUNTS = {"num_trades", "max_drawdown_duration_bars", "bars", "trades"}
 
 
 def number(key: str, value: Any) -> str:
-    if value is None:
+    """``value`` in ``key``'s unit: fractions as percent, money with two decimals, counts
+    whole (JSON may carry them as floats), anything else with three decimals."""
+    if value is None or (isinstance(value, float) and value != value):
         return "-"
-    if isinstance(value, float) and key in FRACTIONS:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if key in FRACTIONS:
         return f"{value * 100:.2f}%"
-    if isinstance(value, float) and key in MONEY:
+    if key in MONEY:
         return f"{value:,.2f}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    if key in COUNTS:
+        return f"{value:.0f}"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3f}"
+
+
+def difference(key: str, delta: float | None) -> str:
+    """``b − a`` in the row's unit: percentage points for fractions."""
+    if delta is None:
+        return "-"
+    if key in FRACTIONS:
+        return f"{delta * 100:+.2f} pp"
+    if key in MONEY:
+        return f"{delta:+,.2f}"
+    if key in COUNTS:
+        return f"{delta:+.0f}"
+    return f"{delta:+.3f}"
+
+
+def period_text(start: Any, end: Any) -> str:
+    """``2024-01-01 → 2024-03-01`` from ISO times (the date is what a reader compares)."""
+    if start is None and end is None:
+        return "-"
+    return f"{str(start or '?')[:10]} → {str(end or '?')[:10]}"
 
 
 def metric_value(entry: Any) -> Any:
@@ -99,9 +134,7 @@ def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
         ],
         ["metric", "strategy", "buy & hold"],
     )
-    typer.echo(
-        "buy & hold: the asset held from the first bar's close to the last bar's, no costs"
-    )
+    typer.echo("buy & hold: the asset held from the first bar's close to the last bar's, no costs")
     counts = report.get("signal_counts") or {}
     if counts:
         typer.echo("signals: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

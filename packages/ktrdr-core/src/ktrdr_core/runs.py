@@ -17,7 +17,7 @@ from typing import Any
 
 from ktrdr_core.protocol import OperationView
 
-__all__ = ["RunDiff", "RunRecord", "diff_runs", "flatten", "run_record"]
+__all__ = ["RunDiff", "RunRecord", "diff_runs", "flatten", "result_period", "run_record"]
 
 # Inputs that are bookkeeping, not choices a researcher made.
 _NOT_PARAMETERS = {"kind", "strategy_yaml", "strategy_hash", "data", "versions", "reuse"}
@@ -75,11 +75,30 @@ class RunRecord:
     metrics: dict[str, float]
     retry_of: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The bars the numbers cover, first and last bar open (ISO, UTC); None when unknown.
+    period: tuple[str | None, str | None] = (None, None)
 
 
-def run_record(view: OperationView, strategy_yaml: str | None = None) -> RunRecord:
+def result_period(kind: str, summary: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """First and last bar (ISO, UTC) a backtest's or walk-forward's numbers cover: a backtest
+    its traded bars, a walk-forward its test windows end to end."""
+    if kind == "backtest":
+        return summary.get("start"), summary.get("end")
+    if kind == "walkforward":
+        folds = summary.get("folds") or []
+        if folds:
+            return folds[0].get("test_start"), folds[-1].get("test_end")
+    return None, None
+
+
+def run_record(
+    view: OperationView,
+    strategy_yaml: str | None = None,
+    worker_versions: Mapping[str, str] | None = None,
+) -> RunRecord:
     """The record of ``view``. A backtest's inputs hold no strategy text: pass its model's
-    (the training operation's ``strategy_yaml``) as ``strategy_yaml``."""
+    (the training operation's ``strategy_yaml``) as ``strategy_yaml``. A walk-forward runs on
+    the backend and its children on workers: pass a child's ``worker_versions``."""
     inputs = view.inputs.model_dump(mode="json")
     text = strategy_yaml or inputs.get("strategy_yaml")
     parameters = _strategy_parameters(text)
@@ -91,10 +110,16 @@ def run_record(view: OperationView, strategy_yaml: str | None = None) -> RunReco
         parameters[f"{view.kind}.{key}"] = value
     versions = {f"backend {name}": v for name, v in view.reproducibility.versions.items()}
     attempts = view.reproducibility.attempts
-    if attempts:
-        versions |= {f"worker {name}": v for name, v in attempts[-1].worker_versions.items()}
+    if attempts and worker_versions is None:
+        worker_versions = attempts[-1].worker_versions
+    versions |= {f"worker {name}": v for name, v in (worker_versions or {}).items()}
     result = view.result or {}
     summary = result.get("summary") or {}
+    period = result_period(str(view.kind), summary)
+    # A period left to its default is shown as the one the numbers cover, not as a blank.
+    for key, value in zip(("start", "end"), period, strict=True):
+        if parameters.get(f"{view.kind}.{key}") is None and value is not None:
+            parameters[f"{view.kind}.{key}"] = value
     if view.kind == "training":
         metrics = _numbers(summary.get("test_metrics"))
     else:
@@ -116,6 +141,7 @@ def run_record(view: OperationView, strategy_yaml: str | None = None) -> RunReco
         metrics=metrics,
         retry_of=view.retry_of,
         notes=notes,
+        period=period,
     )
 
 

@@ -19,7 +19,14 @@ from ktrdr_cli.context import (
     table,
 )
 from ktrdr_cli.follow import end_of, follow
-from ktrdr_cli.reports import metric_value, number, ordered_keys, show_backtest, show_training
+from ktrdr_cli.reports import (
+    metric_value,
+    number,
+    ordered_keys,
+    period_text,
+    show_backtest,
+    show_training,
+)
 
 backtests_app = group("Backtest results.")
 
@@ -173,8 +180,10 @@ def compare(
         fail("give at least two backtest or walk-forward ids", code=2)
     with client() as api:
         reports = {}
+        kinds = {}
         for op in operation_ids:
-            if str(api.get_operation(op).kind) == "walkforward":
+            kinds[op] = str(api.get_operation(op).kind)
+            if kinds[op] == "walkforward":
                 reports[op] = api.walkforward_report(op)
             else:
                 reports[op] = api.backtest_report(op)
@@ -183,7 +192,13 @@ def compare(
         keys += [k for k in ordered_keys(report.get("metrics") or {}) if k not in keys]
 
     def human() -> None:
+        from ktrdr_core.runs import result_period
+
+        # Which bars each column covers comes first: numbers over different periods differ.
         rows = [
+            ["period", *(period_text(*result_period(kinds[op], reports[op])) for op in reports)]
+        ]
+        rows += [
             [
                 key,
                 *(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ktrdr_cli.context import client, emit, fail, group, handles_api_errors, short_time, table
-from ktrdr_cli.reports import number
+from ktrdr_cli.reports import difference, number, period_text
 
 if TYPE_CHECKING:
     from ktrdr_core.client import KtrdrClient
@@ -32,6 +32,13 @@ def _record(api: KtrdrClient, operation_id: str) -> RunRecord:
     if str(view.kind) not in _KINDS:
         fail(f"{operation_id} is a {view.kind} operation; runs are {', '.join(_KINDS)}")
     strategy_yaml = None
+    worker_versions = None
+    if str(view.kind) == "walkforward":
+        # The backend runs the walk-forward; its report child ran on a worker.
+        report_op = (view.result or {}).get("report_operation_id")
+        if report_op:
+            attempts = api.get_operation(report_op).reproducibility.attempts
+            worker_versions = attempts[-1].worker_versions if attempts else None
     if str(view.kind) == "backtest":
         # A backtest's strategy is its model's: the training operation kept the text.
         try:
@@ -42,7 +49,7 @@ def _record(api: KtrdrClient, operation_id: str) -> RunRecord:
         except ApiError as exc:
             if exc.status != 404:
                 raise
-    return run_record(view, strategy_yaml)
+    return run_record(view, strategy_yaml, worker_versions)
 
 
 @app.command("list")
@@ -131,13 +138,11 @@ def diff(
         if result.seed:
             table([["seed", _show(result.seed[0]), _show(result.seed[1])]], ["", "A", "B"])
         if result.metrics:
-            table(
-                [
-                    [k, number(k, x), number(k, y), "—" if d is None else f"{d:+.4g}"]
-                    for k, x, y, d in result.metrics
-                ],
-                ["metric", "A", "B", "B − A"],
-            )
+            rows = [["period", period_text(*first.period), period_text(*second.period), ""]]
+            rows += [
+                [k, number(k, x), number(k, y), difference(k, d)] for k, x, y, d in result.metrics
+            ]
+            table(rows, ["metric", "A", "B", "B − A"])
 
     emit(
         {
