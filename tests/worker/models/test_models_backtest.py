@@ -68,3 +68,21 @@ def test_a_custom_period_can_be_backtested(planted_outcome, planted_data):
     assert report.start == pd.Timestamp("2021-01-10", tz="UTC")
     assert report.bars == 11 * 24
     assert report.config["commission"] == 0.001
+
+
+def test_a_period_over_the_training_data_is_recorded_as_in_sample(planted_outcome, planted_data):
+    splits = read_manifest(planted_outcome.bundle).splits
+    out_of_sample = load_backtest_report(
+        backtest_model(planted_outcome.bundle, planted_data).report
+    )
+    assert out_of_sample.in_sample == []
+    inside = load_backtest_report(
+        backtest_model(
+            planted_outcome.bundle,
+            planted_data,
+            start=splits["train"].end,
+            end=splits["validation"].end,
+        ).report
+    )
+    assert inside.period == "custom"
+    assert inside.in_sample == ["train", "validation"]

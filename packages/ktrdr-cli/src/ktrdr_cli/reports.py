@@ -127,6 +127,11 @@ def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
         f"{report.get('timeframe')}: {report.get('start')} → {report.get('end')} "
         f"({report.get('bars')} bars, {report.get('period')} period)"
     )
+    if report.get("in_sample"):
+        typer.echo(
+            f"IN SAMPLE: these bars overlap the model's {' and '.join(report['in_sample'])} "
+            "data; the numbers look better than they will on data it never saw"
+        )
     table(
         [
             [k, number(k, metric_value(metrics[k])), number(k, metric_value(hold.get(k)))]

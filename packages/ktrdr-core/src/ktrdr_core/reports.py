@@ -14,7 +14,8 @@ Unknown keys are rejected, so a renamed field is caught where the document is re
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,6 +130,31 @@ class PartRange(_Doc):
     class_counts: dict[ClassName, int]
 
 
+IN_SAMPLE_PARTS: tuple[str, ...] = ("train", "validation")
+
+
+def in_sample_parts(
+    splits: Mapping[str, PartRange | Mapping[str, Any]], first: datetime, last: datetime
+) -> list[str]:
+    """The parts a model learned from (``train``, ``validation``) whose bars fall within
+    ``first`` … ``last`` (UTC, both included): a backtest over them is not out of sample."""
+
+    def utc(when: datetime) -> datetime:  # naive times are UTC throughout ktrdr
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+    overlapping = []
+    for name in IN_SAMPLE_PARTS:
+        part = splits.get(name)
+        if part is None:
+            continue
+        part = part if isinstance(part, PartRange) else PartRange.model_validate(part)
+        if part.start is None or part.end is None:
+            continue
+        if utc(part.start) <= utc(last) and utc(first) <= utc(part.end):
+            overlapping.append(name)
+    return overlapping
+
+
 class TrainingResult(_Doc):
     """What a training run produced: history, test metrics, explanations and provenance."""
 
@@ -231,6 +257,11 @@ class BacktestReport(_Doc):
     bars: int
     warmup_bars: int = Field(description="Bars before `start` used only to warm indicators up.")
     period: str = Field(description="'test' (the bundle's test period) or 'custom'.")
+    in_sample: list[Literal["train", "validation"]] = Field(
+        default_factory=list,
+        description="The model's training parts these bars overlap (empty: out of sample). "
+        "Numbers over bars the model learned from look better than they will on new data.",
+    )
     decisions: dict[str, Any]
     config: dict[str, Any] = Field(description="Backtest settings: capital, costs, sizing.")
     calendar: dict[str, Any]

@@ -97,6 +97,12 @@ def backtest(
     capital: Annotated[float | None, typer.Option(help="starting capital")] = None,
     commission: Annotated[float | None, typer.Option(help="fraction of traded value")] = None,
     slippage: Annotated[float | None, typer.Option(help="fraction of price")] = None,
+    in_sample: Annotated[
+        bool,
+        typer.Option(
+            "--in-sample", help="the period overlaps the model's training data on purpose"
+        ),
+    ] = False,
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show progress")] = False,
     charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:
@@ -105,6 +111,8 @@ def backtest(
     settings = options.backtest_settings(capital=capital, commission=commission, slippage=slippage)
     start_at, end_at = options.period(start, end)
     with client() as api:
+        if (start_at or end_at) and not in_sample:
+            _warn_if_in_sample(api, model, start_at, end_at)
         view = api.start_backtest(model, start=start_at, end=end_at, settings=settings)
         if not follow_it:
             emit(
@@ -119,6 +127,27 @@ def backtest(
         end_of(view)
         report, chart = _report_and_chart(api, view.operation_id, charts)
     emit(report, lambda: show_backtest(report, chart))
+
+
+def _warn_if_in_sample(api, model_id: str, start: Any, end: Any) -> None:  # type: ignore[no-untyped-def]
+    """Say, in plain words, when a custom period overlaps the data the model learned from."""
+    from datetime import datetime
+
+    from ktrdr_core.reports import in_sample_parts
+
+    splits = api.get_model(model_id).metadata.get("splits") or {}
+    parts = in_sample_parts(splits, start or datetime.min, end or datetime.max)
+    if parts:
+        spans = ", ".join(
+            f"{name} {str(splits[name]['start'])[:10]} → {str(splits[name]['end'])[:10]}"
+            for name in parts
+        )
+        typer.echo(
+            f"warning: this period overlaps the data the model learned from ({spans}); its "
+            "numbers will look better than on data it never saw. The report records it; "
+            "pass --in-sample if that is what you want.",
+            err=True,
+        )
 
 
 def _report_and_chart(api, operation_id: str, folder: Path) -> tuple[dict, Path | None]:  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ktrdr_core.bundles import BundleSource
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.reports import BacktestReport
+from ktrdr_core.reports import BacktestReport, in_sample_parts
 from ktrdr_core.strategy.loading import load_strategy
 from ktrdr_worker.backtest import BacktestConfig, compute_metrics, run
 from ktrdr_worker.backtest.metrics import buy_and_hold_equity
@@ -240,6 +240,9 @@ def backtest_model(
             "bars": len(ohlcv),
             "warmup_bars": start_pos,
             "period": period,
+            "in_sample": in_sample_parts(
+                manifest.splits, ohlcv.index[0].to_pydatetime(), ohlcv.index[-1].to_pydatetime()
+            ),
             "decisions": settings.to_dict(),
             "config": config.to_dict(),
             "calendar": {k: v for k, v in asdict(result.calendar).items() if k != "inferred"},

@@ -196,6 +196,7 @@ def run_backtest(job: Job) -> BacktestResult:
             "end",
             "bars",
             "period",
+            "in_sample",
             "metrics",
             "buy_and_hold",
             "signal_counts",
