@@ -41,7 +41,7 @@ from ktrdr_core.errors import KtrdrError
 from ktrdr_core.timeframes import TIMEFRAMES
 
 if TYPE_CHECKING:
-    from ktrdr_core.strategy.schema import LabelsConfig
+    from ktrdr_core.strategy.sections import LabelsConfig
 
 BUY = 0
 HOLD = 1

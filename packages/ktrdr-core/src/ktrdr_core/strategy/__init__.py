@@ -17,7 +17,8 @@ from ktrdr_core.strategy.features import FeatureSpec
 from ktrdr_core.strategy.issues import StrategyError, StrategyIssue
 from ktrdr_core.strategy.json_schema import strategy_json_schema
 from ktrdr_core.strategy.loading import StrategySource, load_strategy, validate_strategy
-from ktrdr_core.strategy.schema import (
+from ktrdr_core.strategy.schema import Strategy
+from ktrdr_core.strategy.sections import (
     BacktestConfig,
     DataConfig,
     DecisionsConfig,
@@ -30,7 +31,6 @@ from ktrdr_core.strategy.schema import (
     Membership,
     ModelConfig,
     Split,
-    Strategy,
     TrainingConfig,
     TripleBarrierLabels,
     ZigZagLabels,

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ktrdr_core.strategy.schema import Strategy
+from ktrdr_core.strategy.features import derive_features
+from ktrdr_core.strategy.sections import StrategySections
 
 __all__ = ["CANONICAL_FORMAT", "canonical_json", "strategy_hash"]
 
@@ -24,18 +23,18 @@ CANONICAL_FORMAT = "ktrdr-strategy/1"
 """Changes whenever the canonical form changes, so old and new hashes never collide."""
 
 
-def canonical_json(strategy: Strategy) -> str:
+def canonical_json(strategy: StrategySections) -> str:
     """The canonical JSON text of a validated strategy (see module docstring)."""
     payload = {
         "format": CANONICAL_FORMAT,
         "strategy": strategy.model_dump(mode="json"),
-        "feature_names": strategy.feature_names(),
+        "feature_names": [feature.name for feature in derive_features(strategy)],
     }
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
 
 
-def strategy_hash(strategy: Strategy) -> str:
+def strategy_hash(strategy: StrategySections) -> str:
     """sha256 of ``canonical_json(strategy)`` encoded as UTF-8, as 64 lower-case hex digits."""
     return hashlib.sha256(canonical_json(strategy).encode("utf-8")).hexdigest()

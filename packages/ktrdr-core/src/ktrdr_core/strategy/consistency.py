@@ -12,7 +12,8 @@ Checked here:
   indicator and one of its outputs; an input's ``fuzzy_set`` must be defined; an input's
   timeframes must be the base timeframe or one of ``data.extra_timeframes``;
 - ``data.embargo_bars`` must cover the label horizon;
-- feature names must be unique (``check_feature_names``, on a built ``Strategy``).
+- feature names must be unique: ``ktrdr_core.strategy.features.check_feature_names``, on a
+  built strategy.
 """
 
 from __future__ import annotations
@@ -21,29 +22,25 @@ import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ktrdr_core.catalog.indicators import INDICATORS, get_indicator, resolve_params
 from ktrdr_core.catalog.types import IndicatorSpec
-from ktrdr_core.strategy.issues import Path, format_path
-from ktrdr_core.strategy.schema import (
+from ktrdr_core.strategy.issues import Path
+from ktrdr_core.strategy.sections import (
     IDENTIFIER_PATTERN,
     LABEL_METHODS,
+    StrategySections,
     input_source_problem,
     labels_choice_problem,
 )
 from ktrdr_core.timeframes import Timeframe
-
-if TYPE_CHECKING:
-    from ktrdr_core.strategy.schema import Strategy
 
 __all__ = [
     "Path",
     "Problem",
     "UnresolvedReference",
     "check_data",
-    "check_feature_names",
-    "check_strategy",
     "resolve_defaults",
     "resolve_reference",
 ]
@@ -353,34 +350,7 @@ def _check_embargo(data: Mapping[str, Any]) -> list[Problem]:
     ]
 
 
-def check_feature_names(strategy: Strategy) -> list[Problem]:
-    """Feature names produced twice (e.g. set ``a_b`` + membership ``c`` and set ``a`` +
-    membership ``b_c`` both give ``1h_a_b_c``), reported once at each input that repeats one."""
-    from ktrdr_core.strategy.features import derive_features
-
-    seen: dict[str, int] = {}
-    problems: dict[Path, str] = {}
-    for feature in derive_features(strategy):
-        first = seen.setdefault(feature.name, feature.input_index)
-        path: Path = ("inputs", feature.input_index)
-        if first != feature.input_index and path not in problems:
-            problems[path] = (
-                f"feature {feature.name!r} is already produced by inputs[{first}]; feature "
-                "names must be unique (rename a fuzzy set or membership, or drop the repeated "
-                "input)"
-            )
-    return list(problems.items())
-
-
-def check_strategy(strategy: Strategy) -> list[tuple[str, str]]:
-    """Every cross-section problem of a built model, as ``(dotted path, message)`` pairs."""
-    problems = check_data(strategy.model_dump())
-    if not problems:
-        problems = check_feature_names(strategy)
-    return [(format_path(path), message) for path, message in problems]
-
-
-def resolve_defaults(strategy: Strategy) -> None:
+def resolve_defaults(strategy: StrategySections) -> None:
     """Fill what the file may leave out, in place: catalog defaults for indicator parameters
     (ints as int, floats as float) and ``data.embargo_bars`` from the label horizon.
 

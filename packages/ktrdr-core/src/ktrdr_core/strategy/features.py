@@ -26,16 +26,15 @@ values are aligned onto the base timeframe without lookahead (a bar counts once 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ktrdr_core.catalog.indicators import INDICATORS
-from ktrdr_core.strategy.consistency import resolve_reference
+from ktrdr_core.strategy.consistency import Problem, resolve_reference
+from ktrdr_core.strategy.issues import Path
+from ktrdr_core.strategy.sections import Membership, StrategySections
 from ktrdr_core.timeframes import Timeframe
 
-if TYPE_CHECKING:
-    from ktrdr_core.strategy.schema import Membership, Strategy
-
-__all__ = ["FeatureSpec", "derive_features"]
+__all__ = ["FeatureSpec", "check_feature_names", "derive_features"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class FeatureSpec:
     input_index: int
 
 
-def derive_features(strategy: Strategy) -> list[FeatureSpec]:
+def derive_features(strategy: StrategySections) -> list[FeatureSpec]:
     """All features of a validated strategy, in the documented order (see module docstring)."""
     types: dict[str, str | None] = {key: cfg.type for key, cfg in strategy.indicators.items()}
     features: list[FeatureSpec] = []
@@ -103,3 +102,20 @@ def derive_features(strategy: Strategy) -> list[FeatureSpec]:
                     )
                 )
     return features
+
+
+def check_feature_names(strategy: StrategySections) -> list[Problem]:
+    """Feature names produced twice (e.g. set ``a_b`` + membership ``c`` and set ``a`` +
+    membership ``b_c`` both give ``1h_a_b_c``), reported once at each input that repeats one."""
+    seen: dict[str, int] = {}
+    problems: dict[Path, str] = {}
+    for feature in derive_features(strategy):
+        first = seen.setdefault(feature.name, feature.input_index)
+        path: Path = ("inputs", feature.input_index)
+        if first != feature.input_index and path not in problems:
+            problems[path] = (
+                f"feature {feature.name!r} is already produced by inputs[{first}]; feature "
+                "names must be unique (rename a fuzzy set or membership, or drop the repeated "
+                "input)"
+            )
+    return list(problems.items())

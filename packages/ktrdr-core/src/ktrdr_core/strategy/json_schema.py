@@ -14,7 +14,8 @@ from typing import Any
 
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_core.catalog.membership import MEMBERSHIPS
-from ktrdr_core.strategy.schema import IDENTIFIER_PATTERN, Strategy
+from ktrdr_core.strategy.schema import Strategy
+from ktrdr_core.strategy.sections import IDENTIFIER_PATTERN
 
 __all__ = ["strategy_json_schema"]
 

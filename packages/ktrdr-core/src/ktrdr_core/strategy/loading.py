@@ -19,17 +19,17 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-from ktrdr_core.strategy.consistency import check_data, check_feature_names
+from ktrdr_core.strategy.consistency import check_data, resolve_defaults
+from ktrdr_core.strategy.features import check_feature_names
 from ktrdr_core.strategy.issues import Path, StrategyError, StrategyIssue, format_path
-from ktrdr_core.strategy.schema import (
-    COLLECT_CONTEXT_KEY,
+from ktrdr_core.strategy.schema import Strategy
+from ktrdr_core.strategy.sections import (
     IDENTIFIER_PATTERN,
     NAME_PATTERN,
     REFERENCE_PATTERN,
     SYMBOL_PATTERN,
     FuzzySet,
     Membership,
-    Strategy,
 )
 from ktrdr_core.strategy.yaml_source import MAX_FILE_BYTES, parse_yaml
 
@@ -150,7 +150,9 @@ def _run(
         )
     elif data is not None:
         try:
-            strategy = Strategy.model_validate(data, context={COLLECT_CONTEXT_KEY: True})
+            strategy = Strategy.model_validate(data)
+            # Fills what the file may leave out; parts that do not resolve carry a problem below.
+            resolve_defaults(strategy)
         except ValidationError as exc:
             problems.extend(_convert(error) for error in exc.errors(include_url=False))
         consistency = check_data(data)
