@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -64,6 +65,8 @@ class ClaimSource(Protocol):
     def begin_claim(self, worker_id: str) -> WorkerInfo: ...
 
     def try_claim(self, worker: WorkerInfo, *, gpu_waiting: bool) -> ClaimResponse | None: ...
+
+    def mark_seen(self, worker_id: str) -> None: ...
 
 
 def may_take(
@@ -152,8 +155,15 @@ class Dispatcher:
             if waiter.kind == worker_kind:
                 loop.call_soon_threadsafe(waiter.event.set)
 
-    async def claim(self, worker_id: str, timeout_s: float) -> ClaimResponse | None:
+    async def claim(
+        self,
+        worker_id: str,
+        timeout_s: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> ClaimResponse | None:
         """Wait up to ``timeout_s`` seconds for an operation for ``worker_id``; None if none.
+        ``gone``: whether the worker hung up (a killed worker stops counting as waiting within
+        a recheck, not at the end of its poll). A poll that ends normally marks it seen.
 
         Raises WorkerNotFound when the worker is not registered.
         """
@@ -175,8 +185,13 @@ class Dispatcher:
                     return offer
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return None
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter.event.wait(), min(remaining, self.recheck_s))
+                if gone is not None and await gone():
+                    return None  # nobody to answer, and not heard from since the poll began
         finally:
             del self._waiters[key]
+        # Heard from until now: the silence that makes a worker "lost" starts here.
+        await asyncio.to_thread(ops.mark_seen, worker_id)
+        return None

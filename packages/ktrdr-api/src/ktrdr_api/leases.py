@@ -98,6 +98,11 @@ class Leases(OperationStore):
             self.on_pending(op.kind)
         return info
 
+    def mark_seen(self, worker_id: str) -> None:
+        """The worker was heard from just now (its long poll ended without work)."""
+        with self.sessions.begin() as session:
+            _seen(session, worker_id, self.clock())
+
     def try_claim(self, worker: WorkerInfo, *, gpu_waiting: bool) -> ClaimResponse | None:
         """Give ``worker`` the operation dispatch picks for it, or None when none fits.
 

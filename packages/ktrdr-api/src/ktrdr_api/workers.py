@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 from ktrdr_api.models import Worker
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
-    MAX_CLAIM_TIMEOUT_S,
     PROTOCOL_VERSION,
     OperationKind,
     WorkerCapabilities,
     WorkerRegistration,
     WorkerStatus,
     WorkerView,
+    heartbeat_interval,
 )
 
 
@@ -74,21 +74,19 @@ def register(session: Session, registration: WorkerRegistration, now: datetime) 
     return row
 
 
-def offline_after(lease_seconds: float) -> timedelta:
-    """Silence after which an idle worker counts as offline: a full long poll plus a lease."""
-    return timedelta(seconds=MAX_CLAIM_TIMEOUT_S + 2 * lease_seconds)
-
-
 def status(
     row: Worker, *, now: datetime, waiting: Container[str], lease_seconds: float
 ) -> WorkerStatus:
-    """Busy while it holds an operation; idle while long-polling or recently seen; else
-    offline. ``waiting``: ids of the workers long-polling right now."""
-    if row.current_operation_id:
-        return WorkerStatus.BUSY
-    if row.id in waiting or now - row.last_seen_at <= offline_after(lease_seconds):
-        return WorkerStatus.IDLE
-    return WorkerStatus.OFFLINE
+    """From the silence since the worker was last heard from (a claim poll, a heartbeat; one
+    long-polling right now is heard now): ``lost`` after two heartbeat intervals, ``offline``
+    after the lease; otherwise busy while it holds an operation, else idle. ``waiting``: ids
+    of the workers long-polling right now."""
+    silence = timedelta(0) if row.id in waiting else now - row.last_seen_at
+    if silence > timedelta(seconds=lease_seconds):
+        return WorkerStatus.OFFLINE
+    if silence > timedelta(seconds=2 * heartbeat_interval(lease_seconds)):
+        return WorkerStatus.LOST
+    return WorkerStatus.BUSY if row.current_operation_id else WorkerStatus.IDLE
 
 
 def view(

@@ -241,7 +241,9 @@ def _wait_ready(stack: Stack, wait_s: float) -> None:
         if ours(stack):
             try:
                 with KtrdrClient(stack.url, token=os.environ.get("KTRDR_API_TOKEN", "")) as api:
-                    kinds = {str(w.kind) for w in api.list_workers() if str(w.status) != "offline"}
+                    kinds = {
+                        str(w.kind) for w in api.list_workers() if str(w.status) in ("idle", "busy")
+                    }
             except ApiError:
                 kinds = set()
             if {"training", "backtest"} <= kinds:

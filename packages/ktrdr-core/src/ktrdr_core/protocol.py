@@ -94,6 +94,7 @@ __all__ = [
     "WorkerRegistration",
     "WorkerStatus",
     "WorkerView",
+    "heartbeat_interval",
     "normalise_symbol",
     "provider_symbol",
     "served_kinds",
@@ -191,9 +192,23 @@ class Device(StrEnum):
 
 
 class WorkerStatus(StrEnum):
+    """What the backend last heard from a worker (see :func:`heartbeat_interval`): ``idle`` or
+    ``busy`` while it is heard from; ``lost`` after two heartbeat intervals of silence (no
+    claim poll, no heartbeat); ``offline`` after a whole lease of silence."""
+
     IDLE = "idle"
     BUSY = "busy"
+    LOST = "lost"
     OFFLINE = "offline"
+
+
+HEARTBEAT_FLOOR_S = 0.2
+
+
+def heartbeat_interval(lease_seconds: float) -> float:
+    """Seconds between a busy worker's heartbeats: three per lease, so one late or lost beat
+    never costs the lease (at least :data:`HEARTBEAT_FLOOR_S`)."""
+    return max(HEARTBEAT_FLOOR_S, lease_seconds / 3)
 
 
 class AttemptOutcome(StrEnum):

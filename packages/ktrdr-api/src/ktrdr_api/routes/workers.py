@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from ktrdr_api import workers
 from ktrdr_api.deps import BackendDep, OperationIdPath
@@ -75,11 +75,14 @@ def list_workers(backend: BackendDep, kind: OperationKind | None = None) -> list
     responses={204: {"description": "nothing to do within the timeout"}, 404: {}},
 )
 async def claim(
-    worker_id: WorkerIdPath, backend: BackendDep, request: ClaimRequest | None = None
+    worker_id: WorkerIdPath,
+    backend: BackendDep,
+    http: Request,
+    request: ClaimRequest | None = None,
 ) -> ClaimResponse | Response:
     """Long poll: the next operation for this worker, or 204 after ``timeout_s`` seconds."""
     timeout_s = (request or ClaimRequest()).timeout_s
-    offer = await backend.dispatcher.claim(worker_id, timeout_s)
+    offer = await backend.dispatcher.claim(worker_id, timeout_s, gone=http.is_disconnected)
     return model_response(offer) if offer is not None else Response(status_code=204)
 
 

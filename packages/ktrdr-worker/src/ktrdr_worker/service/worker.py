@@ -36,6 +36,7 @@ from ktrdr_core.protocol import (
     OperationKind,
     TrainingResult,
     WorkerRegistration,
+    heartbeat_interval,
 )
 from ktrdr_worker.runtime import TorchRuntime
 from ktrdr_worker.service import host
@@ -60,7 +61,6 @@ T = TypeVar("T")
 log = logging.getLogger("ktrdr_worker.service")
 
 _MAX_ERROR_CHARS = 19_000  # the protocol takes up to 20 000 characters of error text
-_HEARTBEAT_FLOOR_S = 0.2
 
 
 class WorkerFatalError(KtrdrError):
@@ -262,7 +262,7 @@ class Worker:
         workdir = self.config.cache_dir / "jobs" / f"{claim.operation_id}-{claim.attempt}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        interval = max(_HEARTBEAT_FLOOR_S, claim.lease_seconds / 3)
+        interval = heartbeat_interval(claim.lease_seconds)
         beat_client = self._new_client(timeout=max(2.0, claim.lease_seconds / 2))
         heartbeat = Heartbeater(
             beat_client,
