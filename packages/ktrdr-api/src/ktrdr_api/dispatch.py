@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -37,6 +37,9 @@ from ktrdr_core.protocol import (
     Device,
     OperationKind,
     OperationState,
+    OperationView,
+    WorkerStatus,
+    WorkerView,
     served_kinds,
 )
 
@@ -88,6 +91,24 @@ def may_take(
         and now - op.pending_since < grace
     )
     return not left_to_gpu
+
+
+def waiting_reason(view: OperationView, workers: Iterable[WorkerView]) -> str | None:
+    """Why the pending operation ``view`` cannot start now, or None when a worker that may
+    take it is registered and heard from (idle or busy: a busy one takes it next)."""
+    served_by = SERVED_BY.get(view.kind)
+    if view.state != OperationState.PENDING or served_by is None:
+        return None
+    live = [
+        w
+        for w in workers
+        if w.kind == served_by and w.status in (WorkerStatus.IDLE, WorkerStatus.BUSY)
+    ]
+    if not live:
+        return f"waiting: no {served_by.value} worker is registered and reachable"
+    if view.device and not any(w.capabilities.device.value == view.device for w in live):
+        return f"waiting: no registered {served_by.value} worker offers {view.device}"
+    return None
 
 
 def candidates(

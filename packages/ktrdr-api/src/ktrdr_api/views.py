@@ -66,4 +66,5 @@ def to_view(op: Operation | Row[Any]) -> OperationView:
         strategy_name=op.strategy_name,
         parent_id=op.parent_id,
         role=op.role,
+        device=op.device,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -111,3 +112,16 @@ def all_workers(session: Session, kind: OperationKind | None = None) -> list[Wor
     if kind is not None:
         query = query.where(Worker.kind == kind.value)
     return list(session.scalars(query))
+
+
+def registry(backend: Any, kind: OperationKind | None = None) -> list[WorkerView]:
+    """Every registered worker (of ``kind``) as the API shows it now: status from the silence
+    since it was last heard from, long-polling workers (``backend.dispatcher``) heard now."""
+    ops = backend.operations
+    now = ops.clock()
+    waiting = {w for w, _, _ in backend.dispatcher.waiting()}
+    with backend.sessions() as session:
+        return [
+            view(row, now=now, waiting=waiting, lease_seconds=ops.lease.total_seconds())
+            for row in all_workers(session, kind)
+        ]

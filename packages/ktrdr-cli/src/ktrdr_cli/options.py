@@ -53,7 +53,7 @@ def backtest_settings(**options: float | None) -> dict[str, Any]:
     strategy schema's ``backtest`` section; a bad one fails naming its option."""
     from pydantic import ValidationError
 
-    from ktrdr_core.strategy.schema import BacktestConfig
+    from ktrdr_core.strategy.sections import BacktestConfig
 
     given = {name: value for name, value in options.items() if value is not None}
     for name, value in given.items():

@@ -605,6 +605,14 @@ class OperationView(_View):
     strategy_name: str | None = None
     parent_id: str | None = Field(default=None, description="the walk-forward it belongs to")
     role: str | None = Field(default=None, description="e.g. train:3, backtest:3, report")
+    device: str | None = Field(
+        default=None, description="the device it must run on (a strategy's training.device)"
+    )
+    waiting: str | None = Field(
+        default=None,
+        description="why a pending operation is not running yet, when no registered worker "
+        "can take it (e.g. no registered training worker offers cuda)",
+    )
 
 
 class WalkforwardView(_View):

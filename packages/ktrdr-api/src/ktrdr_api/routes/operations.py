@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from ktrdr_api.deps import BackendDep, OperationIdPath
+from ktrdr_api import workers
+from ktrdr_api.deps import Backend, BackendDep, OperationIdPath
+from ktrdr_api.dispatch import waiting_reason
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_core.protocol import OperationKind, OperationState, OperationView
 
@@ -26,9 +28,10 @@ def list_operations(
     ] = None,
 ) -> list[OperationView]:
     """Newest first, filtered by kind, state and strategy name."""
-    return backend.operations.list_operations(
+    views = backend.operations.list_operations(
         kind=kind, state=state, limit=limit, strategy_name=strategy
     )
+    return with_waiting_reasons(backend, views)
 
 
 @router.get("/{operation_id}", response_model=OperationView, responses={404: {}})
@@ -42,7 +45,17 @@ async def get_operation(operation_id: OperationIdPath, backend: BackendDep) -> M
     else:
         # Over the network (PostgreSQL) a read may stall: never on the event loop.
         view = await run_in_threadpool(backend.operations.get, operation_id)
+    if view.state == OperationState.PENDING:  # only then does the registry matter
+        [view] = await run_in_threadpool(with_waiting_reasons, backend, [view])
     return model_response(view)
+
+
+def with_waiting_reasons(backend: Backend, views: list[OperationView]) -> list[OperationView]:
+    """The views, each pending one with the reason no worker can take it (if there is one)."""
+    if not any(v.state == OperationState.PENDING for v in views):
+        return views
+    registry = workers.registry(backend)
+    return [v.model_copy(update={"waiting": waiting_reason(v, registry)}) for v in views]
 
 
 @router.post("/{operation_id}/cancel", responses={404: {}, 409: {}})

@@ -59,14 +59,7 @@ def register(registration: WorkerRegistration, backend: BackendDep) -> WorkerVie
 
 @router.get("")
 def list_workers(backend: BackendDep, kind: OperationKind | None = None) -> list[WorkerView]:
-    ops = backend.operations
-    now = ops.clock()
-    waiting = {w for w, _, _ in backend.dispatcher.waiting()}
-    with backend.sessions() as session:
-        return [
-            workers.view(row, now=now, waiting=waiting, lease_seconds=ops.lease.total_seconds())
-            for row in workers.all_workers(session, kind)
-        ]
+    return workers.registry(backend, kind)
 
 
 @router.post(

@@ -33,11 +33,11 @@ def list_ops(
                     f"{v.progress.percent:.0f}%",
                     short_time(v.created_at),
                     v.worker_id or "-",
-                    (v.error or "")[:60],
+                    (v.error or v.waiting or "")[:60],
                 ]
                 for v in views
             ],
-            ["ID", "KIND", "STATE", "DONE", "CREATED", "WORKER", "ERROR"],
+            ["ID", "KIND", "STATE", "DONE", "CREATED", "WORKER", "ERROR / WAITING"],
         ),
     )
 
@@ -94,6 +94,8 @@ def describe(view) -> None:  # type: ignore[no-untyped-def]
     typer.echo(f"{view.operation_id}  {view.kind}  {view.state}  {view.progress.percent:.0f}%")
     if view.progress.message:
         typer.echo(f"  progress   {view.progress.message}")
+    if view.waiting:
+        typer.echo(f"  waiting    {view.waiting.removeprefix('waiting: ')}")
     typer.echo(f"  created    {view.created_at}")
     if view.finished_at:
         typer.echo(f"  finished   {view.finished_at}")

@@ -65,6 +65,9 @@ def train(
         overrides["training.device"] = device
     with client() as api:
         view = api.start_training(strategy.read_text(encoding="utf-8"), overrides)
+        waiting = api.get_operation(view.operation_id).waiting
+        if waiting:
+            typer.echo(f"warning: {waiting}; it starts when one is", err=True)
         if not follow_it:
             emit(
                 view,
