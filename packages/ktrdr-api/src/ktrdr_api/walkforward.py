@@ -304,6 +304,7 @@ class Orchestrator:
             if report is None:
                 children["report"] = self._create_report(parent, children)
             elif report.state == OperationState.COMPLETED:
+                self._report_progress(parent, children, n)  # the final words: all done
                 self._complete(parent, children)
                 return
         self._report_progress(parent, children, n)
@@ -435,13 +436,16 @@ class Orchestrator:
         running_share = sum(
             c.progress.percent / 100 for c in children.values() if c.state == OperationState.RUNNING
         )
-        percent = 100 * (trained + tested + running_share) / (2 * folds + 1)
+        stitched = "report" in children and children["report"].state == OperationState.COMPLETED
+        percent = 100 * (trained + tested + running_share + stitched) / (2 * folds + 1)
         message = f"{trained}/{folds} folds trained, {tested}/{folds} backtested"
-        if "report" in children:
+        if stitched:
+            message += ", report stitched"
+        elif "report" in children:
             message += ", stitching the report"
         progress = Progress(
-            percent=min(percent, 99.0),
-            step=trained + tested,
+            percent=percent if stitched else min(percent, 99.0),
+            step=trained + tested + stitched,
             total_steps=2 * folds + 1,
             message=message,
         )
