@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -146,6 +146,25 @@ def required_data(session: Session, strategy: Strategy) -> list[DataRef]:
     if missing:
         raise MissingData(missing)
     return refs
+
+
+def check_data_overlap(strategy: Strategy, data: list[DataRef]) -> None:
+    """Refuse, before any worker spends time on it, a strategy whose ``data.start`` …
+    ``data.end`` selects none of a symbol's stored bars; the issue names each series and the
+    span it covers."""
+    start, end = strategy.data.start or date.min, strategy.data.end or date.max
+    problems = [
+        _issue(
+            "data.start",
+            f"{ref.symbol} {ref.timeframe} covers {ref.first.date()} … {ref.last.date()}; "
+            f"data.start/data.end ({strategy.data.start} … {strategy.data.end}) select none "
+            "of it",
+        )
+        for ref in data
+        if max(ref.first.astimezone(UTC).date(), start) > min(ref.last.astimezone(UTC).date(), end)
+    ]
+    if problems:
+        raise StrategyInvalid(problems)
 
 
 def check_backtest_settings(settings: Mapping[str, Any]) -> None:

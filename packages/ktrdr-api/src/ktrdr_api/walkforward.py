@@ -40,6 +40,7 @@ from ktrdr_api.strategies import (
     StrategyInvalid,
     backtest_inputs,
     check_backtest_settings,
+    check_data_overlap,
     check_strategy,
     required_data,
     training_inputs,
@@ -111,20 +112,10 @@ class Orchestrator:
             )
         with self.sessions() as session:
             data = required_data(session, strategy)
+        check_data_overlap(strategy, data)
         ref = data[0]
         first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
         last = min(ref.last.astimezone(UTC).date(), strategy.data.end or date.max)
-        if first > last:
-            raise StrategyInvalid(
-                [
-                    StrategyIssue(
-                        path="data.start",
-                        message=f"{ref.symbol} {ref.timeframe} covers {ref.first.date()} … "
-                        f"{ref.last.date()}; data.start/data.end ({strategy.data.start} … "
-                        f"{strategy.data.end}) select none of it",
-                    )
-                ]
-            )
         embargo_bars = (
             request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
         )

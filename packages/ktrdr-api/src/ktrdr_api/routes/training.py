@@ -6,7 +6,12 @@ from fastapi import APIRouter
 
 from ktrdr_api.deps import BackendDep
 from ktrdr_api.responses import ModelResponse, model_response
-from ktrdr_api.strategies import check_strategy, required_data, training_inputs
+from ktrdr_api.strategies import (
+    check_data_overlap,
+    check_strategy,
+    required_data,
+    training_inputs,
+)
 from ktrdr_core.protocol import OperationView, TrainingRequest
 
 router = APIRouter(prefix="/training", tags=["training"])
@@ -23,6 +28,7 @@ def start_training(request: TrainingRequest, backend: BackendDep) -> ModelRespon
     strategy, effective_text = check_strategy(request.strategy, request.overrides)
     with backend.sessions() as session:
         data = required_data(session, strategy)
+    check_data_overlap(strategy, data)
     inputs, device = training_inputs(strategy, effective_text, request.overrides, data)
     view = backend.operations.create(
         inputs, device=device, references=[ref.checksum for ref in data]
