@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, undefer
 
-from ktrdr_api.ids import new_id
 from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation
 from ktrdr_core.bundles import BundleError, BundleManifest, check_weights, read_manifest
 from ktrdr_core.errors import KtrdrError
@@ -347,6 +346,13 @@ def _metadata(manifest: BundleManifest) -> dict[str, Any]:
     return manifest.model_dump(mode="json", by_alias=True)
 
 
+def model_id_for(bundle_sha256: str) -> str:
+    """A model's id, from its bundle's content: the same file always gets the same id (a
+    re-import after a delete restores it; two imports at once collide on the primary key
+    instead of making two rows), and two trainings, whose bundles differ, get two."""
+    return f"mdl_{bundle_sha256[:12]}"
+
+
 def create_model(
     session: Session,
     op: Operation,
@@ -363,7 +369,7 @@ def create_model(
     inputs = TrainingInputs.model_validate(op.inputs)
     manifest = read_bundle(bundle_sha256)
     row = Model(
-        id=new_id("mdl"),
+        id=model_id_for(bundle_sha256),
         name=inputs.strategy_name,
         bundle_sha256=bundle_sha256,
         training_operation_id=op.id,
@@ -440,7 +446,7 @@ def import_model(
     and timeframe catalogued here, as for any model.
     """
     row = Model(
-        id=new_id("mdl"),
+        id=model_id_for(bundle_sha256),
         name=manifest.strategy.name,
         bundle_sha256=bundle_sha256,
         training_operation_id=None,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import FileResponse
+from sqlalchemy.exc import IntegrityError
 
 from ktrdr_api import catalog
 from ktrdr_api.artifacts import ChecksumMismatch
@@ -82,13 +83,21 @@ def _import(
     data = catalog.imported_data(manifest, sha)
     stored = backend.store.adopt(staged, expected_sha256=sha)
     now = backend.operations.clock()
-    with backend.sessions.begin() as session:
-        catalog.record_artifact(session, stored.sha256, ArtifactKind.BUNDLE, stored.size, now)
-        existing = catalog.model_with_bundle(session, stored.sha256)
-        if existing is not None:
+    try:
+        with backend.sessions.begin() as session:
+            catalog.record_artifact(session, stored.sha256, ArtifactKind.BUNDLE, stored.size, now)
+            existing = catalog.model_with_bundle(session, stored.sha256)
+            if existing is not None:
+                return catalog.model_view(session, existing), False
+            row = catalog.import_model(session, stored.sha256, manifest, data, now=now)
+            view = catalog.model_view(session, row)
+    except IntegrityError:
+        # The same file imported at the same moment: the other import made the row.
+        with backend.sessions() as session:
+            existing = catalog.model_with_bundle(session, stored.sha256)
+            if existing is None:
+                raise
             return catalog.model_view(session, existing), False
-        row = catalog.import_model(session, stored.sha256, manifest, data, now=now)
-        view = catalog.model_view(session, row)
     log.info(
         "model %s imported: %s, bundle %s, trained on %s",
         view.model_id,
