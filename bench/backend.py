@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import multiprocessing as mp
 import os
 import statistics
@@ -42,7 +41,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,20 +48,7 @@ PYTHON = sys.executable
 TOKEN = "bench-secret-token"
 NUMERIC = ("numpy", "pandas", "torch", "sklearn")
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    """Import a test helper module by its path (the tests are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-services = _load("services", ROOT / "tests" / "services.py")
-stack = _load("ktrdr_stack", ROOT / "tests" / "e2e" / "ktrdr_stack.py")
-api_support = _load("api_support", ROOT / "tests" / "api" / "api_support.py")
+sys.path.insert(0, str(ROOT))  # the test helpers (tests/support), shared with every bench
 
 from ktrdr_core.client import KtrdrClient  # noqa: E402
 from ktrdr_core.errors import ApiError  # noqa: E402
@@ -73,6 +58,11 @@ from ktrdr_core.protocol import (  # noqa: E402
     WorkerCapabilities,
     WorkerRegistration,
 )
+from tests.support.bundles import bundle_bytes  # noqa: E402
+from tests.support.market_data import eurusd_csv  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
+from tests.support.processes import process_env  # noqa: E402
+from tests.support.stack import ApiServer, WorkerProcess  # noqa: E402
 
 
 @dataclass
@@ -114,7 +104,7 @@ def _run_s(code: str, env: dict[str, str]) -> float:
 
 
 def cold_start(runs: int, home: Path) -> list[Row]:
-    env = stack.process_env({"KTRDR_HOME": str(home), "KTRDR_API_TOKEN": TOKEN})
+    env = process_env({"KTRDR_HOME": str(home), "KTRDR_API_TOKEN": TOKEN})
     for code in (REFERENCE_CODE, APP_CODE):  # warm the bytecode cache and the page cache
         _run_s(code, env)
     reference, app = [], []
@@ -136,15 +126,15 @@ def cold_start(runs: int, home: Path) -> list[Row]:
 
 
 def start_api(home: Path, database_url: str | None = None, **options: Any) -> Any:
-    return stack.ApiServer(home, database_url=database_url, token=TOKEN, **options).start()
+    return ApiServer(home, database_url=database_url, token=TOKEN, **options).start()
 
 
 def seed_model(api: Any, work: Path) -> str:
     """EURUSD hourly data and an imported model trained on it: backtests can be created."""
     with api.client() as client:
-        client.import_data("EURUSD", "1h", stack.eurusd_csv(work / "eurusd.csv"))
+        client.import_data("EURUSD", "1h", eurusd_csv(work / "eurusd.csv"))
         bundle = work / "model.zip"
-        bundle.write_bytes(api_support.bundle_bytes(symbol="EURUSD", timeframe="1h"))
+        bundle.write_bytes(bundle_bytes(symbol="EURUSD", timeframe="1h"))
         return client.import_model(bundle).model_id
 
 
@@ -217,7 +207,7 @@ def reattach(work: Path, restarts: int) -> list[Row]:
     api = start_api(work / "home")
     kinds = ("training", "training", "backtest")
     workers = [
-        stack.WorkerProcess(kind, api, work / "workers", worker_id=f"bench-{kind}-{i}")
+        WorkerProcess(kind, api, work / "workers", worker_id=f"bench-{kind}-{i}")
         for i, kind in enumerate(kinds)
     ]
     times = []
@@ -372,7 +362,7 @@ def folder(name: str) -> Iterator[Path]:
 
 def postgres_url(base: Path) -> tuple[str, Callable[[], None]]:
     try:
-        server = services.start_postgres(base)
+        server = start_postgres(base)
     except BaseException as exc:  # services skips (pytest's Skipped) when it cannot start
         raise SystemExit(f"PostgreSQL could not be started: {exc}") from None
     return server.create_database("ktrdr_bench"), lambda: server.ctl("stop")

@@ -44,8 +44,8 @@ from ktrdr_worker.backtest import BacktestConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
 # The backtesting.py driver is the cross-check test's own, so bench and test trade alike.
-sys.path.insert(0, str(ROOT / "tests" / "worker" / "backtest"))
-from backtest_data import follow_targets_strategy  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the test helpers: tests/support
+from tests.support.targets import follow_targets_strategy  # noqa: E402
 
 TARGET_BARS_PER_S = 5_000_000
 TARGET_RATIO_VS_BACKTESTING_PY = 100.0

@@ -24,18 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# One copy of the reference implementations, shared with the tests.
-sys.path.insert(0, str(ROOT / "tests" / "worker" / "indicators"))
+# One copy of the reference implementations, shared with the tests (tests/support).
+sys.path.insert(0, str(ROOT))
 
-from indicator_reference import (  # noqa: E402
+from ktrdr_core.catalog.indicators import INDICATORS  # noqa: E402
+from ktrdr_worker.indicators import KERNELS, compute  # noqa: E402
+from tests.support.indicator_reference import (  # noqa: E402
     PANDAS_REFERENCE,
     TALIB_DIRECT,
     arrays_of,
     synthetic_ohlcv,
 )
-
-from ktrdr_core.catalog.indicators import INDICATORS  # noqa: E402
-from ktrdr_worker.indicators import KERNELS, compute  # noqa: E402
 
 TALIB_MAX_RATIO = 1.5
 # Own kernels whose straightforward pandas form loops over bars in Python.

@@ -29,11 +29,12 @@ from pathlib import Path
 TARGET = 0.6
 
 
-# bench/ is on sys.path when a bench runs as a script: bench/backend.py loads the e2e
-# helpers (real API and worker processes) once for every bench.
-from backend import stack  # noqa: E402
+# The test helpers (real API and worker processes, tests/support), shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ktrdr_core.protocol import OperationState  # noqa: E402
+from tests.support.market_data import eurusd_csv  # noqa: E402
+from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state  # noqa: E402
 
 WORKLOAD = {
     "training.early_stopping": None,
@@ -45,9 +46,9 @@ DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLE
 
 def run(workers: int, folds: int, epochs: int, work: Path) -> dict[str, float]:
     """One walk-forward on a fresh backend with ``workers`` of each kind."""
-    api = stack.ApiServer(work / "home", token="bench-secret").start()
+    api = ApiServer(work / "home", token="bench-secret").start()
     procs = [
-        stack.WorkerProcess(kind, api, work / "workers", worker_id=f"bench-{kind}-{n}")
+        WorkerProcess(kind, api, work / "workers", worker_id=f"bench-{kind}-{n}")
         for kind in ("training", "backtest")
         for n in range(workers)
     ]
@@ -55,15 +56,15 @@ def run(workers: int, folds: int, epochs: int, work: Path) -> dict[str, float]:
         for proc in procs:
             proc.wait_registered()
         with api.client() as client:
-            client.import_data("EURUSD", "1h", stack.eurusd_csv(work / "EURUSD_1h.csv"))
+            client.import_data("EURUSD", "1h", eurusd_csv(work / "EURUSD_1h.csv"))
             started = time.perf_counter()
             view = client.start_walkforward(
-                stack.TINY_STRATEGY,
+                TINY_STRATEGY,
                 WORKLOAD | {"training.epochs": epochs},
                 folds=folds,
                 train_blocks=2,
             )
-            done = stack.wait_for_state(
+            done = wait_for_state(
                 api,
                 view.operation_id,
                 DONE,

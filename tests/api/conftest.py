@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from api_support import FakeClock
 from fastapi.testclient import TestClient
 
 from ktrdr_api.app import create_app
@@ -13,6 +12,7 @@ from ktrdr_api.db import make_engine
 from ktrdr_api.deps import Backend
 from ktrdr_api.migrations import upgrade
 from ktrdr_core.settings import Settings
+from tests.support.api import FakeClock
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from api_support import API
-
 from ktrdr_api.auth import MAX_BODY_BYTES
+from tests.support.api import API
 
 TOO_BIG = MAX_BODY_BYTES + 1024
 

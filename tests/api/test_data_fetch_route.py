@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from api_support import API, claim, register, upload_artifact
+
+from tests.support.api import API, claim, register, upload_artifact
 
 
 def _fetch(client, **body):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from api_support import API, packaged_csv
 
 from ktrdr_core.settings import Settings
+from tests.support.api import API
+from tests.support.market_data import packaged_csv
 
 GOOG = packaged_csv("GOOG.csv")  # daily bars 2004-08-19 .. 2013-03-01, pandas-style header
 EURUSD = packaged_csv("EURUSD.csv")  # hourly bars

@@ -6,11 +6,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_support import API, claim, register, training_inputs, upload_artifact, wait_until
 
 from ktrdr_api.dispatch import GPU_GRACE_S, may_take
 from ktrdr_api.models import Operation
 from ktrdr_core.protocol import BacktestInputs, Device
+from tests.support.api import API, claim, register, training_inputs, upload_artifact
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -102,17 +103,21 @@ def test_training_goes_to_the_waiting_gpu_worker(client, backend, data_sha):
     register(client, "cpu-1")
     register(client, "gpu-1", device="cuda")
     results: dict = {}
-    # The fake clock stands still, so the grace period cannot run out under the CPU worker.
-    threads = [
-        _claim_in_thread(client, "cpu-1", 1.5, results),
-        _claim_in_thread(client, "gpu-1", 10, results),
-    ]
+    # The fake clock stands still, so the grace period cannot run out under the CPU worker;
+    # both polls are far longer than the test, so neither ends by itself on a slow machine.
+    cpu = _claim_in_thread(client, "cpu-1", 60, results)
+    gpu = _claim_in_thread(client, "gpu-1", 60, results)
     wait_until(lambda: len(backend.dispatcher.waiting()) == 2, "both workers long-polling")
     op_id = _training(backend, data_sha)
-    for thread in threads:
-        thread.join()
+    gpu.join()
     assert results["gpu-1"]["operation_id"] == op_id
-    assert results["cpu-1"] is None
+    assert "cpu-1" not in results, "the CPU worker's poll ended while the GPU worker waited"
+    # The CPU worker is still polling and was passed over; with no GPU worker waiting now,
+    # the next training ends its wait.
+    assert [w for w, *_ in backend.dispatcher.waiting()] == ["cpu-1"]
+    second = _training(backend, data_sha)
+    cpu.join()
+    assert results["cpu-1"]["operation_id"] == second
 
 
 def test_cpu_worker_takes_training_when_no_gpu_worker_waits(client, backend, data_sha):

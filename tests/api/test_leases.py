@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from api_support import (
-    API,
-    bundle_bytes,
-    claim,
-    register,
-    training_inputs,
-    upload_artifact,
-)
+
+from tests.support.api import API, claim, register, training_inputs, upload_artifact
+from tests.support.bundles import bundle_bytes
 
 
 @pytest.fixture
@@ -210,10 +205,10 @@ def test_operations_list_filters(client, backend, data_sha, op_id):
 
 def test_sweeper_in_the_lifespan_requeues_by_itself(settings, tmp_path):
     """A real app with a short lease and a real clock: nobody calls expire_leases by hand."""
-    from api_support import wait_until
     from fastapi.testclient import TestClient
 
     from ktrdr_api.app import create_app
+    from tests.support.waiting import wait_until
 
     fast = settings.model_copy(update={"lease_seconds": 0.2})
     with TestClient(create_app(fast, sweep_interval_s=0.05)) as live:

@@ -9,13 +9,14 @@ import logging
 
 import httpx
 import pytest
-from api_support import API, claim, packaged_csv, register, training_inputs, upload_artifact
-from services import start_api  # tests/services.py, on the path through tests/conftest.py
 
 from ktrdr_api.logs import LOGGERS, configure_logging
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.examples import read_example
 from ktrdr_core.protocol import Heartbeat
+from tests.support.api import API, claim, register, training_inputs, upload_artifact
+from tests.support.market_data import packaged_csv
+from tests.support.stack import start_api
 
 
 @pytest.fixture

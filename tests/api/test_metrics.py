@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from api_support import API, claim, register, training_inputs, upload_artifact
 from fastapi.testclient import TestClient
 
 from ktrdr_api.app import create_app
 from ktrdr_core.protocol import OperationState
+from tests.support.api import API, claim, register, training_inputs, upload_artifact
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')

@@ -9,12 +9,14 @@ import json
 import zipfile
 
 import pytest
-from api_support import API, WEIGHTS, bundle_bytes, bundle_manifest, packaged_csv
 
 from ktrdr_core.bundles import read_manifest
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import OperationKind
+from tests.support.api import API
+from tests.support.bundles import WEIGHTS, bundle_bytes, bundle_manifest
+from tests.support.market_data import packaged_csv
 
 
 @pytest.fixture
@@ -53,6 +55,44 @@ def test_importing_the_same_bundle_again_answers_the_existing_model(kc, client, 
     again = client.post(f"{API}/models", content=path.read_bytes())
     assert again.status_code == 200 and again.json()["model_id"] == first.model_id
     assert len(kc.list_models()) == 1
+
+
+def test_the_same_bundle_file_always_gets_the_same_model_id(kc, client, tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_bytes(bundle_bytes())
+    first = kc.import_model(path)
+    assert first.model_id == f"mdl_{first.bundle_sha256[:12]}"
+    kc.delete_model(first.model_id)
+    assert kc.list_models() == []
+    restored = kc.import_model(path)  # a re-import restores it, id and all
+    assert restored.model_id == first.model_id
+    other = tmp_path / "other.zip"
+    other.write_bytes(bundle_bytes(name="another_model"))
+    assert kc.import_model(other).model_id != first.model_id
+
+
+def test_two_imports_of_one_file_at_the_same_moment_make_one_model(
+    kc, client, tmp_path, monkeypatch
+):
+    from ktrdr_api import catalog
+
+    path = tmp_path / "model.zip"
+    path.write_bytes(bundle_bytes())
+    first = kc.import_model(path)
+    # The second import looks before the first one's row is visible, then inserts.
+    looked = []
+    real = catalog.model_with_bundle
+
+    def not_yet(session, sha):
+        looked.append(sha)
+        return None if len(looked) == 1 else real(session, sha)
+
+    monkeypatch.setattr(catalog, "model_with_bundle", not_yet)
+    again = client.post(f"{API}/models", content=path.read_bytes())
+    assert again.status_code == 200, again.text
+    assert again.json()["model_id"] == first.model_id
+    assert len(looked) == 2  # refused by the primary key, then answered with the row
+    assert [m.model_id for m in kc.list_models()] == [first.model_id]
 
 
 def test_an_imported_model_is_backtested_on_this_backends_data(kc, tmp_path):

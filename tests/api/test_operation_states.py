@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from api_support import bundle_bytes, register, training_inputs, upload_artifact
 
 from ktrdr_api.lifecycle import (
     TRANSITIONS,
@@ -21,6 +20,8 @@ from ktrdr_core.protocol import (
     Release,
     TrainingResult,
 )
+from tests.support.api import register, training_inputs, upload_artifact
+from tests.support.bundles import bundle_bytes
 
 P, R, C, F, X = (
     OperationState.PENDING,

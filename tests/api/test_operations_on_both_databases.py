@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from api_support import FakeClock, bundle_bytes, training_inputs
 from fastapi.testclient import TestClient
 
 from ktrdr_api.app import create_app
@@ -14,6 +13,8 @@ from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_core.protocol import Completion, Heartbeat, Progress, TrainingResult
 from ktrdr_core.settings import Settings
+from tests.support.api import FakeClock, training_inputs
+from tests.support.bundles import bundle_bytes
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import hashlib
 import json
 
 import pytest
-from api_support import API, bundle_bytes, packaged_csv
 
 from ktrdr_core.bundles import read_manifest
 from ktrdr_core.client import KtrdrClient
@@ -25,6 +24,9 @@ from ktrdr_core.protocol import (
     WorkerCapabilities,
     WorkerRegistration,
 )
+from tests.support.api import API
+from tests.support.bundles import bundle_bytes
+from tests.support.market_data import packaged_csv
 
 STRATEGY = read_example("rsi_zones")
 ON_GOOG = {"data.symbols": ["GOOG"]}  # the example trades AAPL; the test data is GOOG
@@ -70,6 +72,20 @@ def test_training_needs_its_data_and_says_which(kc, goog):
         {"symbol": "AAPL", "timeframe": "1d"},
     ]
     assert "ktrdr data import MSFT 1d" in str(caught.value)
+
+
+def test_training_whose_dates_select_none_of_the_data_is_refused_at_once(kc, goog):
+    late = {**ON_GOOG, "data.start": "2019-01-01", "data.end": "2024-12-31"}
+    with pytest.raises(ApiError) as caught:
+        kc.start_training(STRATEGY, late)
+    assert caught.value.status == 422
+    [issue] = caught.value.body["issues"]
+    assert issue["path"] == "data.start"
+    assert issue["message"] == (
+        f"GOOG 1d covers {goog.first.date()} … {goog.last.date()}; data.start/data.end "
+        "(2019-01-01 … 2024-12-31) select none of it"
+    )
+    assert kc.list_operations(kind="training") == []  # nothing was queued
 
 
 def test_full_loop(kc, goog, tmp_path):

@@ -8,12 +8,13 @@ import re
 import tempfile
 
 import pytest
-from api_support import API, packaged_csv
 from fastapi.testclient import TestClient
 
 from ktrdr_api.app import create_app
 from ktrdr_api.auth import OPEN_PATHS
 from ktrdr_core.settings import Settings
+from tests.support.api import API
+from tests.support.market_data import packaged_csv
 
 TOKEN = "guard-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,10 +19,10 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from services import start_api
 
 from ktrdr_api.app import create_app
 from ktrdr_core.settings import Settings
+from tests.support.stack import start_api
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

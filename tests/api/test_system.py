@@ -9,9 +9,16 @@ from ktrdr_core.settings import Settings
 def test_fresh_home_gets_a_database_and_reports_healthy(tmp_path):
     with TestClient(create_app(Settings(home=tmp_path / "home"))) as client:
         response = client.get("/api/v1/health")
+        again = client.get("/api/v1/health").json()
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    body = response.json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    # Which backend answers: random per start unless KTRDR_INSTANCE_ID names it.
+    assert len(body["instance"]) == 16 and again["instance"] == body["instance"]
     assert (tmp_path / "home" / "ktrdr.db").exists()
+    named = Settings(home=tmp_path / "home", instance_id="local-0-abc")
+    with TestClient(create_app(named)) as client:
+        assert client.get("/api/v1/health").json()["instance"] == "local-0-abc"
 
 
 def test_version_names_protocol_and_distributions(tmp_path):

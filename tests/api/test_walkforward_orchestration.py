@@ -5,7 +5,6 @@ reuses what completed, a cancel reaches every child, and a role is never created
 from __future__ import annotations
 
 import pytest
-from api_support import bundle_bytes, packaged_csv
 
 from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_core.client import KtrdrClient
@@ -18,6 +17,8 @@ from ktrdr_core.protocol import (
     TrainingResult,
     WorkerRegistration,
 )
+from tests.support.bundles import bundle_bytes
+from tests.support.market_data import packaged_csv
 
 STRATEGY = read_example("rsi_zones")
 ON_GOOG = {"data.symbols": ["GOOG"], "training.epochs": 2}

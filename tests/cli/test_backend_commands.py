@@ -5,13 +5,13 @@ import re
 import types
 
 import pytest
-from services import start_api
 from typer.testing import CliRunner
 
 from ktrdr_cli import follow as follow_module
 from ktrdr_cli.app import app
 from ktrdr_core.examples import read_example
 from ktrdr_core.simulator import simulate_csv
+from tests.support.stack import start_api
 
 runner = CliRunner()
 

@@ -120,7 +120,10 @@ def test_train_follow_shows_progress_and_test_metrics(local_stack, quickstart, t
     result = ktrdr(local_stack, "train", str(tiny_strategy), "--symbol", "SYNTH",
                    "--start", "2020-01-01", "--end", "2031-01-01", "--follow")  # fmt: skip
     assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}\n{local_stack.logs()}"
-    assert "completed" in result.stdout and "100.0%" in result.stdout  # the progress bar
+    # Not a terminal: one line per change of state or progress, never a silent wait.
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("pending") or lines[0].startswith("running"), lines[:3]
+    assert any(line.startswith("completed   100%") for line in lines), lines
     assert "model trained on CPU: 3 epochs" in result.stdout
     assert "baseline (always" in result.stdout
     assert "what the model listens to:" in result.stdout
@@ -138,6 +141,10 @@ def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
     assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
     assert "completed" in result.stdout
     assert re.search(r"^metric +strategy +buy & hold$", result.stdout, re.MULTILINE)
+    assert "buy & hold: the asset held from the first bar's close to the last bar's, no costs" in (
+        result.stdout
+    )
+    assert "IN SAMPLE" not in result.stdout and result.stderr == ""
     chart = Path(re.search(r"^chart: (.+)$", result.stdout, re.MULTILINE).group(1))
     assert chart.parent == tmp_path and chart.read_bytes()[:8] == PNG_MAGIC
 
@@ -164,12 +171,34 @@ def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
 
     compared = ktrdr(local_stack, "backtests", "compare", first, second)
     assert compared.exit_code == 0
-    assert re.search(rf"^metric +{first} +{second}$", compared.stdout, re.MULTILINE)
+    lines = compared.stdout.splitlines()
+    assert re.match(rf"^metric +{first} +{second}$", lines[0])
+    # Which bars each column covers comes first; counts are whole numbers.
+    assert re.match(r"^period +\d{4}-\d\d-\d\d → \d{4}-\d\d-\d\d +\d{4}-", lines[1]), lines[1]
+    assert re.search(r"^num_trades +\d+ +\d+$", compared.stdout, re.MULTILINE)
     assert re.search(r"^final_equity ", compared.stdout, re.MULTILINE)
     both = json_of(ktrdr(local_stack, "--json", "backtests", "compare", first, second))
     assert set(both) == {first, second}
     lonely = ktrdr(local_stack, "backtests", "compare", first)
     assert lonely.exit_code == 2 and "at least two" in lonely.stderr
+
+
+def test_a_backtest_over_the_training_data_is_called_in_sample(local_stack, quickstart):
+    _, model_id, _ = quickstart
+    splits = json_of(ktrdr(local_stack, "--json", "models", "show", model_id))["metadata"]["splits"]
+    window = ("--start", splits["train"]["start"][:10], "--end", splits["train"]["end"][:10])
+    warned = ktrdr(local_stack, "backtest", model_id, *window)
+    assert warned.exit_code == 0, warned.stderr
+    assert "warning: this period overlaps the data the model learned from (train " in (
+        warned.stderr
+    )
+    assert "pass --in-sample if that is what you want" in warned.stderr
+    meant = ktrdr(local_stack, "backtest", model_id, *window, "--in-sample", "--follow")
+    assert meant.exit_code == 0, meant.stderr
+    assert meant.stderr == ""  # said on purpose: no warning
+    assert "IN SAMPLE: these bars overlap the model's train data" in meant.stdout
+    op = re.search(r"backtest-(op_\w+)\.png", meant.stdout).group(1)
+    assert json_of(ktrdr(local_stack, "--json", "backtests", "show", op))["in_sample"] == ["train"]
 
 
 def test_ops_follow_and_list_a_finished_operation(local_stack, quickstart):

@@ -7,24 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from services import start_api
 
 from ktrdr_core.simulator import simulate_csv
+from tests.support.processes import clean_env
+from tests.support.stack import start_api
+from tests.support.workspace import ROOT  # uv builds members from the workspace root
 
-ROOT = Path(__file__).resolve().parents[2]  # the workspace: uv builds members from here
 pytestmark = pytest.mark.slow  # builds two wheels and installs them with their dependencies
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """No venv, PYTHONPATH or KTRDR_* of the test run leaks into the child."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_")}
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
-    env.update(extra)
-    return env
 
 
 def test_cli_from_its_wheel_works_against_a_running_backend(tmp_path):

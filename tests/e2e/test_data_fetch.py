@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from ktrdr_stack import BIN, ApiServer, WorkerProcess, process_env, wait_for_state, wait_until
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "worker" / "providers"))
-
-from fake_binance import FakeBinance, fixture
 
 from ktrdr_core.protocol import OperationState, WorkerStatus
+from tests.support.fake_binance import FakeBinance, fixture
+from tests.support.ports import free_slot
+from tests.support.processes import BIN, process_env
+from tests.support.stack import ApiServer, WorkerProcess, wait_for_state
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # a worker process imports torch
 
@@ -138,8 +136,13 @@ def test_full_tail_backfill_repair_and_conflicts(stack):
     assert run.returncode == 2 and "unknown provider 'kraken'; known: binance, ib" in run.stderr
 
 
-def test_quickstart_provider_and_symbol_go_together():
-    done = subprocess.run([str(BIN / "ktrdr"), "quickstart", "BTCUSDT"], env=process_env({}),
+def test_quickstart_provider_and_symbol_go_together(tmp_path):
+    # Its own home and a free slot: a quickstart that started a stack before checking its
+    # arguments must not start it on ~/.ktrdr and port 8000 (the end-of-run check would
+    # report the stack left running).
+    slot = str(free_slot())
+    done = subprocess.run([str(BIN / "ktrdr"), "quickstart", "--slot", slot, "BTCUSDT"],
+                          env=process_env(home=tmp_path / "home"), cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2
     assert "--provider and SYMBOL go together" in done.stderr

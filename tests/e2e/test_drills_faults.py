@@ -11,11 +11,13 @@ import subprocess
 
 import httpx
 import pytest
-from ktrdr_stack import ApiServer, eurusd_csv
-from services import start_postgres, unavailable
 
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import ArtifactKind
+from tests.support.ci import unavailable
+from tests.support.market_data import eurusd_csv
+from tests.support.postgres import start_postgres
+from tests.support.stack import ApiServer
 
 TOKEN = "fault-secret"
 

@@ -25,9 +25,11 @@ import time
 from collections import Counter
 
 import pytest
-from ktrdr_stack import TINY_STRATEGY, ApiServer, WorkerProcess, eurusd_csv, wait_until
 
 from ktrdr_core.protocol import AttemptOutcome, OperationKind, WorkerStatus
+from tests.support.market_data import eurusd_csv
+from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # ~1-2 minutes: three worker processes and 56 operations
 

@@ -8,18 +8,13 @@ import signal
 import time
 
 import pytest
-from ktrdr_stack import (
-    TINY_STRATEGY,
-    ApiServer,
-    ThrottledProxy,
-    WorkerProcess,
-    eurusd_csv,
-    wait_for_state,
-    wait_until,
-)
 
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import AttemptOutcome, OperationState, TrainingResult
+from tests.support.market_data import eurusd_csv
+from tests.support.proxy import ThrottledProxy
+from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # two worker processes that import torch
 

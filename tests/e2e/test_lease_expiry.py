@@ -8,16 +8,11 @@ resumes its own requeued operation; here the next worker is another process.)"""
 from __future__ import annotations
 
 import pytest
-from ktrdr_stack import (
-    TINY_STRATEGY,
-    ApiServer,
-    WorkerProcess,
-    eurusd_csv,
-    wait_for_state,
-    wait_until,
-)
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState
+from tests.support.market_data import eurusd_csv
+from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # two worker processes that import torch
 

@@ -8,16 +8,11 @@ from __future__ import annotations
 import signal
 
 import pytest
-from ktrdr_stack import (
-    TINY_STRATEGY,
-    ApiServer,
-    WorkerProcess,
-    eurusd_csv,
-    wait_for_state,
-    wait_until,
-)
 
 from ktrdr_core.protocol import OperationState, WorkerStatus
+from tests.support.market_data import eurusd_csv
+from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # three processes per database, two of them import torch
 

@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from ktrdr_stack import (
-    BIN,
-    TINY_STRATEGY,
-    ApiServer,
-    WorkerProcess,
-    eurusd_csv,
-    wait_for_state,
-    wait_until,
-)
 
 from ktrdr_core.protocol import OperationKind, OperationState
+from tests.support.market_data import eurusd_csv
+from tests.support.processes import BIN, process_env
+from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +149,7 @@ def _ktrdr(api: ApiServer, *args: str, cwd) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=cwd,
         timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
+        env=process_env({"COLUMNS": "200"}),
     )
 
 

@@ -8,11 +8,11 @@ import hashlib
 
 import pytest
 from fastapi.testclient import TestClient
-from hostile_corpus import TIMEFRAME, Expected, market_data_cases, strategy_cases
 
 from ktrdr_api.app import create_app
 from ktrdr_core.settings import Settings
 from ktrdr_core.simulator import simulate_csv
+from tests.support.hostile_corpus import TIMEFRAME, Expected, market_data_cases, strategy_cases
 
 API = "/api/v1"
 TOKEN = "hostile-token"

@@ -4,12 +4,12 @@ never unpickles, but scans the pickle) and by the worker's loader; its payload n
 from __future__ import annotations
 
 import pytest
-from evil_bundles import evil_bundle
 from fastapi.testclient import TestClient
 
 from ktrdr_api.app import create_app
 from ktrdr_core.bundles import BundleError
 from ktrdr_core.settings import Settings
+from tests.support.bundles import evil_bundle
 
 API = "/api/v1"
 

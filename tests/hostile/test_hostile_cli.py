@@ -7,13 +7,13 @@ import hashlib
 import json
 
 import pytest
-from evil_bundles import evil_bundle
-from hostile_corpus import TIMEFRAME, Expected, market_data_cases, strategy_cases
-from services import start_api
 from typer.testing import CliRunner
 
 from ktrdr_cli.app import app
 from ktrdr_core.simulator import simulate_csv
+from tests.support.bundles import evil_bundle
+from tests.support.hostile_corpus import TIMEFRAME, Expected, market_data_cases, strategy_cases
+from tests.support.stack import start_api
 
 runner = CliRunner()
 

@@ -4,10 +4,10 @@ key path, the line and the words the manifest expects."""
 from __future__ import annotations
 
 import pytest
-from hostile_corpus import TIMEFRAME, Expected, market_data_cases, strategy_cases
 
 from ktrdr_core.market_data import OHLCVValidationError, normalise, validate_ohlcv_csv
 from ktrdr_core.strategy import StrategyError, load_strategy, validate_strategy
+from tests.support.hostile_corpus import TIMEFRAME, Expected, market_data_cases, strategy_cases
 
 MARKET_DATA = market_data_cases()
 STRATEGIES = strategy_cases()

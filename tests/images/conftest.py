@@ -6,16 +6,12 @@ elsewhere the tests that need it are skipped with the reason (``unavailable``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))  # ktrdr_stack: the tiny strategy
-
-import docker_support as ds
-from services import unavailable
+from tests.support import docker as ds
+from tests.support.ci import unavailable
 
 
 @pytest.fixture(scope="session")

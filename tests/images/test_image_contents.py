@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import docker_support as ds
 import pytest
+
+from tests.support import docker as ds
 
 pytestmark = pytest.mark.slow  # builds images
 

@@ -7,9 +7,10 @@ import os
 import re
 import subprocess
 
-import docker_support as ds
 import pytest
 import yaml
+
+from tests.support import docker as ds
 
 DOCKERFILES = sorted((ds.ROOT / "docker").glob("*.Dockerfile"))
 COMPOSE_FILES = sorted(

@@ -10,13 +10,17 @@ import subprocess
 import textwrap
 import time
 
-import docker_support as ds
 import pytest
 import yaml
-from ktrdr_stack import TINY_STRATEGY, eurusd_csv, free_port, wait_until
 
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.protocol import OperationState, WorkerStatus
+from tests.support import docker as ds
+from tests.support.market_data import eurusd_csv
+from tests.support.ports import free_port
+from tests.support.processes import process_env
+from tests.support.stack import TINY_STRATEGY
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # builds images, trains in a container
 
@@ -144,7 +148,7 @@ def test_local_stack_trains_and_backtests(stack, tmp_path):
             [str(ds.VENV_BIN / "ktrdr"), "--json", "workers"],
             capture_output=True,
             text=True,
-            env={**os.environ, "KTRDR_API_URL": stack.api_url, "KTRDR_API_TOKEN": TOKEN},
+            env=process_env({"KTRDR_API_URL": stack.api_url, "KTRDR_API_TOKEN": TOKEN}),
             timeout=60,
         )
         assert cli.returncode == 0, cli.stderr
@@ -205,7 +209,7 @@ def test_worker_without_torch_exits_at_once_naming_the_images(worker_cpu_image, 
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path / "block")},
+        env=process_env({"PYTHONPATH": str(tmp_path / "block")}),
         timeout=120,
     ).stdout.strip()
     assert "ktrdr-worker-cpu" in expected and "torch blocked" in expected, expected

@@ -1,7 +1,8 @@
 from pathlib import Path
 
 import pytest
-from workspace_support import ROOT
+
+from tests.support.workspace import ROOT
 
 
 @pytest.fixture(scope="session")

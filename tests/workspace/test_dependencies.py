@@ -3,7 +3,9 @@
 import subprocess
 
 import pytest
-from workspace_support import MEMBERS, clean_env, uv_bin, venv_bin
+
+from tests.support.processes import clean_env
+from tests.support.workspace import MEMBERS, uv_bin, venv_bin
 
 
 @pytest.mark.parametrize("member", MEMBERS)

@@ -7,7 +7,9 @@ import zipfile
 from email.parser import Parser
 
 import pytest
-from workspace_support import MEMBERS, clean_env, uv_bin
+
+from tests.support.processes import clean_env
+from tests.support.workspace import MEMBERS, uv_bin
 
 
 def _project(root, member):

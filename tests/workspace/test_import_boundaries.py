@@ -5,7 +5,8 @@ import subprocess
 import sys
 import textwrap
 
-from workspace_support import MEMBERS, clean_env, venv_bin
+from tests.support.processes import clean_env
+from tests.support.workspace import MEMBERS, venv_bin
 
 NUMERIC = ("numpy", "pandas", "scipy", "torch", "sklearn", "talib")
 

@@ -3,7 +3,8 @@
 import subprocess
 
 import yaml
-from workspace_support import venv_bin
+
+from tests.support.workspace import venv_bin
 
 
 def test_workflows_pass_actionlint(root):

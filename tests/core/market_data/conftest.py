@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ohlcv_samples import HEADER
+
+from tests.support.market_data import HEADER, packaged_csv
 
 
 @pytest.fixture
@@ -20,22 +20,13 @@ def make_csv() -> Callable[..., str]:
     return build
 
 
-def _backtesting_file(name: str) -> Path:
-    # find_spec locates the package without importing it (its import pulls in bokeh: seconds).
-    spec = importlib.util.find_spec("backtesting")
-    assert spec is not None and spec.origin, "backtesting is a test dependency of the workspace"
-    path = Path(spec.origin).parent / "test" / name
-    assert path.is_file(), f"backtesting ships {name} at {path}"
-    return path
-
-
 @pytest.fixture(scope="session")
 def goog_csv() -> Path:
     """backtesting's GOOG daily file (2004-2013): pandas export, unnamed date column."""
-    return _backtesting_file("GOOG.csv")
+    return packaged_csv("GOOG.csv")
 
 
 @pytest.fixture(scope="session")
 def eurusd_csv() -> Path:
     """backtesting's EURUSD hourly file (2017-2018): naive 'YYYY-MM-DD HH:MM:SS' times."""
-    return _backtesting_file("EURUSD.csv")
+    return packaged_csv("EURUSD.csv")

@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from ohlcv_samples import continuous_opens, epoch, nyse_opens
 
 from ktrdr_core.market_data import (
     Gap,
@@ -16,6 +15,7 @@ from ktrdr_core.market_data import (
     infer_calendar,
     validate_ohlcv_csv,
 )
+from tests.support.market_data import continuous_opens, epoch, nyse_opens
 
 HOUR = 3600
 DAY = 86_400

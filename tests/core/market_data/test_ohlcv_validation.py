@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ohlcv_samples import GOOD_ROWS, HEADER
 
 from ktrdr_core.market_data import (
     CANONICAL_HEADER,
@@ -17,6 +16,7 @@ from ktrdr_core.market_data import (
     normalise,
     validate_ohlcv_csv,
 )
+from tests.support.market_data import GOOD_ROWS, HEADER
 
 CANONICAL = HEADER + "\n" + "\n".join(GOOD_ROWS) + "\n"
 
@@ -343,8 +343,35 @@ def test_malformed_csv_is_reported_where_the_broken_row_starts() -> None:
     assert (only_issue(giant).line, only_issue(giant).rule) == (2, "csv_syntax")
 
 
+def test_bars_of_a_longer_timeframe_are_refused_naming_the_spacing_found() -> None:
+    # Daily bars pass every per-row rule under 1h (each opens on a whole hour).
+    daily = "\n".join(
+        [HEADER, *(f"2024-01-{day:02d}T00:00:00Z,1,1,1,1,1" for day in (1, 2, 3, 4, 5, 8, 9))]
+    )
+    result = validate_ohlcv_csv(daily + "\n", "1h")
+    [issue] = result.issues
+    assert issue.rule == "timeframe_mismatch"
+    assert "bars are 1 day apart (median), which is 1d, never 1h apart; you said 1h" in (
+        issue.message
+    )
+    assert validate_ohlcv_csv(daily + "\n", "1d").ok
+    # Monthly bars under 1d: the median spacing is told in days.
+    monthly = "\n".join(
+        [HEADER, *(f"2024-{month:02d}-01T00:00:00Z,1,1,1,1,1" for month in (1, 2, 3, 4))]
+    )
+    [issue] = validate_ohlcv_csv(monthly + "\n", "1d").issues
+    assert "bars are 31 days apart (median), never 1d apart" in issue.message
+    # Hourly bars with a weekend and holes are still hourly: one pair one hour apart is enough.
+    sparse = "\n".join(
+        [HEADER, *(f"2024-01-{d}T{h}:00:00Z,1,1,1,1,1" for d, h in
+                   (("05", "20"), ("05", "21"), ("08", "03"), ("08", "09")))]
+    )  # fmt: skip
+    assert validate_ohlcv_csv(sparse + "\n", "1h").ok
+
+
 # Rules exercised by the named tests above rather than by BAD_ROWS.
 OTHER_RULE_TESTS = {
+    "timeframe_mismatch": test_bars_of_a_longer_timeframe_are_refused_naming_the_spacing_found,
     "csv_syntax": test_malformed_csv_is_reported_where_the_broken_row_starts,
     "source": test_empty_inputs,
     "encoding": test_non_utf8_bytes_name_the_line,

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-from strategy_texts import MINIMAL
+
+from tests.support.strategies import MINIMAL
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ what was expected and what was got — and all of them at once."""
 from __future__ import annotations
 
 import pytest
-from strategy_texts import MINIMAL, by_path, line_of, only_issue
 
 from ktrdr_core.strategy import Strategy, StrategyError, load_strategy, validate_strategy
+from tests.support.strategies import MINIMAL, by_path, line_of, only_issue
 
 
 def mutate(old: str, new: str, text: str = MINIMAL) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from strategy_texts import MINIMAL
-
 from ktrdr_core.examples import load_example, read_example
 from ktrdr_core.strategy import load_strategy
+from tests.support.strategies import MINIMAL
 
 ORDERED = """\
 name: order

@@ -4,10 +4,10 @@ duplicate keys refused, and YAML 1.1's surprising booleans left as text."""
 from __future__ import annotations
 
 import pytest
-from strategy_texts import MINIMAL, line_of, only_issue
 
 from ktrdr_core.strategy import MAX_FILE_BYTES, load_strategy, validate_strategy
 from ktrdr_core.strategy.yaml_source import MAX_NODES
+from tests.support.strategies import MINIMAL, line_of, only_issue
 
 
 def laughs(levels: int, width: int = 9) -> str:

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 import pytest
-from backtest_data import canonical
 from backtesting.test import EURUSD, GOOG
 
 from ktrdr_worker.calendars import bars_per_year, resolve_calendar
+from tests.support.bars import canonical
 
 
 def test_fx_hourly_trades_around_the_clock_on_weekdays():

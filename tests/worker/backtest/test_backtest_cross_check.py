@@ -21,11 +21,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from backtest_data import canonical, follow_targets_strategy
 from backtesting import Backtest
 from backtesting.test import EURUSD, GOOG
 
 from ktrdr_worker.backtest import BacktestConfig, run
+from tests.support.bars import canonical
+from tests.support.targets import follow_targets_strategy
 
 CAPITAL = 100_000.0
 POSITION_SIZE = 0.95

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from backtest_data import make_bars, random_targets, random_walk
 
 from ktrdr_worker.backtest import BacktestConfig, run
+from tests.support.bars import make_bars, random_walk
+from tests.support.targets import random_targets
 
 OPENS = [10.0, 11.0, 12.0, 13.0, 14.0]
 CLOSES = [10.5, 11.5, 12.5, 13.5, 14.5]

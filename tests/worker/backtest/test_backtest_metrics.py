@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from backtest_data import make_bars
 
 from ktrdr_worker.backtest import BacktestConfig, compute_metrics, run
 from ktrdr_worker.calendars import TradingCalendar
+from tests.support.bars import make_bars
 
 DAILY_STOCK = TradingCalendar(86_400, "1d", "exchange", 252.0, None, ())
 HOURLY_CRYPTO = TradingCalendar(3_600, "1h", "24/7", 8_760.0, None, ())

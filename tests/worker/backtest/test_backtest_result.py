@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pandas as pd
-from backtest_data import random_targets, random_walk
 
 from ktrdr_worker.backtest import BacktestConfig, run
+from tests.support.bars import random_walk
+from tests.support.targets import random_targets
 
 
 def test_write_produces_metrics_json_and_trade_and_equity_csv(tmp_path):

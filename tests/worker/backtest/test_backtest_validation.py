@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from backtest_data import make_bars
 
 from ktrdr_worker.backtest import BacktestConfig, run
+from tests.support.bars import make_bars
 
 OPENS = [10.0, 11.0, 12.0, 13.0, 14.0]
 

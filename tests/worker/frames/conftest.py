@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ktrdr_worker.frames import load_ohlcv
-
-
-def backtesting_file(name: str) -> Path:
-    # find_spec locates the package without importing it (its import pulls in bokeh: seconds).
-    spec = importlib.util.find_spec("backtesting")
-    assert spec is not None and spec.origin, "backtesting is a test dependency of the workspace"
-    return Path(spec.origin).parent / "test" / name
+from tests.support.market_data import packaged_csv
 
 
 @pytest.fixture(scope="session")
 def goog_path() -> Path:
-    return backtesting_file("GOOG.csv")
+    return packaged_csv("GOOG.csv")
 
 
 @pytest.fixture(scope="session")
@@ -32,4 +25,4 @@ def goog(goog_path: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def eurusd() -> pd.DataFrame:
     """EURUSD hourly, 2017-04-19 .. 2018-02-07, canonical frame (FX weekends missing)."""
-    return load_ohlcv(backtesting_file("EURUSD.csv"), "1h")
+    return load_ohlcv(packaged_csv("EURUSD.csv"), "1h")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from frames_samples import ohlcv_frame, utc_index
 
 from ktrdr_worker.frames import align_to_base, resample_ohlcv
+from tests.support.bars import ohlcv_frame, utc_index
 
 
 def test_hand_example_4h_on_1h() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from frames_samples import OHLCV
 
 from ktrdr_core.market_data import OHLCVValidationError, validate_ohlcv_csv
 from ktrdr_worker.frames import check_ohlcv, frame_from_validation, load_ohlcv
+from tests.support.bars import OHLCV
 
 CANONICAL = (
     "timestamp,open,high,low,close,volume\n"

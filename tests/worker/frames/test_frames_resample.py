@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from frames_samples import ohlcv_frame, utc_index
 
 from ktrdr_worker.frames import check_ohlcv, resample_ohlcv
+from tests.support.bars import ohlcv_frame, utc_index
 
 
 def hourly(rows: list[tuple[str, float, float, float, float, float]]) -> pd.DataFrame:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-# The reference implementations live beside the tests; the bench imports them from here too.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from indicator_reference import load_real_frames, synthetic_ohlcv
+from tests.support.indicator_reference import load_real_frames, synthetic_ohlcv
 
 
 @pytest.fixture(scope="session")

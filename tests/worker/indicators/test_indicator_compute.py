@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from indicator_reference import synthetic_ohlcv
 
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import KERNELS, compute
+from tests.support.indicator_reference import synthetic_ohlcv
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from indicator_reference import synthetic_ohlcv
 
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import compute
+from tests.support.indicator_reference import synthetic_ohlcv
 
 CUTS = (40, 257, 1000, 1999, 3998)
 

@@ -1,7 +1,8 @@
 """Our own kernels: hand-computed examples, and agreement with straightforward pandas code.
 
-The pandas references (indicator_reference.py) share no code with the kernels; agreement is
-to 1e-9 relative, with an absolute floor of 1e-9 x the column's scale where values cross zero.
+The pandas references (tests/support/indicator_reference.py) share no code with the kernels;
+agreement is to 1e-9 relative, with an absolute floor of 1e-9 x the column's scale where values
+cross zero.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from indicator_reference import (
+
+from ktrdr_core.catalog.indicators import INDICATORS
+from ktrdr_worker.indicators import KERNELS, compute, scan
+from ktrdr_worker.indicators.rolling import rolling_mean_std
+from tests.support.indicator_reference import (
     PANDAS_REFERENCE,
     REAL_DATA,
     assert_close_to_reference,
@@ -19,10 +24,6 @@ from indicator_reference import (
     synthetic_ohlcv,
     varied_params,
 )
-
-from ktrdr_core.catalog.indicators import INDICATORS
-from ktrdr_worker.indicators import KERNELS, compute, scan
-from ktrdr_worker.indicators.rolling import rolling_mean_std
 
 NATIVE = sorted(name for name, k in KERNELS.items() if k.backend == "native")
 NAN = math.nan

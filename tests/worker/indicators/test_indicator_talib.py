@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from indicator_reference import REAL_DATA, TALIB_DIRECT, arrays_of, varied_params
 
 from ktrdr_core.catalog.indicators import INDICATORS
 from ktrdr_worker.indicators import KERNELS, compute
+from tests.support.indicator_reference import REAL_DATA, TALIB_DIRECT, arrays_of, varied_params
 
 TALIB_BACKED = sorted(name for name, k in KERNELS.items() if k.backend == "talib")
 

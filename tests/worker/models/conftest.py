@@ -1,13 +1,13 @@
-"""Fixtures for the model tests (data builders live in model_data.py)."""
+"""Fixtures for the model tests (data builders live in tests/support/training_data.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from model_data import PLANTED_STRATEGY, canonical, planted_market
 
 from ktrdr_core.strategy.loading import load_strategy
 from ktrdr_core.strategy.schema import Strategy
+from tests.support.training_data import PLANTED_STRATEGY, canonical, planted_market
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from model_data import PLANTED_STRATEGY, example_for, planted_market
 
 from ktrdr_core.bundles import read_manifest
 from ktrdr_core.reports import load_training_result
 from ktrdr_core.strategy.loading import load_strategy
 from ktrdr_worker.models.pipeline import StrategyTrainingError, train_strategy
 from ktrdr_worker.models.training import TrainingCancelled
+from tests.support.training_data import PLANTED_STRATEGY, example_for, planted_market
 
 
 def test_model_learns_the_planted_signal_and_explains_it(planted_outcome):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_data import noisy_samples
 
 from ktrdr_worker.models.networks import ModelSpecError, NetworkSpec
 from ktrdr_worker.models.training import (
@@ -17,6 +16,7 @@ from ktrdr_worker.models.training import (
     predict_probabilities,
     train_network,
 )
+from tests.support.training_data import noisy_samples
 
 GRU = NetworkSpec(type="gru", hidden_layers=(8,), window=4, dropout=0.2)
 MLP = NetworkSpec(type="mlp", hidden_layers=(16, 8), dropout=0.2)

@@ -1,15 +1,10 @@
-"""Fixtures for the provider tests: the fake Binance server (fake_binance, beside this file)."""
+"""Fixtures for the provider tests: the fake Binance server (tests/support/fake_binance.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_binance import FakeBinance, fixture
+from tests.support.fake_binance import FakeBinance, fixture
 
 
 @pytest.fixture

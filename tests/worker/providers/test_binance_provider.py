@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from fake_binance import fixture
 
 from ktrdr_core.timeframes import Timeframe
 from ktrdr_worker.providers import ProviderError, make_provider
 from ktrdr_worker.providers.binance import BinanceProvider
+from tests.support.fake_binance import fixture
 
 T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
 H = 3600

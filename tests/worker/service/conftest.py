@@ -4,17 +4,13 @@ temporary KTRDR_HOME, EURUSD hourly data imported through it, and workers — in
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "e2e"))
-
-from ktrdr_stack import ApiServer, WorkerProcess, eurusd_csv
-
 from ktrdr_core.protocol import DatasetView, OperationKind
+from tests.support.market_data import eurusd_csv
+from tests.support.stack import ApiServer, WorkerProcess
 
 LEASE_SECONDS = 3.0  # heartbeats every second; a frozen worker loses its lease quickly
 
@@ -98,15 +94,19 @@ def thread_worker(api, tmp_path, runtime):
 
 @pytest.fixture
 def process_worker(api, tmp_path):
-    """Start a real `ktrdr-worker KIND` process: ``process_worker(kind, worker_id)``."""
+    """Start a real `ktrdr-worker KIND` process: ``process_worker(kind, worker_id, env=...)``
+    (``env``: more variables for the process, e.g. ``KTRDR_WORKER_HOLD_FILE``)."""
     started: list[WorkerProcess] = []
 
-    def start(kind: str = "training", worker_id: str | None = None) -> WorkerProcess:
+    def start(
+        kind: str = "training", worker_id: str | None = None, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         worker = WorkerProcess(
             kind,
             api,
             tmp_path / "workers",
             worker_id=worker_id or f"proc-{kind}-{len(started)}",
+            env=env,
         )
         started.append(worker)
         return worker

@@ -5,9 +5,10 @@ the backend again after a restart without anyone's help."""
 from __future__ import annotations
 
 import pytest
-from ktrdr_stack import TINY_STRATEGY, wait_for_state, wait_until
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState, WorkerStatus
+from tests.support.stack import TINY_STRATEGY, wait_for_state
+from tests.support.waiting import wait_until
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
 # Minutes of training, never stopping early: these runs are only ever interrupted.
@@ -15,7 +16,7 @@ LONG = {"training.epochs": 500, "training.batch_size": 32, "training.early_stopp
 
 
 def _logs(api):
-    from ktrdr_stack import log_tail
+    from tests.support.processes import log_tail
 
     return lambda: log_tail(api.log)
 

@@ -77,6 +77,8 @@ RULES: dict[str, str] = {
     "timestamp_order": "timestamps strictly increase from one row to the next",
     "duplicate_timestamp": "no timestamp appears twice",
     "timestamp_alignment": "each timestamp is a bar open of the timeframe",
+    "timeframe_mismatch": "some consecutive bars are one timeframe apart (the file holds bars "
+    "of the timeframe given, not of a longer one)",
     "price_format": "open, high, low and close are numbers",
     "price_not_finite": "prices are finite (no nan, inf)",
     "price_not_positive": "prices are greater than zero",
@@ -298,7 +300,43 @@ def validate_ohlcv_csv(
     result.columns = {canon: header[idx].strip() for canon, idx in mapping.items()}
 
     _scan_rows(numbered_rows, len(header), mapping, tf, error, result)
+    if tf is not None:
+        _check_spacing(result.timestamps, tf, error)
     return _finish(result)
+
+
+def _check_spacing(timestamps: array, tf: Timeframe, error: Any) -> None:
+    """Coarser bars filed under a finer timeframe pass every per-row rule (a daily bar opens
+    on an hour too), so look at the spacing: a file of ``tf`` bars has at least one pair of
+    consecutive bars one ``tf`` apart, whatever its sessions, weekends and holes. With three
+    bars or more and no such pair, the file holds longer bars; the median spacing says which.
+    """
+    if len(timestamps) < 3:
+        return
+    gaps = sorted(b - a for a, b in itertools.pairwise(timestamps))
+    if gaps[0] <= tf.seconds:
+        return
+    median = gaps[len(gaps) // 2]
+    named = next((t.value for t in Timeframe if t.seconds == median), None)
+    found = f"{_spell_seconds(median)} apart (median)" + (f", which is {named}" if named else "")
+    error(
+        None,
+        "timeframe_mismatch",
+        f"bars are {found}, never {tf.value} apart; you said {tf.value}: import the file with "
+        "the timeframe it holds",
+        "timestamp",
+    )
+
+
+def _spell_seconds(seconds: int) -> str:
+    """``1 week``, ``31 days``, ``4 hours``, ``2.5 days``: a spacing for a message (weeks only
+    when whole: a month reads better in days)."""
+    for unit, size in (("week", 604_800), ("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and (unit != "week" or seconds % size == 0):
+            count = seconds / size
+            text = f"{count:g}" if count == int(count) else f"{count:.1f}"
+            return f"{text} {unit}{'' if text == '1' else 's'}"
+    return f"{seconds} seconds"
 
 
 def normalise(

@@ -1,6 +1,7 @@
-"""Data for the model tests: small synthetic sample sets, a market with a planted signal, the
-real OHLCV files shipped with `backtesting` in canonical form, and strategies sized for fast
-tests."""
+"""Data for the model tests: small synthetic sample sets, a market with a planted signal (and
+the strategy that should find it), `backtesting`'s frames in canonical form (microsecond UTC
+index named ``timestamp``, as the training pipeline produces), and examples retargeted for
+fast tests."""
 
 from __future__ import annotations
 

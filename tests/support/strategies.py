@@ -1,5 +1,4 @@
-"""Shared strategy texts and helpers for the strategy tests (a uniquely named module, so
-`from strategy_texts import ...` cannot pick up another folder's conftest)."""
+"""Strategy texts and issue helpers for the strategy tests."""
 
 from __future__ import annotations
 

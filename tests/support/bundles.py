@@ -1,88 +1,18 @@
-"""Helpers for the backend tests: a fake clock, worker calls, bundles, real OHLCV files."""
+"""Model bundles for the tests, built with the standard library (no torch): honest ones (a
+complete manifest, torch.save-shaped weights the backend scans but never unpickles), and evil
+ones whose weights run code when unpickled (the payload, if ever called, creates a marker
+file)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import pickle
-import time
 import zipfile
 from collections import OrderedDict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ktrdr_core.bundles import BUNDLE_FORMAT, write_bundle
-from ktrdr_core.protocol import DataRef, TrainingInputs
-
-API = "/api/v1"
-
-
-class FakeClock:
-    """The backend's notion of now; tests move it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def register(client, worker_id: str, kind: str = "training", device: str = "cpu") -> dict:
-    capabilities = {"device": device}
-    if device != "cpu":
-        capabilities |= {"gpu_name": "Test GPU", "gpu_memory_mb": 8192}
-    response = client.post(
-        f"{API}/workers",
-        json={"worker_id": worker_id, "kind": kind, "capabilities": capabilities},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def claim(client, worker_id: str, timeout_s: float = 0.0):
-    """The claim response body, or None for 204."""
-    response = client.post(f"{API}/workers/{worker_id}/claim", json={"timeout_s": timeout_s})
-    assert response.status_code in (200, 204), response.text
-    return response.json() if response.status_code == 200 else None
-
-
-def wait_until(condition, what: str, limit_s: float = 10.0) -> None:
-    """Poll ``condition`` (a bounded wait for threads to get going; not a timing assertion)."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.005)
-
-
-def data_ref(checksum: str, symbol: str = "GOOG", timeframe: str = "1d") -> DataRef:
-    """A reference to a stored file, as if catalogued (for operations made directly)."""
-    return DataRef(
-        symbol=symbol,
-        timeframe=timeframe,
-        version=1,
-        checksum=checksum,
-        rows=10,
-        first=datetime(2020, 1, 1, tzinfo=UTC),
-        last=datetime(2020, 1, 10, tzinfo=UTC),
-    )
-
-
-def training_inputs(data_checksum: str, name: str = "s1") -> TrainingInputs:
-    """Inputs of a training operation created straight through the state machine;
-    ``data_checksum`` names an uploaded artifact standing in for the data file."""
-    return TrainingInputs(
-        strategy_name=name,
-        strategy_yaml="name: s1\n",
-        strategy_hash="a" * 64,
-        data=[data_ref(data_checksum)],
-        seed=7,
-        versions={"ktrdr-api": "0.1.0"},
-    )
 
 
 def torch_like_weights(marker: bytes) -> bytes:
@@ -178,20 +108,32 @@ def bundle_bytes(*, weights: bytes = WEIGHTS, **manifest_changes) -> bytes:
     return write_bundle(bundle_manifest(weights=weights, **manifest_changes), weights)
 
 
-def upload_artifact(client, data: bytes, kind: str) -> str:
-    response = client.post(
-        f"{API}/artifacts",
-        params={"kind": kind},
-        content=data,
-        headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["sha256"]
+class _OpensMarker:
+    """Unpickling this calls ``open(marker, "w")``: the file appears only if code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
-def packaged_csv(name: str) -> Path:
-    """A real OHLCV file shipped inside the `backtesting` wheel (found without importing it:
-    its package imports pandas)."""
-    spec = importlib.util.find_spec("backtesting")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations))) / "test" / name
+def evil_weights(marker: Path, *, as_archive: bool) -> bytes:
+    """A state dict whose one "tensor" is the payload: inside a torch.save-shaped zip
+    (``as_archive``) or as a bare pickle (torch's legacy format)."""
+    payload = pickle.dumps({"standardise.mean": _OpensMarker(marker)}, protocol=2)
+    if not as_archive:
+        return payload
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", b"3\n")
+    return buffer.getvalue()
+
+
+def evil_bundle(marker: Path, *, as_archive: bool) -> bytes:
+    """A bundle whose manifest is valid and records the evil weights' true sha256."""
+    weights = evil_weights(marker, as_archive=as_archive)
+    manifest = bundle_manifest()
+    manifest["weights"] |= {"sha256": hashlib.sha256(weights).hexdigest(), "bytes": len(weights)}
+    return write_bundle(manifest, weights)

@@ -1,4 +1,5 @@
-"""Docker for the image tests, started by the tests themselves (see ../shared/DESIGN.md §7).
+"""Docker for the image tests (tests/images), started by the tests themselves (see
+../shared/DESIGN.md §7).
 
 - the Debian packages (docker.io, docker-compose, debootstrap) through apt-get when missing;
 - a Docker daemon with no bridge and no iptables (``dockerd --bridge=none --iptables=false``),
@@ -30,8 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.leftovers import outlives_the_run, outliving_env
+from tests.support.processes import BIN
+
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
+VENV_BIN = BIN  # the test venv's console scripts
 # Debian's client: the newer one that may come first on PATH has no buildx, so it cannot
 # build with BuildKit here.
 DOCKER = "/usr/bin/docker"
@@ -132,14 +136,17 @@ def ensure_daemon() -> None:
     log_dir = CACHE / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "dockerd.log"
-    # Detached into its own session: it outlives this test run (a service, shared by runs).
-    subprocess.Popen(
+    # Detached into its own session: it outlives this test run (a service, shared by runs),
+    # so the end-of-run check for leftover processes leaves it alone.
+    daemon = subprocess.Popen(
         [DOCKERD, "--bridge=none", "--iptables=false", "--ip6tables=false"],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        env=outliving_env(),
     )
+    outlives_the_run(daemon.pid)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if daemon_answers():

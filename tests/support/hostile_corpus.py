@@ -1,4 +1,5 @@
-"""The hostile-input corpus and its expected errors (``expected.toml`` beside the files)."""
+"""The hostile-input corpus of tests/hostile and its expected errors (``expected.toml`` beside
+the files)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1] / "hostile"
 MARKET_DATA = HERE / "market_data"
 STRATEGIES = HERE / "strategies"
 TIMEFRAME = "1h"  # every market-data file in the corpus is meant as hourly bars

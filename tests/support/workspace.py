@@ -1,6 +1,7 @@
-"""Helpers the workspace tests share (a unique module name: conftest.py files collide)."""
+"""The workspace the tests check: its root, its members, the tools beside the test venv."""
 
-import os
+from __future__ import annotations
+
 import shutil
 import sys
 from pathlib import Path
@@ -24,11 +25,3 @@ def uv_bin() -> str:
     if not found:
         raise FileNotFoundError("uv is not on PATH; run scripts/setup-env")
     return found
-
-
-def clean_env() -> dict[str, str]:
-    """The environment for child processes, without the test venv leaking into them."""
-    env = dict(os.environ)
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
-    return env

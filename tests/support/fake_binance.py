@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "binance"  # answers in Binance's recorded format
 KLINE_WEIGHT = 2  # what one klines request costs on Binance
 
 

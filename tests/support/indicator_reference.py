@@ -1,6 +1,6 @@
 """Reference implementations the indicator kernels are checked and benchmarked against.
 
-Shared by the tests in this folder and by ``bench/indicators.py`` (one copy).
+Shared by tests/worker/indicators and by ``bench/indicators.py`` (one copy).
 
 - ``TALIB_DIRECT``: for each TA-Lib-backed indicator, the TA-Lib call spelled out with TA-Lib's
   own keyword names, returning ``{output name: array}``. Written independently of the kernel
@@ -14,7 +14,6 @@ Shared by the tests in this folder and by ``bench/indicators.py`` (one copy).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import talib
+
+from tests.support.market_data import packaged_file
 
 Arrays = dict[str, np.ndarray]
 
@@ -35,15 +36,6 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _package_file(package: str, *parts: str) -> Path:
-    """A data file shipped inside an installed package, found without importing it (importing
-    backtesting or arch pulls in plotting and statistics stacks: seconds per test session)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed; run scripts/setup-env")
-    return Path(next(iter(spec.submodule_search_locations)), *parts)
-
-
 REAL_DATA = ("GOOG", "EURUSD", "SP500")
 
 
@@ -54,9 +46,9 @@ def load_real_frames() -> dict[str, pd.DataFrame]:
         return _canonical(pd.read_csv(path, index_col=0, parse_dates=True))
 
     return {
-        "GOOG": read(_package_file("backtesting", "test", "GOOG.csv")),
-        "EURUSD": read(_package_file("backtesting", "test", "EURUSD.csv")),
-        "SP500": read(_package_file("arch", "data", "sp500", "sp500.csv.gz")),
+        "GOOG": read(packaged_file("backtesting", "test", "GOOG.csv")),
+        "EURUSD": read(packaged_file("backtesting", "test", "EURUSD.csv")),
+        "SP500": read(packaged_file("arch", "data", "sp500", "sp500.csv.gz")),
     }
 
 

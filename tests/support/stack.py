@@ -1,28 +1,28 @@
-"""Real ktrdr processes for the worker-service and end-to-end tests.
+"""Real ktrdr processes for the tests: `ktrdr-api serve` (``ApiServer``, or ``start_api``) and
+`ktrdr-worker training|backtest` (``WorkerProcess``), from their console scripts, on loopback.
 
-`ktrdr-api serve` and `ktrdr-worker training|backtest` run from their console scripts on
-loopback, each with its own log file; the helpers wait for them by polling what a user would
-look at (the API's /health, the worker's /health, the worker list, an operation's state) and
-put the logs into every failure message.
+The one way the tests start a backend or a worker process (the `ktrdr local` tests aside: there
+the CLI starting its own stack is what is under test). Each process has its own log file and
+KTRDR_HOME; the helpers wait for them by polling what a user would look at (the API's /health,
+the worker's /health, the worker list, an operation's state) and put the logs into every
+failure message.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import importlib.util
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from services import BIN, ApiServer, free_port, log_tail, process_env, wait_until
 
+from ktrdr_core.client import KtrdrClient
 from ktrdr_core.protocol import OperationState, OperationView
+from tests.support.ports import free_port
+from tests.support.processes import BIN, log_tail, process_env
+from tests.support.waiting import wait_until
 
 # The tiny strategy the service tests train: one hourly symbol, two indicators, a small MLP.
 # Epochs, batch size and checkpoint interval are set per test through the API's overrides.
@@ -60,8 +60,94 @@ backtest: {capital: 10000.0, commission: 0.0001, slippage: 0.0, position_size: 1
 """
 
 
+class ApiServer:
+    """`ktrdr-api serve` on a fixed loopback port, restartable (same port, same or new home)."""
+
+    def __init__(self, home: Path, *, lease_seconds: float | None = 3.0,
+                 database_url: str | None = None, token: str = "", port: int | None = None,
+                 extra_env: dict[str, str] | None = None):  # fmt: skip
+        self.home = home
+        self.extra_env = extra_env or {}
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lease_seconds = lease_seconds
+        self.database_url = database_url
+        self.token = token
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.home / "api.log"
+
+    def start(self, home: Path | None = None) -> ApiServer:
+        """Start (again, on another home when given) and wait until /health answers 200."""
+        if home is not None:
+            self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = process_env(
+            {
+                "KTRDR_HOME": str(self.home),
+                "KTRDR_API_HOST": "127.0.0.1",
+                "KTRDR_API_PORT": str(self.port),
+                "KTRDR_API_TOKEN": self.token,
+            }
+        )
+        if self.lease_seconds is not None:  # None: the backend's default lease
+            env["KTRDR_LEASE_SECONDS"] = str(self.lease_seconds)
+        if self.database_url:
+            env["KTRDR_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        self.process = subprocess.Popen(
+            [str(BIN / "ktrdr-api"), "serve"],
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.starts += 1
+
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"ktrdr-api exited with {self.process.returncode}\n"
+                                     f"{log_tail(self.log)}")  # fmt: skip
+            try:
+                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, "ktrdr-api /health", 60, lambda: log_tail(self.log))
+        return self
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL): a crash, or a restart that does not wait for long polls."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def client(self) -> KtrdrClient:
+        return KtrdrClient(self.url, token=self.token)
+
+
+def start_api(home: Path, *, database_url: str | None = None, token: str = "",
+              extra_env: dict[str, str] | None = None) -> ApiServer:  # fmt: skip
+    """Start the backend (default lease) and wait until /health answers 200."""
+    return ApiServer(
+        home, lease_seconds=None, database_url=database_url, token=token, extra_env=extra_env
+    ).start()
+
+
 class WorkerProcess:
-    """`ktrdr-worker KIND` talking to ``api``, with its /health on a free port."""
+    """`ktrdr-worker KIND` talking to ``api``, with its /health on a free port; its log, cache
+    and KTRDR_HOME in ``folder``."""
 
     def __init__(self, kind: str, api: ApiServer, folder: Path, *, worker_id: str,
                  env: dict[str, str] | None = None):  # fmt: skip
@@ -72,10 +158,13 @@ class WorkerProcess:
         self.health_port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / f"{worker_id}.log"
+        self.home = folder / f"{worker_id}-home"
+        self.home.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             [str(BIN / "ktrdr-worker"), kind],
             env=process_env(
                 {
+                    "KTRDR_HOME": str(self.home),
                     "KTRDR_API_URL": api.url,
                     "KTRDR_API_TOKEN": api.token,
                     "KTRDR_WORKER_ID": worker_id,
@@ -148,88 +237,3 @@ def wait_for_state(api: ApiServer, operation_id: str, states: set[OperationState
             return view if view.state in states else None
 
         return wait_until(reached, f"{operation_id} {what}", limit_s, logs)
-
-
-def eurusd_csv(dest: Path) -> Path:
-    """The EURUSD hourly bars shipped in the `backtesting` wheel, rewritten as a canonical
-    ktrdr CSV (``timestamp,open,high,low,close,volume``, ISO-8601 UTC), without pandas."""
-    spec = importlib.util.find_spec("backtesting")
-    assert spec is not None and spec.submodule_search_locations
-    source = Path(next(iter(spec.submodule_search_locations))) / "test" / "EURUSD.csv"
-    with source.open(newline="") as raw, dest.open("w", newline="") as out:
-        rows = csv.reader(raw)
-        header = next(rows)
-        assert header[1:] == ["Open", "High", "Low", "Close", "Volume"], header
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["timestamp", "open", "high", "low", "close", "volume"])
-        for stamp, *values in rows:
-            writer.writerow([stamp.replace(" ", "T") + "Z", *values])
-    return dest
-
-
-class ThrottledProxy:
-    """A TCP relay in front of the API that can slow either direction, set live: a slow link
-    between a worker and the backend, so a phase (data download, result upload) lasts long
-    enough for a test to act while it runs. ``down_rate``/``up_rate``: bytes per second per
-    connection toward the worker / toward the API, None for full speed; ``moved`` counts the
-    bytes relayed each way."""
-
-    def __init__(self, target_port: int):
-        import threading
-
-        self.target_port = target_port
-        self.down_rate: float | None = None
-        self.up_rate: float | None = None
-        self.moved = {"down": 0, "up": 0}
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import threading
-
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()  # the API is down: the worker sees a refused connection
-                continue
-            with self._lock:
-                self._sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, "up"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, "down"), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
-        try:
-            while True:
-                rate = self.down_rate if direction == "down" else self.up_rate
-                # Small reads when throttled, so the pace is smooth and TCP pushes back.
-                data = source.recv(max(256, int(rate // 10)) if rate else 65536)
-                if not data:
-                    break
-                sink.sendall(data)
-                with self._lock:
-                    self.moved[direction] += len(data)
-                if rate:
-                    time.sleep(len(data) / rate)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()

@@ -1,0 +1,1 @@
+"""The workspace's tests. A package only so that shared helpers import as ``tests.support``."""

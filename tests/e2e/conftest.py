@@ -1,8 +1,0 @@
-"""End-to-end tests run real processes; ktrdr_stack (beside this file) starts them."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
