@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from ktrdr_api import catalog, completion, errors
+from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import BodyLimit, ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
@@ -83,7 +83,7 @@ def create_app(
     )
     ops.completion_hooks = {
         OperationKind.TRAINING: completion.catalogue_model(
-            lambda sha: catalog.read_model_bundle(store.path(sha), sha)
+            lambda sha: model_bundles.read_model_bundle(store.path(sha), sha)
         ),
         OperationKind.DATA_FETCH: completion.ingest_dataset(store),
     }

@@ -15,7 +15,7 @@ from fastapi import Response
 
 
 class JsonModel(Protocol):
-    """A pydantic model (pydantic comes with ktrdr-core; the API does not import it)."""
+    """Anything that serialises itself as pydantic models do."""
 
     def model_dump_json(self) -> str: ...
 

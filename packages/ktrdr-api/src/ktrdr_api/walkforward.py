@@ -21,6 +21,9 @@ unique constraint makes two racing passes create a child once.
 A child that fails fails the walk-forward once no child is still running, naming the
 folds; ``ops retry`` on the walk-forward then reuses every completed child and runs only the
 rest. Cancelling the walk-forward cancels its children.
+
+What each child is given, and the progress they add up to, is
+:mod:`ktrdr_api.walkforward_children`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,23 +41,26 @@ from ktrdr_api.lifecycle import OperationConflict, OperationNotFound, Transition
 from ktrdr_api.operations import Operations
 from ktrdr_api.strategies import (
     StrategyInvalid,
-    backtest_inputs,
     check_backtest_settings,
     check_data_overlap,
     check_strategy,
     required_data,
-    training_inputs,
+)
+from ktrdr_api.walkforward_children import (
+    create_backtest,
+    create_report,
+    create_training,
+    progress_of,
+    role_order,
+    why_not_completed,
 )
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
-    FoldOutcome,
     OperationKind,
     OperationState,
     OperationView,
-    Progress,
     StrategyIssue,
     WalkforwardInputs,
-    WalkforwardReportInputs,
     WalkforwardRequest,
 )
 from ktrdr_core.version import installed_distributions
@@ -63,10 +69,6 @@ log = logging.getLogger("ktrdr_api.walkforward")
 
 SWEEP_S = 2.0
 """Seconds between two passes over every running walk-forward when nothing announced one."""
-
-
-class FoldUnusable(KtrdrError):
-    """A fold's completed child left nothing the next step can use."""
 
 
 _CHILD_KINDS = {
@@ -263,22 +265,24 @@ class Orchestrator:
         for fold in inputs.folds:
             train = children.get(f"train:{fold.index}")
             if train is None:
-                children[f"train:{fold.index}"] = self._create_training(parent, fold.index)
+                children[f"train:{fold.index}"] = create_training(ops, parent, fold.index)
             elif (
                 train.state == OperationState.COMPLETED and f"backtest:{fold.index}" not in children
             ):
-                children[f"backtest:{fold.index}"] = self._create_backtest(
-                    parent, fold.index, train
+                children[f"backtest:{fold.index}"] = create_backtest(
+                    ops, self.sessions, parent, fold.index, train
                 )
 
         active = [c for c in children.values() if c.state not in _TERMINAL]
         unfinished = _TERMINAL - {OperationState.COMPLETED}
         broken = sorted(
-            (role for role, c in children.items() if c.state in unfinished), key=_role_order
+            (role for role, c in children.items() if c.state in unfinished), key=role_order
         )
         if broken:
             if not active:
-                details = "; ".join(f"{role}: {_why(children[role])}" for role in broken)
+                details = "; ".join(
+                    f"{role}: {why_not_completed(children[role])}" for role in broken
+                )
                 ops.conclude(
                     parent_id,
                     OperationState.FAILED,
@@ -293,98 +297,12 @@ class Orchestrator:
         if all(b is not None and b.state == OperationState.COMPLETED for b in backtests):
             report = children.get("report")
             if report is None:
-                children["report"] = self._create_report(parent, children)
+                children["report"] = create_report(ops, parent, children)
             elif report.state == OperationState.COMPLETED:
                 self._report_progress(parent, children, n)  # the final words: all done
                 self._complete(parent, children)
                 return
         self._report_progress(parent, children, n)
-
-    # --- children -------------------------------------------------------------------
-
-    def _create_training(self, parent: OperationView, index: int) -> OperationView:
-        inputs = parent.inputs
-        assert isinstance(inputs, WalkforwardInputs)
-        fold = inputs.folds[index]
-        window = {
-            "data.start": fold.train_start.isoformat(),
-            "data.end": fold.train_end.isoformat(),
-        }
-        # The parent's effective text already holds its overrides; only the window changes.
-        strategy, text = check_strategy(inputs.strategy_yaml, window)
-        child, device = training_inputs(strategy, text, inputs.overrides | window, inputs.data)
-        return self.operations.create(
-            child,
-            device=device,
-            references=[ref.checksum for ref in inputs.data],
-            parent_id=parent.operation_id,
-            role=f"train:{index}",
-        )
-
-    def _create_backtest(
-        self, parent: OperationView, index: int, train: OperationView
-    ) -> OperationView:
-        inputs = parent.inputs
-        assert isinstance(inputs, WalkforwardInputs)
-        fold = inputs.folds[index]
-        model_id = (train.result or {}).get("model_id")
-        if model_id is None:
-            raise FoldUnusable(f"training {train.operation_id} completed without a model")
-        start = datetime.combine(fold.test_start, time(0), tzinfo=UTC)
-        # The test window is inclusive of its last day; a backtest's end is an instant.
-        end = datetime.combine(fold.test_end + timedelta(days=1), time(0), tzinfo=UTC)
-        end -= timedelta(microseconds=1)
-        with self.sessions() as session:
-            child, name = backtest_inputs(session, model_id, start, end, inputs.settings)
-        return self.operations.create(
-            child,
-            references=[child.bundle_sha256, *(ref.checksum for ref in child.data)],
-            strategy_name=name,
-            parent_id=parent.operation_id,
-            role=f"backtest:{index}",
-        )
-
-    def _create_report(
-        self, parent: OperationView, children: dict[str, OperationView]
-    ) -> OperationView:
-        inputs = parent.inputs
-        assert isinstance(inputs, WalkforwardInputs)
-        outcomes = []
-        for fold in inputs.folds:
-            train, test = children[f"train:{fold.index}"], children[f"backtest:{fold.index}"]
-            summary = (train.result or {}).get("summary") or {}
-            importance = {
-                row["feature"]: float(row["importance"])
-                for row in summary.get("explanations", [])
-                if isinstance(row, dict) and "feature" in row and "importance" in row
-            }
-            outcomes.append(
-                FoldOutcome(
-                    index=fold.index,
-                    test_start=fold.test_start,
-                    test_end=fold.test_end,
-                    training_operation_id=train.operation_id,
-                    backtest_operation_id=test.operation_id,
-                    model_id=(train.result or {})["model_id"],
-                    report_sha256=(test.result or {})["report_sha256"],
-                    importance=importance,
-                )
-            )
-        job = WalkforwardReportInputs(
-            walkforward_id=parent.operation_id,
-            strategy_name=inputs.strategy_name,
-            strategy_hash=inputs.strategy_hash,
-            data=inputs.data,
-            window=inputs.window,
-            folds=outcomes,
-            versions=installed_distributions(),
-        )
-        return self.operations.create(
-            job,
-            references=[o.report_sha256 for o in outcomes] + [r.checksum for r in inputs.data],
-            parent_id=parent.operation_id,
-            role="report",
-        )
 
     # --- endings and progress -------------------------------------------------------
 
@@ -416,45 +334,10 @@ class Orchestrator:
     def _report_progress(
         self, parent: OperationView, children: dict[str, OperationView], folds: int
     ) -> None:
-        def done(prefix: str) -> int:
-            return sum(
-                1
-                for role, c in children.items()
-                if role.startswith(prefix) and c.state == OperationState.COMPLETED
-            )
-
-        trained, tested = done("train:"), done("backtest:")
-        running_share = sum(
-            c.progress.percent / 100 for c in children.values() if c.state == OperationState.RUNNING
-        )
-        stitched = "report" in children and children["report"].state == OperationState.COMPLETED
-        percent = 100 * (trained + tested + running_share + stitched) / (2 * folds + 1)
-        message = f"{trained}/{folds} folds trained, {tested}/{folds} backtested"
-        if stitched:
-            message += ", report stitched"
-        elif "report" in children:
-            message += ", stitching the report"
-        progress = Progress(
-            percent=percent if stitched else min(percent, 99.0),
-            step=trained + tested + stitched,
-            total_steps=2 * folds + 1,
-            message=message,
-        )
+        progress = progress_of(children, folds)
         if progress.model_dump() != parent.progress.model_dump():
             self.operations.report_progress(parent.operation_id, progress)
 
 
-def _role_order(role: str) -> tuple[int, str]:
-    name, _, index = role.partition(":")
-    return (int(index) if index.isdigit() else 10**6, name)
-
-
 def _order(item: tuple[str, OperationView]) -> tuple[int, str]:
-    return _role_order(item[0])
-
-
-def _why(child: OperationView) -> str:
-    if child.state == OperationState.CANCELLED:
-        return f"{child.operation_id} was cancelled"
-    first_line = (child.error or "failed").strip().splitlines()[0]
-    return f"{child.operation_id} failed ({first_line[:200]})"
+    return role_order(item[0])

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
 
-from ktrdr_api import catalog
+from ktrdr_api import catalog, model_bundles
 from ktrdr_api.artifacts import ChecksumMismatch
 from ktrdr_api.deps import Backend, BackendDep, SessionDep
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
@@ -79,8 +79,8 @@ def _import(
             f"upload has sha256 {sha} but the sender announced {expected_sha256}: "
             "the transfer was corrupted or the wrong file was sent"
         )
-    manifest = catalog.read_model_bundle(staged, sha)
-    data = catalog.imported_data(manifest, sha)
+    manifest = model_bundles.read_model_bundle(staged, sha)
+    data = model_bundles.imported_data(manifest, sha)
     stored = backend.store.adopt(staged, expected_sha256=sha)
     now = backend.operations.clock()
     try:
