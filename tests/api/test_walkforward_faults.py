@@ -116,10 +116,11 @@ def test_a_walkforward_whose_fold_model_was_deleted_fails_with_the_reason(
         backend.walkforwards.sweep()
         assert _state(kc, started) == OperationState.CANCELLED
 
+        role = {c.operation_id: c.role for c in kc.get_walkforward(started).children}[trained]
         model_id = kc.get_operation(trained).result["model_id"]
         kc.delete_model(model_id, force=True)
         retry = kc.retry_operation(started)
-        assert retry.inputs.reuse["train:0"] == trained
+        assert retry.inputs.reuse == {role: trained}
         backend.walkforwards.sweep()
 
         ended = kc.get_operation(retry.operation_id)

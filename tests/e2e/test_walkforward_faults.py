@@ -72,17 +72,19 @@ def _children(api: ApiServer, operation_id: str) -> dict[str, OperationView]:
         return {c.role: c for c in client.get_walkforward(operation_id).children}
 
 
-def _held_in_fold_0(api: ApiServer, operation_id: str, logs) -> OperationView:
-    """Until fold 0's training is held at an epoch boundary (lease kept, checkpoint taken)."""
+def _held_training(api: ApiServer, operation_id: str, logs) -> OperationView:
+    """Until one of the walk-forward's fold trainings is held at an epoch boundary (lease
+    kept, checkpoint taken); that training."""
 
     def held() -> OperationView | None:
-        train = _children(api, operation_id).get("train:0")
-        if train is not None:
-            assert not train.state.is_terminal, train.error
-        ok = train is not None and train.progress.message.startswith("held")
-        return train if ok else None
+        for role, child in _children(api, operation_id).items():
+            if role.startswith("train:"):
+                assert not child.state.is_terminal, child.error
+                if child.progress.message.startswith("held"):
+                    return child
+        return None
 
-    return wait_until(held, "fold 0's training held", 180, logs)
+    return wait_until(held, "a fold's training held", 180, logs)
 
 
 def _all_children_end(api: ApiServer, operation_id: str, logs) -> None:
@@ -102,14 +104,14 @@ def test_deleting_the_data_mid_walkforward_fails_that_one_and_no_other(stack, tm
         hold.touch()
         broken = client.start_walkforward(TINY_STRATEGY, SHORT, folds=3, train_blocks=2)
         broken_id = broken.operation_id
-        _held_in_fold_0(api, broken_id, logs)
+        held = _held_training(api, broken_id, logs)
         deleted = _ktrdr(api, "data", "delete", "EURUSD", "1h", "--force", cwd=tmp_path)
         assert deleted.returncode == 0, deleted.stderr
         hold.unlink()
 
         # Fold 0's training still completes; the pass that follows cannot backtest it.
         ended = wait_for_state(api, broken_id, DONE, "the broken walk-forward", 180, logs)
-        trained = _children(api, broken_id)["train:0"]
+        trained = client.get_operation(held.operation_id)
         assert trained.state == OperationState.COMPLETED, trained.error
         assert ended.state == OperationState.FAILED
         assert "no data for EURUSD 1h" in ended.error
@@ -131,10 +133,10 @@ def test_deleting_the_data_mid_walkforward_fails_that_one_and_no_other(stack, tm
         assert done.progress.message.startswith("2/2 folds trained, 2/2 backtested")
 
         # Cancel works on a walk-forward whose next pass would fail: its data goes too while
-        # fold 0 is held, and `ktrdr ops cancel` ends it (never "running (cancel requested)").
+        # a fold is held, and `ktrdr ops cancel` ends it (never "running (cancel requested)").
         hold.touch()
         third = client.start_walkforward(TINY_STRATEGY, ON_GBPUSD, folds=2, train_blocks=2)
-        _held_in_fold_0(api, third.operation_id, logs)
+        _held_training(api, third.operation_id, logs)
         assert (
             _ktrdr(api, "data", "delete", "GBPUSD", "1h", "--force", cwd=tmp_path).returncode == 0
         )
@@ -169,31 +171,28 @@ def test_a_fold_model_deleted_before_its_backtest_fails_the_walkforward_with_the
         return "\n".join(w.logs() for w in workers)
 
     tester = workers[1]
-    tester.stop()  # until the end: fold 0's backtest stays pending, so a cancel ends it
+    tester.stop()  # until the end: the fold's backtest stays pending, so a cancel ends it
     with api.client() as client:
         hold.touch()
         started = client.start_walkforward(TINY_STRATEGY, SHORT, folds=2, train_blocks=2)
         first = started.operation_id
-        _held_in_fold_0(api, first, logs)
+        held = _held_training(api, first, logs)
         hold.unlink()
-        wait_until(
-            lambda: _children(api, first)["train:0"].state == OperationState.COMPLETED,
-            "fold 0 trained",
-            180,
-            logs,
-        )
+        wait_for_state(api, held.operation_id, {OperationState.COMPLETED}, "trained", 180, logs)
+        hold.touch()  # the other fold's training holds at its first epoch until cancelled
         client.cancel_operation(first)
         assert wait_for_state(api, first, DONE, "cancelled", 120, logs).state == (
             OperationState.CANCELLED
         )
-        trained = _children(api, first)["train:0"]
+        hold.unlink()
+        trained = client.get_operation(held.operation_id)
 
         # The model goes; the retry reuses the completed training and has to backtest it.
         model_id = trained.result["model_id"]
         gone = _ktrdr(api, "models", "delete", model_id, "--force", cwd=tmp_path)
         assert gone.returncode == 0, gone.stderr
         retry = client.retry_operation(first)
-        assert retry.inputs.reuse["train:0"] == trained.operation_id
+        assert retry.inputs.reuse == {held.role: trained.operation_id}
         ended = wait_for_state(api, retry.operation_id, DONE, "the retry", ONE_SWEEP_S, logs)
         assert ended.state == OperationState.FAILED
         assert model_id in ended.error
