@@ -249,6 +249,7 @@ def test_models_show_download_export_delete_import(local_stack, quickstart, tmp_
     imported = ktrdr(local_stack, "models", "import", str(bundle))
     assert imported.exit_code == 0, imported.stderr
     new_id = re.search(r"^imported (mdl_\w+) \(rsi_zones\)", imported.stdout).group(1)
+    assert new_id == spare  # the same file is the same model: the re-import restores its id
     assert "trained on SYNTH/1d" in imported.stdout
     models = json_of(ktrdr(local_stack, "--json", "models", "list"))
     assert new_id in {m["model_id"] for m in models}
