@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ktrdr_core.strategy import StrategyIssue, validate_strategy
+from ktrdr_core.strategy import StrategyProblem, validate_strategy
 
 # A small valid strategy. Line numbers in tests are found with `line_of`, not hard-coded.
 MINIMAL = """\
@@ -40,16 +40,16 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
     return hits[occurrence - 1]
 
 
-def by_path(issues: list[StrategyIssue]) -> dict[str, StrategyIssue]:
+def by_path(issues: list[StrategyProblem]) -> dict[str, StrategyProblem]:
     """Issues keyed by path; fails if two issues share a path (tests expect one each)."""
-    result: dict[str, StrategyIssue] = {}
+    result: dict[str, StrategyProblem] = {}
     for issue in issues:
         assert issue.path not in result, f"two issues at {issue.path}: {issues}"
         result[issue.path] = issue
     return result
 
 
-def only_issue(source: Any) -> StrategyIssue:
+def only_issue(source: Any) -> StrategyProblem:
     issues = validate_strategy(source)
     assert len(issues) == 1, "\n".join(map(str, issues)) or "no issue"
     return issues[0]

@@ -44,7 +44,9 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (MissingData, 422),
     (ProtocolMismatch, 426),
 )
-"""Most specific first: an ArtifactNotFound is an ArtifactError but answers 404."""
+"""Each error class and its status. Starlette picks the handler of the nearest class in the
+error's own hierarchy (its MRO), not the first listed, so an ArtifactNotFound answers 404
+although it is also an ArtifactError (422); the order here is only for the reader."""
 
 
 def install(app: FastAPI) -> None:

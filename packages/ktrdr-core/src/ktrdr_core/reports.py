@@ -34,7 +34,7 @@ __all__ = [
     "PartRange",
     "SignalCounts",
     "TradeRecord",
-    "TrainingResult",
+    "TrainingSummary",
     "load_backtest_report",
     "load_training_result",
 ]
@@ -42,6 +42,8 @@ __all__ = [
 TRAINING_RESULT_FORMAT = "ktrdr-training-result/1"
 BACKTEST_REPORT_FORMAT = "ktrdr-backtest-report/1"
 CLASS_NAMES = ("BUY", "HOLD", "SELL")
+"""The classes a model predicts, by output index (``CLASS_NAMES[0] == "BUY"``): the one
+definition; labels, training, decisions and every report use this order."""
 
 ClassName = Literal["BUY", "HOLD", "SELL"]
 Metric = float | int | None
@@ -155,8 +157,9 @@ def in_sample_parts(
     return overlapping
 
 
-class TrainingResult(_Doc):
-    """What a training run produced: history, test metrics, explanations and provenance."""
+class TrainingSummary(_Doc):
+    """What a training run produced: history, test metrics, explanations and provenance
+    (the ``summary`` of the ``ktrdr_core.protocol.TrainingResult`` a worker completes with)."""
 
     format: Literal["ktrdr-training-result/1"] = TRAINING_RESULT_FORMAT
     strategy_name: str
@@ -293,9 +296,9 @@ def _load(model: type[BaseModel], source: str | bytes | Path | dict[str, Any]) -
     return model.model_validate(json.loads(source))
 
 
-def load_training_result(source: str | bytes | Path | dict[str, Any]) -> TrainingResult:
+def load_training_result(source: str | bytes | Path | dict[str, Any]) -> TrainingSummary:
     """Validate a training result from JSON text/bytes, a file path or a parsed dict."""
-    return _load(TrainingResult, source)
+    return _load(TrainingSummary, source)
 
 
 def load_backtest_report(source: str | bytes | Path | dict[str, Any]) -> BacktestReport:

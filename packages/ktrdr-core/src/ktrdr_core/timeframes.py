@@ -19,6 +19,7 @@ All functions here take and return epoch seconds (``int``) or ``datetime`` objec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -26,7 +27,9 @@ __all__ = [
     "TIMEFRAMES",
     "Timeframe",
     "TimeframeError",
+    "bar_seconds",
     "parse_timeframe",
+    "timeframe_named",
 ]
 
 
@@ -183,6 +186,30 @@ def parse_timeframe(value: Timeframe | str) -> Timeframe:
             pass
     valid = ", ".join(tf.value for tf in Timeframe)
     raise TimeframeError(f"unknown timeframe {value!r}; valid timeframes are: {valid}")
+
+
+def bar_seconds(spacings: Sequence[int]) -> int:
+    """The bar size in seconds of a series, from the spacings (seconds) between consecutive
+    bar opens: their median. Gaps (nights, weekends, holidays) are the minority of spacings
+    in any real series, so the median is the bar size; the mode would be thrown by a series
+    with more gaps of one length than bars. The one timeframe-inference rule of ktrdr (the
+    worker passes the spacings of up to ~100k evenly spaced pairs of a long series).
+
+    Raises ValueError for no spacing, or a median that is not positive (the bars do not
+    increase).
+    """
+    if not spacings:
+        raise ValueError("cannot infer the timeframe from fewer than 2 bars; set it explicitly")
+    ordered = sorted(spacings)
+    median = ordered[len(ordered) // 2]
+    if median <= 0:
+        raise ValueError("cannot infer the timeframe: the bars do not strictly increase")
+    return median
+
+
+def timeframe_named(seconds: int) -> Timeframe | None:
+    """The timeframe whose bars last ``seconds``, or None when no timeframe does."""
+    return next((tf for tf in Timeframe if tf.seconds == seconds), None)
 
 
 def _epoch_seconds(when: datetime) -> int:

@@ -14,6 +14,8 @@ from importlib import metadata
 
 PROTOCOL_VERSION = 1
 DISTRIBUTIONS = ("ktrdr-core", "ktrdr-api", "ktrdr-worker", "ktrdr-cli")
+# What decides a computed result (a trained model, a backtest): recorded with each one.
+COMPUTING_DISTRIBUTIONS = ("ktrdr-core", "ktrdr-worker", "torch", "numpy", "pandas", "scikit-learn")
 
 __version__ = metadata.version("ktrdr-core")
 
@@ -42,3 +44,9 @@ def installed_distributions() -> dict[str, str]:
     and an upgrade restarts the process anyway.
     """
     return dict(_ktrdr_distributions())
+
+
+def computing_versions() -> dict[str, str]:
+    """The interpreter's version (key ``python``) and each of ``COMPUTING_DISTRIBUTIONS``
+    installed here: what a worker records with a result and reports when it registers."""
+    return distribution_versions(COMPUTING_DISTRIBUTIONS, python=True)

@@ -22,7 +22,8 @@ Bars per year for a timeframe of ``tf`` seconds:
 - ``tf`` of a week or longer: ``365.25 × 86 400 / tf`` whatever the calendar (52.18 weekly bars).
 
 ``resolve_calendar`` infers the timeframe and calendar from a bar index when they are not
-given (see its docstring for the rules); each can be set explicitly.
+given, by ktrdr's one rule for each (``ktrdr_core.timeframes.bar_seconds`` and
+``ktrdr_core.market_data.gaps.annualisation_calendar``); each can be set explicitly.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ktrdr_core.timeframes import Timeframe, parse_timeframe
+from ktrdr_core.market_data.gaps import annualisation_calendar
+from ktrdr_core.timeframes import bar_seconds, parse_timeframe, timeframe_named
 
 __all__ = [
     "CALENDARS",
@@ -43,6 +45,7 @@ __all__ = [
     "infer_calendar",
     "infer_timeframe_seconds",
     "resolve_calendar",
+    "timeframe_name",
 ]
 
 CalendarName = Literal["24/7", "weekdays", "exchange"]
@@ -55,15 +58,6 @@ DAYS_PER_YEAR: dict[str, float] = {"24/7": 365.0, "weekdays": 260.0, "exchange":
 _DAY_S = 86_400
 _WEEK_S = 7 * _DAY_S
 _NS = 1_000_000_000
-# Share of weekend bars above which a series is taken as 24/7: a 24/7 market has 2/7 of its
-# bars on Saturday and Sunday; FX has a few Sunday-evening bars (about 2 %).
-_WEEKEND_SHARE_24_7 = 0.5 * 2 / 7
-# A weekday intraday series whose days hold at least this many hours of bars trades around the
-# clock (FX); shorter days are exchange sessions.
-_ROUND_THE_CLOCK_HOURS = 20.0
-# A daily weekday series that covers at least this share of Monday–Friday dates has no exchange
-# holidays (FX daily); stocks miss about 9 of 261 weekdays a year (96.5 %).
-_WEEKDAY_COVERAGE = 0.985
 
 
 @dataclass(frozen=True)
@@ -92,33 +86,18 @@ def _epoch_ns(index: pd.DatetimeIndex) -> np.ndarray:
     return index.as_unit("ns").asi8
 
 
-def _sample(values: np.ndarray) -> np.ndarray:
-    # Shares and medians over at most ~100k evenly spaced elements: as good as the full
-    # series for these estimates, and 10× cheaper on a million bars.
-    stride = max(1, len(values) // _SAMPLE)
-    return values[::stride]
-
-
 _SAMPLE = 100_000
 
 
 def infer_timeframe_seconds(index: pd.DatetimeIndex) -> int:
-    """Bar duration in seconds, read from an index of bar open times.
-
-    The median spacing between consecutive bars (over up to ~100k evenly spaced pairs): gaps
-    (nights, weekends, holidays) are the minority of spacings in any real series, so the
-    median is the bar size. Raises ``ValueError`` for fewer than two bars or a
-    non-increasing index.
+    """Bar duration in seconds, read from an index of bar open times: ktrdr's one rule,
+    :func:`ktrdr_core.timeframes.bar_seconds` (the median spacing), over up to ~100k evenly
+    spaced pairs. Raises ``ValueError`` for fewer than two bars or a non-increasing index.
     """
-    if len(index) < 2:
-        raise ValueError("cannot infer the timeframe from fewer than 2 bars; set it explicitly")
     ns = _epoch_ns(index)
     stride = max(1, (len(ns) - 1) // _SAMPLE)
-    spacing = ns[1::stride] - ns[:-1:stride]
-    step = int(np.median(spacing)) // _NS
-    if step <= 0:
-        raise ValueError("cannot infer the timeframe: the index is not strictly increasing")
-    return step
+    spacing = (ns[1::stride] - ns[:-1:stride]) // _NS
+    return bar_seconds(spacing.tolist())
 
 
 def _bars_per_utc_date(ns: np.ndarray) -> float:
@@ -130,33 +109,22 @@ def _bars_per_utc_date(ns: np.ndarray) -> float:
 
 
 def infer_calendar(index: pd.DatetimeIndex, timeframe_seconds: int) -> str:
-    """Which calendar a bar series trades on, read from its open times (UTC).
+    """Which calendar a bar series trades on, read from its open times (UTC): weekly or
+    longer bars ``"24/7"`` (the calendar does not change their bars per year), else ktrdr's
+    one calendar rule, :func:`ktrdr_core.market_data.gaps.annualisation_calendar` (the gap
+    report's :func:`~ktrdr_core.market_data.gaps.infer_calendar`, mapped to a year).
 
-    Rules, in order:
-
-    1. weekly or longer bars: ``"24/7"`` (the calendar does not change their bars per year);
-    2. more than 1/7 of the bars (of up to ~100k evenly spaced ones) open on Saturday or
-       Sunday: ``"24/7"``;
-    3. intraday bars whose UTC dates hold at least 20 h of bars (median): ``"weekdays"``,
-       else ``"exchange"``;
-    4. daily bars covering at least 98.5 % of the Monday–Friday dates of their span:
-       ``"weekdays"`` (no exchange holidays), else ``"exchange"``.
+    Raises ``ValueError`` for a bar size that is no ktrdr timeframe (set the calendar then).
     """
     if timeframe_seconds >= _WEEK_S:
         return "24/7"
-    ns = _epoch_ns(index)
-    # 1970-01-01 was a Thursday: (days + 3) % 7 counts from Monday = 0.
-    weekday = (_sample(ns) // (_DAY_S * _NS) + 3) % 7
-    if float(np.mean(weekday >= 5)) > _WEEKEND_SHARE_24_7:
-        return "24/7"
-    if timeframe_seconds < _DAY_S:
-        hours_per_date = _bars_per_utc_date(ns) * timeframe_seconds / 3600.0
-        return "weekdays" if hours_per_date >= _ROUND_THE_CLOCK_HOURS else "exchange"
-    first = index[0].date()
-    last = index[-1].date()
-    weekdays_in_span = int(np.busday_count(first, last)) + 1
-    coverage = len(index) * (timeframe_seconds / _DAY_S) / weekdays_in_span
-    return "weekdays" if coverage >= _WEEKDAY_COVERAGE else "exchange"
+    named = timeframe_named(timeframe_seconds)
+    if named is None:
+        raise ValueError(
+            f"cannot infer the calendar of {timeframe_seconds}-second bars, which are no ktrdr "
+            "timeframe: set backtest.calendar"
+        )
+    return annualisation_calendar((_epoch_ns(index) // _NS).tolist(), named)
 
 
 def bars_per_year(
@@ -180,11 +148,10 @@ def bars_per_year(
     return days * _DAY_S / timeframe_seconds
 
 
-def _timeframe_name(seconds: int) -> str:
-    for tf in Timeframe:
-        if tf.seconds == seconds:
-            return tf.value
-    return f"{seconds}s"
+def timeframe_name(seconds: int) -> str:
+    """The ktrdr timeframe name of a bar duration (``"1h"``), else ``"<n>s"``."""
+    named = timeframe_named(seconds)
+    return named.value if named is not None else f"{seconds}s"
 
 
 def resolve_calendar(
@@ -223,7 +190,7 @@ def resolve_calendar(
         per_session = _bars_per_utc_date(_epoch_ns(index))
     return TradingCalendar(
         timeframe_seconds=tf_s,
-        timeframe=_timeframe_name(tf_s),
+        timeframe=timeframe_name(tf_s),
         calendar=cal,
         bars_per_year=bars_per_year(tf_s, cal, per_session),
         bars_per_session=per_session,

@@ -7,7 +7,8 @@ a :class:`LabelReport` (class counts and shares); a degenerate result — one cl
 :data:`MAX_CLASS_SHARE` of the labelled bars, or a class missing — raises :class:`LabelError`
 with advice on which parameter values would work on this data.
 
-Classes (the one place they are defined; model outputs use the same indices):
+Classes, by model output index (their names and order are
+:data:`ktrdr_core.reports.CLASS_NAMES`, which every report uses):
 
 - ``BUY = 0``: the price is going to rise by the method's margin;
 - ``HOLD = 1``: neither rise nor fall is clear enough;
@@ -38,16 +39,15 @@ import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.timeframes import TIMEFRAMES
+from ktrdr_core.reports import CLASS_NAMES
+from ktrdr_worker.calendars import infer_timeframe_seconds, timeframe_name
 
 if TYPE_CHECKING:
     from ktrdr_core.strategy.sections import LabelsConfig
 
-BUY = 0
-HOLD = 1
-SELL = 2
-#: Class names by index: ``CLASS_NAMES[BUY] == "BUY"``.
-CLASS_NAMES: tuple[str, str, str] = ("BUY", "HOLD", "SELL")
+BUY = CLASS_NAMES.index("BUY")
+HOLD = CLASS_NAMES.index("HOLD")
+SELL = CLASS_NAMES.index("SELL")
 #: A labelling where one class holds more than this share of the labelled bars is rejected.
 MAX_CLASS_SHARE = 0.9
 
@@ -158,13 +158,13 @@ def _bars(where: str, name: str, value: int) -> int:
 
 
 def _timeframe_of(index: pd.Index) -> str:
-    """The bar size as a timeframe name (``1h``), from the most common spacing of the index."""
+    """The bar size as a timeframe name (``1h``), by ktrdr's one inference rule."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return "unknown-timeframe"
-    step = pd.Series(index[1:] - index[:-1]).mode().iloc[0]
-    seconds = step.total_seconds()
-    named = next((tf.value for tf in TIMEFRAMES if tf.seconds == seconds), None)
-    return named or str(step)
+    try:
+        return timeframe_name(infer_timeframe_seconds(index))
+    except ValueError:
+        return "unknown-timeframe"  # not increasing: the report names no timeframe
 
 
 def _fmt(x: float) -> str:

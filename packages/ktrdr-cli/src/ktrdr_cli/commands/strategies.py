@@ -44,12 +44,12 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="strategy YAML files")],
 ) -> None:
     """Check each file; print every problem with its file, line and key path. Exit 1 on any."""
-    from ktrdr_core.strategy import StrategyIssue, validate_strategy
+    from ktrdr_core.strategy import StrategyProblem, validate_strategy
 
-    results: dict[Path, list[StrategyIssue]] = {}
+    results: dict[Path, list[StrategyProblem]] = {}
     for file in files:
         if not file.is_file():
-            results[file] = [StrategyIssue(path="", message="no such file", file=str(file))]
+            results[file] = [StrategyProblem(path="", message="no such file", file=str(file))]
         else:
             results[file] = validate_strategy(file)
 

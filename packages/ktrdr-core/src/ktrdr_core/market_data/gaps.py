@@ -46,7 +46,7 @@ import statistics
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import compress, count, islice, pairwise, repeat
@@ -61,6 +61,7 @@ __all__ = [
     "GapKind",
     "GapReport",
     "MarketCalendar",
+    "annualisation_calendar",
     "gap_report",
     "infer_calendar",
 ]
@@ -353,6 +354,40 @@ def infer_calendar(
     """
     tf = parse_timeframe(timeframe)
     return _infer(_to_epochs(timestamps, tf), tf, max_holiday_days)
+
+
+# A daily weekday series covering at least this share of the Monday–Friday dates of its span
+# has no exchange holidays (FX daily); stocks miss about 9 of 261 weekdays a year (96.5 %).
+_NO_HOLIDAYS_COVERAGE = 0.985
+
+
+def annualisation_calendar(
+    timestamps: Sequence[int], timeframe: Timeframe | str
+) -> Literal["24/7", "weekdays", "exchange"]:
+    """Which year a series' per-bar statistics annualise over, from its bar opens (epoch
+    seconds, increasing; they need not sit on the timeframe's grid, as exchange hours that
+    open on the half hour do not), by :func:`infer_calendar`'s rule (the one calendar
+    inference of ktrdr):
+
+    - ``continuous`` → ``"24/7"`` (365 trading days);
+    - ``sessions`` → ``"exchange"`` (252 sessions);
+    - ``weekdays`` → ``"weekdays"`` (260 days), except daily bars covering under 98.5 % of the
+      Monday–Friday dates of their span: exchange holidays, so ``"exchange"``.
+    """
+    tf = parse_timeframe(timeframe)
+    ts = list(timestamps)
+    kind = _infer(ts, tf, 2).kind
+    if kind == "continuous":
+        return "24/7"
+    if kind == "sessions":
+        return "exchange"
+    if tf is Timeframe.D1:
+        first, last = ts[0] // _DAY, ts[-1] // _DAY
+        # Day numbers count from Thursday 1970-01-01: (day + 3) % 7 < 5 is Monday to Friday.
+        weekdays = sum(1 for d in range(first, last + 1) if (d + 3) % 7 < 5)
+        if len(ts) < _NO_HOLIDAYS_COVERAGE * weekdays:
+            return "exchange"
+    return "weekdays"
 
 
 def _infer(ts: list[int], tf: Timeframe, max_holiday_days: int) -> MarketCalendar:

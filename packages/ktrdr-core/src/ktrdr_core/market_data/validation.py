@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ktrdr_core.timeframes import Timeframe, parse_timeframe
+from ktrdr_core.timeframes import Timeframe, bar_seconds, parse_timeframe, timeframe_named
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -309,15 +309,15 @@ def _check_spacing(timestamps: array, tf: Timeframe, error: Any) -> None:
     """Coarser bars filed under a finer timeframe pass every per-row rule (a daily bar opens
     on an hour too), so look at the spacing: a file of ``tf`` bars has at least one pair of
     consecutive bars one ``tf`` apart, whatever its sessions, weekends and holes. With three
-    bars or more and no such pair, the file holds longer bars; the median spacing says which.
+    bars or more and no such pair, the file holds longer bars; :func:`bar_seconds` says which.
     """
     if len(timestamps) < 3:
         return
-    gaps = sorted(b - a for a, b in itertools.pairwise(timestamps))
-    if gaps[0] <= tf.seconds:
+    gaps = [b - a for a, b in itertools.pairwise(timestamps)]
+    if min(gaps) <= tf.seconds:
         return
-    median = gaps[len(gaps) // 2]
-    named = next((t.value for t in Timeframe if t.seconds == median), None)
+    median = bar_seconds(gaps)
+    named = timeframe_named(median)
     found = f"{_spell_seconds(median)} apart (median)" + (f", which is {named}" if named else "")
     error(
         None,

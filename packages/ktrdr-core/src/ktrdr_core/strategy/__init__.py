@@ -3,7 +3,7 @@
 Public API::
 
     load_strategy(path_or_text, *, filename=None) -> Strategy        # raises StrategyError
-    validate_strategy(path_or_text_or_mapping, *, filename=None) -> list[StrategyIssue]
+    validate_strategy(path_or_text_or_mapping, *, filename=None) -> list[StrategyProblem]
     Strategy.feature_names() -> list[str]    # ordered; rule in ktrdr_core.strategy.features
     Strategy.features() -> list[FeatureSpec] # the same, with timeframe/indicator/output/...
     Strategy.strategy_hash() -> str          # sha256 of the canonical JSON form
@@ -14,7 +14,7 @@ Example files ship in ``ktrdr_core.examples`` (``list_examples``, ``read_example
 
 from ktrdr_core.strategy.canonical import canonical_json
 from ktrdr_core.strategy.features import FeatureSpec
-from ktrdr_core.strategy.issues import StrategyError, StrategyIssue
+from ktrdr_core.strategy.issues import StrategyError, StrategyProblem
 from ktrdr_core.strategy.json_schema import strategy_json_schema
 from ktrdr_core.strategy.loading import StrategySource, load_strategy, validate_strategy
 from ktrdr_core.strategy.schema import Strategy
@@ -54,7 +54,7 @@ __all__ = [
     "Split",
     "Strategy",
     "StrategyError",
-    "StrategyIssue",
+    "StrategyProblem",
     "StrategySource",
     "TrainingConfig",
     "TripleBarrierLabels",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ktrdr_core.errors import KtrdrError
 
-__all__ = ["Path", "StrategyError", "StrategyIssue", "format_path"]
+__all__ = ["Path", "StrategyError", "StrategyProblem", "format_path"]
 
 Path = tuple[str | int, ...]
 """A key path inside a strategy: mapping keys and list positions, outermost first."""
@@ -26,7 +26,7 @@ def format_path(path: Path | Sequence[str | int]) -> str:
 
 
 @dataclass(frozen=True)
-class StrategyIssue:
+class StrategyProblem:
     """One problem: ``path`` is the dotted key path (``""`` for the whole file), ``message``
     says what was expected and what was got, ``file``/``line`` (1-based) locate it when known
     (line is None for input given as a mapping)."""
@@ -48,7 +48,7 @@ class StrategyIssue:
 class StrategyError(KtrdrError, ValueError):
     """A strategy file is invalid. ``issues`` holds every problem found, in file order."""
 
-    def __init__(self, issues: Sequence[StrategyIssue], source: str | None = None):
+    def __init__(self, issues: Sequence[StrategyProblem], source: str | None = None):
         self.issues = list(issues)
         self.source = source
         where = f" in {source}" if source else ""

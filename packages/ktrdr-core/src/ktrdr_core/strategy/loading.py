@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from ktrdr_core.strategy.consistency import check_data, resolve_defaults
 from ktrdr_core.strategy.features import check_feature_names
-from ktrdr_core.strategy.issues import Path, StrategyError, StrategyIssue, format_path
+from ktrdr_core.strategy.issues import Path, StrategyError, StrategyProblem, format_path
 from ktrdr_core.strategy.schema import Strategy
 from ktrdr_core.strategy.sections import (
     IDENTIFIER_PATTERN,
@@ -49,7 +49,7 @@ _PATTERN_WORDS = {
 
 def validate_strategy(
     source: StrategySource, *, filename: str | None = None
-) -> list[StrategyIssue]:
+) -> list[StrategyProblem]:
     """Check a strategy and return every problem found (empty when it is valid).
 
     In: a file path (``pathlib.Path`` or any ``os.PathLike``, or a ``str`` without a newline),
@@ -127,7 +127,7 @@ def _decode(raw: bytes, name: str | None) -> tuple[Any, str | None, list[Any]]:
 
 def _run(
     source: StrategySource, filename: str | None
-) -> tuple[Strategy | None, list[StrategyIssue]]:
+) -> tuple[Strategy | None, list[StrategyProblem]]:
     content, name, read_problems = _read(source, filename)
     lines: dict[Path, int] = {}
     data: Any = None
@@ -170,14 +170,14 @@ def _run(
         for path, message in problems
         if not any(path[: len(r)] == r for r in refused)
     ]
-    issues: list[StrategyIssue] = []
+    issues: list[StrategyProblem] = []
     seen: set[tuple[str, str]] = set()
     for path, message, line in [*read_problems, *((p, m, None) for p, m in problems)]:
         text_path = format_path(path)
         if (text_path, message) in seen:
             continue
         seen.add((text_path, message))
-        issues.append(StrategyIssue(text_path, message, name, line or _line(lines, path)))
+        issues.append(StrategyProblem(text_path, message, name, line or _line(lines, path)))
     # File order; issues without a line (missing sections, mapping input) come after, in the
     # order found.
     order = {id(issue): index for index, issue in enumerate(issues)}

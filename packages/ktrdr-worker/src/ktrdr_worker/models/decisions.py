@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ktrdr_core.errors import KtrdrError
-from ktrdr_worker.models.training import CLASS_NAMES
+from ktrdr_core.reports import CLASS_NAMES
 
 __all__ = ["DecisionError", "DecisionSettings", "Decisions", "decide_positions", "no_trade_reason"]
 

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from ktrdr_core.bundles import BundleManifest, BundleSource
+from ktrdr_core.reports import CLASS_NAMES
 from ktrdr_worker import features
 from ktrdr_worker.models.bundles import load_network
 from ktrdr_worker.models.datasets import build_samples
-from ktrdr_worker.models.training import CLASS_NAMES, predict_probabilities
+from ktrdr_worker.models.training import predict_probabilities
 
 __all__ = ["BundleModel", "check_feature_names", "first_difference", "predict_bundle"]
 

@@ -2,8 +2,8 @@
 
 :func:`train_strategy` is what a training worker calls. It takes a strategy and one OHLCV
 frame per symbol and returns a :class:`TrainingOutcome` of plain values: the model bundle's
-bytes and the training result as a JSON-ready dict (schema ``ktrdr_core.reports.
-TrainingResult``). Steps:
+bytes and the training result as a JSON-ready dict (schema
+``ktrdr_core.reports.TrainingSummary``, the ``summary`` of the worker's ``TrainingResult``). Steps:
 
 1. per symbol, separately: cut the data to ``data.end``; features (``ktrdr_worker.features``)
    and labels (``ktrdr_worker.labels.make_labels``) on the base timeframe; samples are the
@@ -20,8 +20,6 @@ TrainingResult``). Steps:
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,12 +32,13 @@ import numpy as np
 import pandas as pd
 
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.reports import TrainingResult
+from ktrdr_core.reports import CLASS_NAMES, TrainingSummary
 from ktrdr_core.strategy.loading import load_strategy
 from ktrdr_core.strategy.schema import Strategy
+from ktrdr_core.version import computing_versions
 from ktrdr_worker.evaluation import classification_report
 from ktrdr_worker.features import build_features
-from ktrdr_worker.labels import CLASS_NAMES, make_labels
+from ktrdr_worker.labels import make_labels
 from ktrdr_worker.models.bundles import bundle_bytes, save_bundle
 from ktrdr_worker.models.datasets import Samples, build_samples, split_by_time
 from ktrdr_worker.models.explanations import explain
@@ -78,7 +77,7 @@ class TrainingOutcome:
     """What :func:`train_strategy` returns: plain values only.
 
     ``bundle``: the model bundle's zip bytes; ``result``: the training result (JSON-ready
-    dict, ``ktrdr_core.reports.TrainingResult``); ``bundle_path``: where the bundle was written
+    dict, ``ktrdr_core.reports.TrainingSummary``); ``bundle_path``: where the bundle was written
     when a path was asked for.
     """
 
@@ -166,16 +165,6 @@ def data_checksum(ohlcv: pd.DataFrame) -> str:
         ).tobytes()
     )
     return digest.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("ktrdr-core", "ktrdr-worker", "torch", "numpy", "pandas", "scikit-learn"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _part_range(times: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -376,7 +365,7 @@ def train_strategy(
         "splits": splits,
         "seed": config.seed,
         "device": trained.device,
-        "versions": _versions(),
+        "versions": computing_versions(),
         "history": trained.history,
         "best_epoch": trained.best_epoch,
         "test_metrics": metrics["test"],
@@ -388,7 +377,7 @@ def train_strategy(
     timings["bundle_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
 
-    result = TrainingResult.model_validate(
+    result = TrainingSummary.model_validate(
         {
             "strategy_name": strategy.name,
             "strategy_hash": manifest["strategy"]["hash"],

@@ -37,11 +37,11 @@ import torch
 from torch import nn
 
 from ktrdr_core.errors import KtrdrError
+from ktrdr_core.reports import CLASS_NAMES
 from ktrdr_worker.models.datasets import Samples, balanced_accuracy, window_gather
 from ktrdr_worker.models.networks import N_CLASSES, NetworkSpec, build_network, set_standardisation
 from ktrdr_worker.runtime import resolve_device
 
-CLASS_NAMES = ("BUY", "HOLD", "SELL")
 LR_SCHEDULES = ("cosine", "plateau", "constant")
 CHECKPOINT_FORMAT = "ktrdr-training-checkpoint/1"
 _EVAL_BATCH = 8192

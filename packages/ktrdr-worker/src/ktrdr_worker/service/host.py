@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 import socket
 
 from ktrdr_core.protocol import (
@@ -14,21 +12,15 @@ from ktrdr_core.protocol import (
     WorkerCapabilities,
     WorkerRegistration,
 )
+from ktrdr_core.version import computing_versions
 from ktrdr_worker.runtime import TorchRuntime
 
 __all__ = ["capabilities", "registration", "versions"]
 
-_DISTRIBUTIONS = ("ktrdr-core", "ktrdr-worker", "torch", "numpy", "pandas", "scikit-learn")
-
 
 def versions(runtime: TorchRuntime) -> dict[str, str]:
     """Distribution -> version for what decides a result (python and the CUDA build too)."""
-    found = {"python": platform.python_version()}
-    for name in _DISTRIBUTIONS:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    found = computing_versions()
     if runtime.cuda_build:
         found["cuda"] = runtime.cuda_build
     return found

@@ -55,7 +55,7 @@ from ktrdr_worker.service.logs import log_context
 from ktrdr_worker.service.retry import is_transient, retry
 from ktrdr_worker.service.runners import RUNNERS, Runner
 
-__all__ = ["Worker", "WorkerFatalError", "WorkerStatus"]
+__all__ = ["Worker", "WorkerFatalError", "WorkerHealth"]
 
 T = TypeVar("T")
 log = logging.getLogger("ktrdr_worker.service")
@@ -73,8 +73,9 @@ class _Stopping(Exception):
 
 
 @dataclass
-class WorkerStatus:
-    """What ``/health`` shows: ``state`` is starting, idle, busy, reconnecting or stopped."""
+class WorkerHealth:
+    """What this process's ``/health`` shows (not the backend's ``WorkerStatus``, what it last
+    heard): ``state`` is starting, idle, busy, reconnecting or stopped."""
 
     worker_id: str
     kind: str
@@ -105,7 +106,7 @@ class Worker:
         self.runtime = runtime
         self.runners = runners or RUNNERS
         self.stopping = threading.Event()
-        self.status = WorkerStatus(worker_id=config.worker_id, kind=config.kind.value)
+        self.status = WorkerHealth(worker_id=config.worker_id, kind=config.kind.value)
         self._status_lock = threading.Lock()
         self._current: Attempt | None = None
         self._needs_registration = True
