@@ -29,7 +29,9 @@ HOLES = {T0 + 50 * H, T0 + 51 * H, T0 + 52 * H}  # bars the exchange drops in th
 @pytest.fixture
 def stack(tmp_path):
     with FakeBinance(fixture("binance_klines_btcusdt_1h.json")) as binance:
-        api = ApiServer(tmp_path / "home").start()
+        # A long lease: a heartbeat starved on a busy machine must not requeue a fetch (the
+        # test counts the requests the exchange got); nothing here waits for a lease to end.
+        api = ApiServer(tmp_path / "home", lease_seconds=30.0).start()
         worker = WorkerProcess("backtest", api, tmp_path / "workers", worker_id="e2e-fetch",
                                env={"KTRDR_BINANCE_URL": binance.url})  # fmt: skip
         try:
@@ -179,7 +181,7 @@ def _daily_klines(days: int) -> list[list]:
 
 def test_quickstart_fetches_from_a_provider_then_trains_and_backtests(tmp_path):
     with FakeBinance(_daily_klines(4100), interval="1d") as binance:
-        api = ApiServer(tmp_path / "home").start()
+        api = ApiServer(tmp_path / "home", lease_seconds=30.0).start()  # as in the fixture
         workers = [
             WorkerProcess(
                 kind,

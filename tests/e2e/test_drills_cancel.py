@@ -109,7 +109,8 @@ def test_cancel_in_every_phase_ends_cancelled_and_frees_the_worker(stack, tmp_pa
                    after_bytes=first)  # fmt: skip
         download = client.start_training(TINY_STRATEGY, LONG).operation_id
         wait_until(_held(proxy, client, download), "the download held", 120, worker.logs)
-        assert _phase(client, download, "downloading data")()
+        wait_until(_phase(client, download, "downloading data"), "the download's progress", 30,
+                   worker.logs)  # fmt: skip
         asked = time.monotonic()
         client.cancel_operation(download)
         wait_until(_worker_knows(worker, download), "the worker to hear of the cancel",
@@ -151,7 +152,8 @@ def test_cancel_in_every_phase_ends_cancelled_and_frees_the_worker(stack, tmp_pa
         proxy.gate("up", match=b"POST /api/v1/artifacts?kind=bundle", after_bytes=1024)
         upload = client.start_training(TINY_STRATEGY, SHORT).operation_id
         wait_until(_held(proxy, client, upload), "the upload held", 120, worker.logs)
-        assert _phase(client, upload, "uploading the model bundle")()
+        wait_until(_phase(client, upload, "uploading the model bundle"), "the upload's progress",
+                   30, worker.logs)  # fmt: skip
         asked = time.monotonic()
         view = client.cancel_operation(upload)
         assert view.state == OperationState.RUNNING and view.cancel_requested

@@ -21,7 +21,10 @@ DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLE
 
 @pytest.fixture
 def stack(database_url, tmp_path):
-    api = ApiServer(tmp_path / "home", database_url=database_url, token="e2e-secret").start()
+    # A long lease: a heartbeat starved on a busy machine must not requeue an operation (the
+    # test reads who ran each one); nothing here waits for a lease to run out.
+    api = ApiServer(tmp_path / "home", database_url=database_url, token="e2e-secret",
+                    lease_seconds=30.0).start()  # fmt: skip
     workers = [
         WorkerProcess(kind, api, tmp_path / "workers", worker_id=f"e2e-{kind}")
         for kind in ("training", "backtest")
@@ -83,9 +86,14 @@ def test_import_train_backtest_report(stack, tmp_path):
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         assert "<svg" in svg.read_text()[:2000]
 
-    # Both workers are idle again, and stop cleanly when told to.
+    # Both workers are idle again (the count moves once a job is cleaned up, just after its
+    # completion), and stop cleanly when told to.
     for worker in (trainer, tester):
-        health = worker.health()
-        assert health["status"] == "idle" and health["jobs_done"] == 1
+
+        def idle_after_one(worker=worker) -> bool:
+            health = worker.health()
+            return health["status"] == "idle" and health["jobs_done"] == 1
+
+        wait_until(idle_after_one, f"{worker.worker_id} idle after one job", 30, logs)
         worker.signal(signal.SIGTERM)
     assert [trainer.wait_exit(), tester.wait_exit()] == [0, 0]

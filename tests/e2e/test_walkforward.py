@@ -2,7 +2,12 @@
 backtest worker. Real EURUSD hourly bars; every fold is trained and backtested as its own
 child operation, the folds spread over both training workers, and the stitched report and
 chart come back. Then cancel and retry: a cancelled walk-forward cancels its children, and
-its retry reuses what completed and reproduces the same fold results."""
+its retry reuses what completed and reproduces the same fold results.
+
+Each training worker has its own hold file (KTRDR_WORKER_HOLD_FILE): while it exists, that
+worker's training holds after its first epoch. The tests use them to hold a fold where they
+need one running — never an epoch count that should be long enough — and remove them before
+the runs that must not hold."""
 
 from __future__ import annotations
 
@@ -24,13 +29,26 @@ pytestmark = pytest.mark.slow
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
 
 
+TRAINERS = ("wf-training-1", "wf-training-2")
+
+
+def _hold_file(folder: Path, n: int) -> Path:
+    return folder / f"hold-training-{n}"
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("walkforward")
-    api = ApiServer(folder / "home", token="wf-secret").start()
+    # A long lease: a heartbeat starved on a busy machine must not requeue a fold (the tests
+    # read who ran each one); nothing here waits for a lease to run out.
+    api = ApiServer(folder / "home", lease_seconds=30.0, token="wf-secret").start()
     workers = [
-        WorkerProcess(kind, api, folder / "workers", worker_id=f"wf-{kind}-{n}")
-        for kind, n in (("training", 1), ("training", 2), ("backtest", 1))
+        WorkerProcess(kind, api, folder / "workers", worker_id=f"wf-{kind}-{n}", env=env)
+        for kind, n, env in (
+            ("training", 1, {"KTRDR_WORKER_HOLD_FILE": str(_hold_file(folder, 1))}),
+            ("training", 2, {"KTRDR_WORKER_HOLD_FILE": str(_hold_file(folder, 2))}),
+            ("backtest", 1, None),
+        )
     ]
     for worker in workers:
         worker.wait_registered()
@@ -42,13 +60,44 @@ def stack(tmp_path_factory):
     api.stop()
 
 
+@pytest.fixture
+def holds(stack):
+    """Each training worker's hold file (worker id -> path), none present before or after."""
+    api, _ = stack
+    folder = api.home.parent
+    files = {worker_id: _hold_file(folder, n) for n, worker_id in enumerate(TRAINERS, 1)}
+    yield files
+    for path in files.values():
+        path.unlink(missing_ok=True)
+
+
 def _logs(workers) -> str:
     return "\n".join(worker.logs() for worker in workers)
 
 
-def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, tmp_path):
+def _held_folds(client, walkforward: str, count: int):
+    """Until ``count`` train children are held (each on its own worker): their views by role."""
+
+    def held():
+        view = client.get_walkforward(walkforward)
+        assert not view.operation.state.is_terminal, view.operation.error
+        found = {
+            c.role: c
+            for c in view.children
+            if c.role.startswith("train:")
+            and c.state == OperationState.RUNNING
+            and c.progress.message.startswith("held after epoch")
+        }
+        return found if len(found) == count else None
+
+    return held
+
+
+def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, holds, tmp_path):
     api, workers = stack
     with api.client() as client:
+        for path in holds.values():
+            path.touch()
         started = client.start_walkforward(
             TINY_STRATEGY, {"training.epochs": 2}, folds=3, train_blocks=2
         )
@@ -62,11 +111,21 @@ def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, t
         for fold in plan:
             assert fold.train_end < fold.test_start
 
+        # A held worker is busy: two folds held means one on each training worker.
+        held = wait_until(_held_folds(client, started.operation_id, 2), "two folds held", 300,
+                          lambda: _logs(workers))  # fmt: skip
+        assert {c.worker_id for c in held.values()} == set(TRAINERS)
+        for path in holds.values():
+            path.unlink()
+
         done = wait_for_state(
             api, started.operation_id, DONE, "walk-forward", 600, lambda: _logs(workers)
         )
         assert done.state == OperationState.COMPLETED, done.error
         view = client.get_walkforward(started.operation_id)
+        # Finished means stitched: the progress says so, at 100 %.
+        assert view.operation.progress.message.endswith("report stitched")
+        assert view.operation.progress.percent == 100.0
         roles = {child.role: child for child in view.children}
         assert set(roles) == {f"train:{i}" for i in range(3)} | {
             f"backtest:{i}" for i in range(3)
@@ -108,26 +167,39 @@ def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, t
         assert started.operation_id in {op.operation_id for op in listed}
 
 
-def test_cancel_cancels_the_children_and_retry_reuses_what_completed(stack):
+def test_cancel_cancels_the_children_and_retry_reuses_what_completed(stack, holds):
     api, workers = stack
     with api.client() as client:
+        for path in holds.values():
+            path.touch()
         started = client.start_walkforward(
             TINY_STRATEGY, {"training.epochs": 2, "training.seed": 11}, folds=2, train_blocks=3
         )
+        held = wait_until(_held_folds(client, started.operation_id, 2), "both folds held", 300,
+                          lambda: _logs(workers))  # fmt: skip
+        # Fold 0 goes on to complete; fold 1 stays held, so the walk-forward is still running.
+        holds[held["train:0"].worker_id].unlink()
 
         def first_fold_trained():
             roles = {c.role: c for c in client.get_walkforward(started.operation_id).children}
-            train = roles.get("train:0")
-            return train is not None and train.state == OperationState.COMPLETED
+            return roles["train:0"].state == OperationState.COMPLETED
 
         wait_until(first_fold_trained, "fold 0 trained", 300, lambda: _logs(workers))
-        client.cancel_operation(started.operation_id)
+        view = client.get_walkforward(started.operation_id)
+        assert view.operation.state == OperationState.RUNNING
+        fold_1 = {c.role: c for c in view.children}["train:1"]
+        assert fold_1.state == OperationState.RUNNING
+        assert fold_1.progress.message.startswith("held after epoch")
+        client.cancel_operation(started.operation_id)  # a cancel ends the hold at once
         cancelled = wait_for_state(
             api, started.operation_id, DONE, "cancelled walk-forward", 60, lambda: _logs(workers)
         )
         assert cancelled.state == OperationState.CANCELLED
         children = client.get_walkforward(started.operation_id).children
         assert all(child.state in DONE for child in children)
+        assert {c.role: c for c in children}["train:1"].state == OperationState.CANCELLED
+        for path in holds.values():  # the retry must not hold
+            path.unlink(missing_ok=True)
         first = {c.role: c for c in children}["train:0"]
 
         retry = client.retry_operation(started.operation_id)
@@ -140,6 +212,18 @@ def test_cancel_cancels_the_children_and_retry_reuses_what_completed(stack):
         own = {c.role for c in client.get_walkforward(retry.operation_id).children}
         assert "train:0" not in own, "the completed fold was trained again"
         assert done.result["children"]["train:0"] == first.operation_id
+
+
+def _table_rows(text: str, header: str) -> list[list[str]]:
+    """The rows (split on blanks) of the table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [header])
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows
 
 
 def _ktrdr(api: ApiServer, *args: str, cwd) -> subprocess.CompletedProcess[str]:
@@ -210,10 +294,20 @@ def test_the_cli_follows_a_walkforward_then_lists_diffs_and_compares_runs(stack,
     assert any(key == "total_return" for key, *_ in changes["metrics"])
     human = _ktrdr(api, "runs", "diff", first, second, cwd=tmp_path)
     assert "strategy.training.seed" in human.stdout and "B − A" in human.stdout
+    # A walk-forward runs its children on workers: their versions are on record too.
+    for side in ("a", "b"):
+        assert any(key.startswith("worker ") for key in changes[side]["versions"]), changes[side]
+    # The metrics table leads with the period the numbers cover; fractions move in points.
+    metrics = _table_rows(human.stdout, "metric")
+    assert metrics[0][0] == "period", human.stdout
+    [total_return] = [row for row in metrics if row[0] == "total_return"]
+    assert total_return[-1] == "pp" and total_return[-2].startswith(("+", "-")), total_return
 
     compared = _ktrdr(api, "backtests", "compare", first, second, cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr
     assert "total_return" in compared.stdout and first in compared.stdout
+    rows = _table_rows(compared.stdout, "metric")
+    assert rows[0][0] == "period" and rows[1][0] == "total_return", compared.stdout
 
     window = ("--start", "2017-06-01", "--end", "2017-06-05")
     bad = _ktrdr(api, "walkforward", str(strategy), "--folds", "3", *window, cwd=tmp_path)

@@ -10,7 +10,8 @@
 - ``postgres``: a real PostgreSQL server on loopback.
 - ``stack``: `ktrdr-api serve` (ApiServer) and `ktrdr-worker` (WorkerProcess) as processes.
 - ``cli``: `ktrdr` itself as a process (``run_ktrdr``).
-- ``proxy``: a throttled TCP relay between a worker and the backend.
+- ``proxy``: a TCP relay between a worker and the backend whose gate holds one transfer part-way.
+- ``load``: the load drill's scenario and its timing table (shared with bench/scheduling.py).
 - ``api``: calls the backend tests make as a worker would, and a fake clock.
 - ``bundles``: model bundles, honest and malicious.
 - ``market_data``: OHLCV files and rows, bar-open calendars.

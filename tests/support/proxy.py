@@ -20,9 +20,10 @@ class ThrottledProxy:
     worker, counted from the request) relays ``after_bytes`` bytes, then blocks. ``held`` is
     set when it blocks; ``release()`` lets everything through, ``release(n)`` ``n`` more bytes
     (``held`` is cleared, and set again when those are spent). Only that connection waits: the
-    worker's other connections (its heartbeats) go on. ``moved_on_gated`` counts the bytes
-    relayed on the marked connection in ``direction`` since it was marked; ``moved`` counts all
-    bytes relayed each way."""
+    worker's other connections (its heartbeats) go on. ``moved_on_gated`` counts the bytes let
+    through on the marked connection in ``direction`` from where ``after_bytes`` counts;
+    ``moved`` counts all bytes relayed each way. No byte rates: a test holds a phase, it never
+    slows it down and hopes."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
@@ -133,11 +134,11 @@ class ThrottledProxy:
                     if not gate.open:
                         allowed = min(allowed, gate.left)
                         gate.left -= allowed
-            sink.sendall(data[:allowed])
-            with self._cond:
+                # Counted as they are let through, so a reader never sees them first.
                 self.moved[direction] += allowed
-                if ours and self._gate is gate:
+                if ours and gated:
                     self.moved_on_gated += allowed
+            sink.sendall(data[:allowed])
             data = data[allowed:]
 
     def close(self) -> None:
