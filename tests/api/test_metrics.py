@@ -43,6 +43,7 @@ def scrape(client, **headers) -> dict:
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "_created" not in response.text  # no per-series creation times: compact
     return parse(response.text)
 
 

@@ -89,7 +89,7 @@ def create_app(
     }
     dispatcher = Dispatcher(ops)
     ops.on_pending = dispatcher.notify
-    metrics = Metrics()
+    metrics = Metrics(ops, dispatcher)
     walkforwards = Orchestrator(ops, sessions)
     backend = Backend(
         settings=settings,

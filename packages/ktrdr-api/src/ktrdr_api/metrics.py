@@ -1,4 +1,4 @@
-"""Prometheus metrics, written in the text exposition format (version 0.0.4) by hand.
+"""Prometheus metrics, kept and written by ``prometheus_client`` (text exposition 0.0.4).
 
 What an operator watches, read fresh from the database at each scrape:
 
@@ -14,18 +14,20 @@ and counted by this process since it started:
 - ``ktrdr_http_request_duration_seconds{method,route,status}``: a latency histogram per
   route template (``/api/v1/operations/{operation_id}``, so ids never become labels).
 
-Counters and the histogram live in memory: several API processes each expose their own, as
-Prometheus expects. No client library: the format is a few lines of text.
+Each app has its own registry. Counters and the histogram live in memory: several API
+processes each expose their own, as Prometheus expects.
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter as Tally
+from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from sqlalchemy import func, select
 
 from ktrdr_api import workers
@@ -35,7 +37,13 @@ from ktrdr_api.models import Operation, Worker
 from ktrdr_api.store import OperationStore
 from ktrdr_core.protocol import OperationKind, OperationState, WorkerStatus
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# No ``*_created`` series (the time each labelled child was first seen): nobody reads them and
+# they would double the exposition. The switch is the library's and process-wide; this backend
+# is its only user in the process.
+disable_created_metrics()
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""What ``generate_latest`` writes; the library's ``CONTENT_TYPE_LATEST`` names 1.0.0."""
 
 LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -46,87 +54,106 @@ UNMATCHED_ROUTE = "(unmatched)"
 """Route label of a request no route answered (404, or refused before routing: 401, 426)."""
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class DatabaseGauges:
+    """The gauges read at scrape time: operations from the database (one query), workers
+    from the database and the dispatcher's long polls."""
 
+    def __init__(self, operations: OperationStore, dispatcher: Dispatcher):
+        self.operations = operations
+        self.dispatcher = dispatcher
 
-def _labels(pairs: Mapping[str, str]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape(str(value))}"' for key, value in pairs.items()) + "}"
+    def describe(self) -> list[Metric]:
+        return list(self._families())
 
+    def collect(self) -> Iterator[Metric]:
+        ops = self.operations
+        now = ops.clock()
+        waiting = self.dispatcher.waiting()
+        waiting_ids = {worker_id for worker_id, _, _ in waiting}
+        lease = ops.lease.total_seconds()
+        with ops.sessions() as session:
+            rows = session.execute(
+                select(Operation.kind, Operation.state, func.count()).group_by(
+                    Operation.kind, Operation.state
+                )
+            )
+            by_state = Tally({(kind, state): count for kind, state, count in rows})
+            by_status = Tally(
+                (row.kind, workers.status(row, now=now, waiting=waiting_ids, lease_seconds=lease))
+                for row in session.scalars(select(Worker))
+            )
+        polling = Tally(kind for _, kind, _ in waiting)
+        queue, operations, registered, long_polling = self._families()
+        for kind in (k.value for k in OperationKind):
+            queue.add_metric([kind], by_state[(kind, OperationState.PENDING.value)])
+            for state in OperationState:
+                operations.add_metric([kind, state.value], by_state[(kind, state.value)])
+            for status in WorkerStatus:
+                registered.add_metric([kind, status.value], by_status[(kind, status)])
+            long_polling.add_metric([kind], polling[kind])
+        yield from (queue, operations, registered, long_polling)
 
-def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    return repr(float(value)) if isinstance(value, float) else str(value)
-
-
-class LatencyHistogram:
-    """Request durations per (method, route, status); thread-safe."""
-
-    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS_S):
-        self.buckets = tuple(sorted(buckets))
-        self._series: dict[tuple[str, str, str], list[Any]] = {}
-        self._lock = threading.Lock()
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
-        index = bisect.bisect_left(self.buckets, seconds)  # == len(buckets): only +Inf
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = [[0] * (len(self.buckets) + 1), 0.0, 0]
-            series[0][index] += 1
-            series[1] += seconds
-            series[2] += 1
-
-    def render(self, name: str) -> Iterator[str]:
-        with self._lock:
-            snapshot = {key: (list(c), total, n) for key, (c, total, n) in self._series.items()}
-        yield f"# HELP {name} Time from request received to response sent, per route template."
-        yield f"# TYPE {name} histogram"
-        for (method, route, status), (counts, total, n) in sorted(snapshot.items()):
-            labels = {"method": method, "route": route, "status": status}
-            cumulative = 0
-            for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
-                cumulative += count
-                yield f"{name}_bucket{_labels(labels | {'le': _number(bound)})} {cumulative}"
-            yield f"{name}_sum{_labels(labels)} {_number(total)}"
-            yield f"{name}_count{_labels(labels)} {n}"
-
-
-class Counter:
-    """A labelled counter; thread-safe."""
-
-    def __init__(self, label_names: tuple[str, ...]):
-        self.label_names = label_names
-        self._values: dict[tuple[str, ...], int] = {}
-        self._lock = threading.Lock()
-
-    def inc(self, *labels: str) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0) + 1
-
-    def items(self) -> list[tuple[tuple[str, ...], int]]:
-        with self._lock:
-            return sorted(self._values.items())
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "ktrdr_queue_depth",
+                "Operations waiting for a worker (pending), per kind.",
+                labels=["kind"],
+            ),
+            GaugeMetricFamily(
+                "ktrdr_operations", "Operations per kind and state.", labels=["kind", "state"]
+            ),
+            GaugeMetricFamily(
+                "ktrdr_workers",
+                "Registered workers per kind and status (idle, busy, offline).",
+                labels=["kind", "status"],
+            ),
+            GaugeMetricFamily(
+                "ktrdr_workers_waiting",
+                "Workers long-polling this process for work right now, per kind.",
+                labels=["kind"],
+            ),
+        )
 
 
 class Metrics:
-    """What this process counts; lives on the Backend."""
+    """One app's registry: the database gauges, the transition counter and the latency
+    histogram; lives on the Backend."""
 
-    def __init__(self) -> None:
-        self.latency = LatencyHistogram()
-        self.transitions = Counter(("kind", "event", "state"))
+    def __init__(self, operations: OperationStore, dispatcher: Dispatcher):
+        self.registry = CollectorRegistry()
+        self.registry.register(DatabaseGauges(operations, dispatcher))
+        self.transitions = Counter(
+            "ktrdr_operation_transitions",
+            "Committed operation state changes since this process started.",
+            ["kind", "event", "state"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ktrdr_http_request_duration_seconds",
+            "Time from request received to response sent, per route template.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
 
     def count_transition(self, transition: Transition) -> None:
         """``Operations.on_transition``: one committed state change."""
-        self.transitions.inc(transition.kind, str(transition.event), transition.target.value)
+        self.transitions.labels(
+            transition.kind, str(transition.event), transition.target.value
+        ).inc()
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.latency.labels(method, route, str(status)).observe(seconds)
+
+    def render(self) -> bytes:
+        """The whole exposition, in the text format ``CONTENT_TYPE`` names."""
+        return generate_latest(self.registry)
 
 
 class RequestTimer:
-    """ASGI middleware observing every HTTP request's duration into ``metrics.latency``.
+    """ASGI middleware observing every HTTP request's duration into ``metrics``.
 
     Outermost, so refused requests (401, 426) are counted too; the route is the template
     the router matched, read from the scope after the request was handled.
@@ -134,7 +161,7 @@ class RequestTimer:
 
     def __init__(self, app: Any, metrics: Metrics):
         self.app = app
-        self.latency = metrics.latency
+        self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -152,7 +179,7 @@ class RequestTimer:
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            self.latency.observe(
+            self.metrics.observe_request(
                 scope["method"], route_template(scope), status, time.perf_counter() - started
             )
 
@@ -178,74 +205,3 @@ def route_template(scope: dict[str, Any]) -> str:
             return path[:cut] + template
         cut = path.find("/", cut + 1)
     return template
-
-
-def _gauge(name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    lines += [f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples]
-    return lines
-
-
-def render(metrics: Metrics, operations: OperationStore, dispatcher: Dispatcher) -> str:
-    """The whole exposition: database gauges (one query each) and this process's counters."""
-    ops = operations
-    now = ops.clock()
-    waiting = dispatcher.waiting()
-    waiting_ids = {worker_id for worker_id, _, _ in waiting}
-    kinds = [k.value for k in OperationKind]
-    with ops.sessions() as session:
-        by_state = {
-            (kind, state): count
-            for kind, state, count in session.execute(
-                select(Operation.kind, Operation.state, func.count()).group_by(
-                    Operation.kind, Operation.state
-                )
-            )
-        }
-        worker_counts: dict[tuple[str, str], int] = {}
-        for row in session.scalars(select(Worker)):
-            status = workers.status(
-                row, now=now, waiting=waiting_ids, lease_seconds=ops.lease.total_seconds()
-            )
-            key = (row.kind, status.value)
-            worker_counts[key] = worker_counts.get(key, 0) + 1
-
-    lines = _gauge(
-        "ktrdr_queue_depth",
-        "Operations waiting for a worker (pending), per kind.",
-        (({"kind": k}, by_state.get((k, OperationState.PENDING.value), 0)) for k in kinds),
-    )
-    lines += _gauge(
-        "ktrdr_operations",
-        "Operations per kind and state.",
-        (
-            ({"kind": k, "state": s.value}, by_state.get((k, s.value), 0))
-            for k in kinds
-            for s in OperationState
-        ),
-    )
-    lines += _gauge(
-        "ktrdr_workers",
-        "Registered workers per kind and status (idle, busy, offline).",
-        (
-            ({"kind": k, "status": s.value}, worker_counts.get((k, s.value), 0))
-            for k in kinds
-            for s in WorkerStatus
-        ),
-    )
-    lines += _gauge(
-        "ktrdr_workers_waiting",
-        "Workers long-polling this process for work right now, per kind.",
-        (({"kind": k}, sum(1 for _, kind, _ in waiting if kind == k)) for k in kinds),
-    )
-    name = "ktrdr_operation_transitions_total"
-    lines += [
-        f"# HELP {name} Committed operation state changes since this process started.",
-        f"# TYPE {name} counter",
-    ]
-    lines += [
-        f"{name}{_labels(dict(zip(metrics.transitions.label_names, key, strict=True)))} {value}"
-        for key, value in metrics.transitions.items()
-    ]
-    lines += metrics.latency.render("ktrdr_http_request_duration_seconds")
-    return "\n".join(lines) + "\n"

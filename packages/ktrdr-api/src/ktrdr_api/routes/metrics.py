@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from ktrdr_api import metrics
 from ktrdr_api.deps import BackendDep
+from ktrdr_api.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["system"])
 
@@ -20,5 +20,4 @@ router = APIRouter(tags=["system"])
 def scrape(backend: BackendDep) -> PlainTextResponse:
     """Queue depth, operations by state, workers by status, transitions, request latencies
     (Prometheus text format 0.0.4)."""
-    text = metrics.render(backend.metrics, backend.operations, backend.dispatcher)
-    return PlainTextResponse(text, media_type=metrics.CONTENT_TYPE)
+    return PlainTextResponse(backend.metrics.render(), media_type=CONTENT_TYPE)
