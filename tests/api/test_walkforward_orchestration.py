@@ -12,6 +12,7 @@ from ktrdr_core.errors import ApiError
 from ktrdr_core.examples import read_example
 from ktrdr_core.protocol import (
     ArtifactKind,
+    ChildRole,
     OperationKind,
     OperationState,
     TrainingResult,
@@ -125,7 +126,9 @@ def test_a_role_is_created_once_however_passes_race(kc, backend):
     started = kc.start_walkforward(STRATEGY, ON_GOOG, folds=2, train_blocks=1)
     child = _roles(kc, started.operation_id)["train:0"]
     with pytest.raises(OperationConflict, match="already has its train:0"):
-        backend.operations.create(child.inputs, parent_id=started.operation_id, role="train:0")
+        backend.operations.create(
+            child.inputs, parent_id=started.operation_id, role=ChildRole.train(0)
+        )
     backend.walkforwards.advance(started.operation_id)
     backend.walkforwards.advance(started.operation_id)
     assert len(kc.get_walkforward(started.operation_id).children) == 2

@@ -92,7 +92,7 @@ class Operation(Base):
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     retry_of: Mapped[str | None] = mapped_column(String(32))
     # A walk-forward's children name it and their role in it ("train:3", "backtest:3",
-    # "report"); see ktrdr_api.walkforward.
+    # "report": ktrdr_core.protocol.ChildRole as text); see ktrdr_api.walkforward.
     parent_id: Mapped[str | None] = mapped_column(String(32))
     role: Mapped[str | None] = mapped_column(String(32))
     # For `ktrdr runs list --strategy NAME` (backtests take it from their model).

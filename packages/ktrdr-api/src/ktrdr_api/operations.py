@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,11 +40,15 @@ from ktrdr_core.protocol import (
     Completion,
     Failure,
     OperationKind,
+    OperationResultView,
     OperationState,
     OperationView,
     Progress,
     Release,
+    WalkforwardResult,
 )
+
+_STORED: TypeAdapter[Any] = TypeAdapter(OperationResultView)
 
 
 class Operations(Leases):
@@ -102,6 +107,8 @@ class Operations(Leases):
             hook = self.completion_hooks.get(OperationKind(op.kind))
             if hook is not None:
                 stored |= hook(session, op, result, now)
+            # Stored as the operation's view reads it back: a hook's field is checked here.
+            stored = _STORED.validate_python(stored).model_dump(mode="json")
             self._finish(
                 session,
                 op,
@@ -250,7 +257,7 @@ class Operations(Leases):
         operation_id: str,
         target: OperationState,
         *,
-        result: dict[str, Any] | None = None,
+        result: WalkforwardResult | None = None,
         error: str | None = None,
     ) -> OperationView:
         """End an operation the backend runs itself: completed (with ``result``), failed
@@ -263,7 +270,7 @@ class Operations(Leases):
                 raise OperationConflict(f"operation {op.id} is run by worker {op.worker_id}")
             values: dict[str, Any] = {"finished_at": now, "updated_at": now}
             if target == C:
-                values["result"] = result
+                values["result"] = None if result is None else result.model_dump(mode="json")
                 values["progress"] = dict(op.progress or {}) | {"percent": 100.0}
             if error is not None:
                 values["error"] = error

@@ -37,6 +37,7 @@ from ktrdr_api.views import BY_ID, to_view
 from ktrdr_core.protocol import (
     SERVED_BY,
     AttemptOutcome,
+    ChildRole,
     OperationKind,
     OperationState,
     OperationView,
@@ -104,7 +105,7 @@ class OperationStore:
         retry_of: str | None = None,
         strategy_name: str | None = None,
         parent_id: str | None = None,
-        role: str | None = None,
+        role: ChildRole | None = None,
     ) -> OperationView:
         """Persist a new operation; ``references`` are artifact sha256s it reads.
 
@@ -133,7 +134,7 @@ class OperationStore:
             retry_of=retry_of,
             strategy_name=strategy_name or getattr(inputs, "strategy_name", None),
             parent_id=parent_id,
-            role=role,
+            role=None if role is None else str(role),  # stored as text: ChildRole.parse reads it
         )
         try:
             with self.sessions.begin() as session:

@@ -47,21 +47,24 @@ from ktrdr_api.strategies import (
     required_data,
 )
 from ktrdr_api.walkforward_children import (
+    FoldUnusable,
     create_backtest,
     create_report,
     create_training,
     progress_of,
-    role_order,
     why_not_completed,
 )
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
+    ChildRole,
     OperationKind,
     OperationState,
     OperationView,
     StrategyIssue,
     WalkforwardInputs,
+    WalkforwardReportResultView,
     WalkforwardRequest,
+    WalkforwardResult,
 )
 from ktrdr_core.version import installed_distributions
 
@@ -251,8 +254,9 @@ class Orchestrator:
             return
         inputs = parent.inputs
         assert isinstance(inputs, WalkforwardInputs)
-        children = {c.role: c for c in ops.children(parent_id) if c.role}
-        for role, op_id in inputs.reuse.items():
+        children = {c.child_role: c for c in ops.children(parent_id) if c.child_role}
+        for stored, op_id in inputs.reuse.items():
+            role = ChildRole.parse(stored)
             if role not in children:
                 with contextlib.suppress(OperationNotFound):
                     children[role] = ops.get(op_id)
@@ -263,20 +267,18 @@ class Orchestrator:
 
         n = len(inputs.folds)
         for fold in inputs.folds:
-            train = children.get(f"train:{fold.index}")
+            trains, tests = ChildRole.train(fold.index), ChildRole.backtest(fold.index)
+            train = children.get(trains)
             if train is None:
-                children[f"train:{fold.index}"] = create_training(ops, parent, fold.index)
-            elif (
-                train.state == OperationState.COMPLETED and f"backtest:{fold.index}" not in children
-            ):
-                children[f"backtest:{fold.index}"] = create_backtest(
-                    ops, self.sessions, parent, fold.index, train
-                )
+                children[trains] = create_training(ops, parent, fold.index)
+            elif train.state == OperationState.COMPLETED and tests not in children:
+                children[tests] = create_backtest(ops, self.sessions, parent, fold.index, train)
 
         active = [c for c in children.values() if c.state not in _TERMINAL]
         unfinished = _TERMINAL - {OperationState.COMPLETED}
         broken = sorted(
-            (role for role, c in children.items() if c.state in unfinished), key=role_order
+            (role for role, c in children.items() if c.state in unfinished),
+            key=ChildRole.sort_key,
         )
         if broken:
             if not active:
@@ -293,11 +295,11 @@ class Orchestrator:
             self._report_progress(parent, children, n)
             return
 
-        backtests = [children.get(f"backtest:{i}") for i in range(n)]
+        backtests = [children.get(ChildRole.backtest(i)) for i in range(n)]
         if all(b is not None and b.state == OperationState.COMPLETED for b in backtests):
-            report = children.get("report")
+            report = children.get(ChildRole.report())
             if report is None:
-                children["report"] = create_report(ops, parent, children)
+                children[ChildRole.report()] = create_report(ops, parent, children)
             elif report.state == OperationState.COMPLETED:
                 self._report_progress(parent, children, n)  # the final words: all done
                 self._complete(parent, children)
@@ -306,16 +308,22 @@ class Orchestrator:
 
     # --- endings and progress -------------------------------------------------------
 
-    def _complete(self, parent: OperationView, children: dict[str, OperationView]) -> None:
-        report = children["report"]
-        result = dict(report.result or {})
-        result["report_operation_id"] = report.operation_id
-        result["children"] = {
-            role: child.operation_id for role, child in sorted(children.items(), key=_order)
-        }
+    def _complete(self, parent: OperationView, children: dict[ChildRole, OperationView]) -> None:
+        report = children[ChildRole.report()]
+        stitched = report.result
+        if not isinstance(stitched, WalkforwardReportResultView):
+            raise FoldUnusable(f"report {report.operation_id} completed without a report")
+        result = WalkforwardResult(
+            **stitched.model_dump(exclude={"kind"}),
+            report_operation_id=report.operation_id,
+            children={
+                str(role): children[role].operation_id
+                for role in sorted(children, key=ChildRole.sort_key)
+            },
+        )
         self.operations.conclude(parent.operation_id, OperationState.COMPLETED, result=result)
 
-    def _cancel(self, parent: OperationView, children: dict[str, OperationView]) -> None:
+    def _cancel(self, parent: OperationView, children: dict[ChildRole, OperationView]) -> None:
         ops = self.operations
         own = {c.operation_id for c in ops.children(parent.operation_id)}
         for child in children.values():
@@ -332,12 +340,8 @@ class Orchestrator:
             )
 
     def _report_progress(
-        self, parent: OperationView, children: dict[str, OperationView], folds: int
+        self, parent: OperationView, children: dict[ChildRole, OperationView], folds: int
     ) -> None:
         progress = progress_of(children, folds)
         if progress.model_dump() != parent.progress.model_dump():
             self.operations.report_progress(parent.operation_id, progress)
-
-
-def _order(item: tuple[str, OperationView]) -> tuple[int, str]:
-    return role_order(item[0])

@@ -1,7 +1,8 @@
 """A walk-forward's children: what each one is given, and how far they got together.
 
-Each child has a ``role`` in its walk-forward (see :mod:`ktrdr_api.walkforward`): fold *i*'s
-training ``train:i``, fold *i*'s backtest ``backtest:i``, and the stitching ``report``. The
+Each child has a role in its walk-forward (a :class:`~ktrdr_core.protocol.ChildRole`, see
+:mod:`ktrdr_api.walkforward`): fold *i*'s training, fold *i*'s backtest, and the stitching
+report. The
 functions here build and create one child from the walk-forward and the children it needs;
 :func:`progress_of` counts what completed. The orchestrator decides when.
 """
@@ -16,10 +17,14 @@ from ktrdr_api.operations import Operations
 from ktrdr_api.strategies import backtest_inputs, check_strategy, training_inputs
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
+    BacktestResultView,
+    ChildKind,
+    ChildRole,
     FoldOutcome,
     OperationState,
     OperationView,
     Progress,
+    TrainingResultView,
     WalkforwardInputs,
     WalkforwardReportInputs,
 )
@@ -52,7 +57,7 @@ def create_training(operations: Operations, parent: OperationView, index: int) -
         device=device,
         references=[ref.checksum for ref in inputs.data],
         parent_id=parent.operation_id,
-        role=f"train:{index}",
+        role=ChildRole.train(index),
     )
 
 
@@ -69,7 +74,7 @@ def create_backtest(
     MissingData when the model or its data was deleted since."""
     inputs = _plan(parent)
     fold = inputs.folds[index]
-    model_id = (train.result or {}).get("model_id")
+    model_id = _model_of(train)
     if model_id is None:
         raise FoldUnusable(f"training {train.operation_id} completed without a model")
     start = datetime.combine(fold.test_start, time(0), tzinfo=UTC)
@@ -83,19 +88,30 @@ def create_backtest(
         references=[child.bundle_sha256, *(ref.checksum for ref in child.data)],
         strategy_name=name,
         parent_id=parent.operation_id,
-        role=f"backtest:{index}",
+        role=ChildRole.backtest(index),
     )
 
 
+def _model_of(train: OperationView) -> str | None:
+    """The model a completed training was catalogued as (None: it left none)."""
+    return train.result.model_id if isinstance(train.result, TrainingResultView) else None
+
+
 def create_report(
-    operations: Operations, parent: OperationView, children: dict[str, OperationView]
+    operations: Operations, parent: OperationView, children: dict[ChildRole, OperationView]
 ) -> OperationView:
     """The job that stitches every fold's backtest into one report (all completed)."""
     inputs = _plan(parent)
     outcomes = []
     for fold in inputs.folds:
-        train, test = children[f"train:{fold.index}"], children[f"backtest:{fold.index}"]
-        summary = (train.result or {}).get("summary") or {}
+        train = children[ChildRole.train(fold.index)]
+        test = children[ChildRole.backtest(fold.index)]
+        model_id = _model_of(train)
+        if model_id is None:
+            raise FoldUnusable(f"training {train.operation_id} completed without a model")
+        if not isinstance(test.result, BacktestResultView):
+            raise FoldUnusable(f"backtest {test.operation_id} completed without a report")
+        summary = train.result.summary if train.result else {}
         importance = {
             row["feature"]: float(row["importance"])
             for row in summary.get("explanations", [])
@@ -108,8 +124,8 @@ def create_report(
                 test_end=fold.test_end,
                 training_operation_id=train.operation_id,
                 backtest_operation_id=test.operation_id,
-                model_id=(train.result or {})["model_id"],
-                report_sha256=(test.result or {})["report_sha256"],
+                model_id=model_id,
+                report_sha256=test.result.report_sha256,
                 importance=importance,
             )
         )
@@ -126,32 +142,33 @@ def create_report(
         job,
         references=[o.report_sha256 for o in outcomes] + [r.checksum for r in inputs.data],
         parent_id=parent.operation_id,
-        role="report",
+        role=ChildRole.report(),
     )
 
 
-def progress_of(children: dict[str, OperationView], folds: int) -> Progress:
+def progress_of(children: dict[ChildRole, OperationView], folds: int) -> Progress:
     """The walk-forward's progress from its children: one step per completed training,
     backtest and report (``2 * folds + 1`` steps), running children counted by their own
     percent; below 100 % until the report is stitched."""
 
-    def done(prefix: str) -> int:
+    def done(kind: ChildKind) -> int:
         return sum(
             1
             for role, c in children.items()
-            if role.startswith(prefix) and c.state == OperationState.COMPLETED
+            if role.kind == kind and c.state == OperationState.COMPLETED
         )
 
-    trained, tested = done("train:"), done("backtest:")
+    trained, tested = done(ChildKind.TRAIN), done(ChildKind.BACKTEST)
     running_share = sum(
         c.progress.percent / 100 for c in children.values() if c.state == OperationState.RUNNING
     )
-    stitched = "report" in children and children["report"].state == OperationState.COMPLETED
+    report = children.get(ChildRole.report())
+    stitched = report is not None and report.state == OperationState.COMPLETED
     percent = 100 * (trained + tested + running_share + stitched) / (2 * folds + 1)
     message = f"{trained}/{folds} folds trained, {tested}/{folds} backtested"
     if stitched:
         message += ", report stitched"
-    elif "report" in children:
+    elif report is not None:
         message += ", stitching the report"
     return Progress(
         percent=percent if stitched else min(percent, 99.0),
@@ -159,12 +176,6 @@ def progress_of(children: dict[str, OperationView], folds: int) -> Progress:
         total_steps=2 * folds + 1,
         message=message,
     )
-
-
-def role_order(role: str) -> tuple[int, str]:
-    """Sort key of a role: by fold, the report last."""
-    name, _, index = role.partition(":")
-    return (int(index) if index.isdigit() else 10**6, name)
 
 
 def why_not_completed(child: OperationView) -> str:

@@ -25,6 +25,7 @@ a second completion, a completion whose lease passed to another attempt) is answ
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -54,12 +55,16 @@ __all__ = [
     "BacktestInputs",
     "BacktestRequest",
     "BacktestResult",
+    "BacktestResultView",
+    "ChildKind",
+    "ChildRole",
     "ClaimRequest",
     "ClaimResponse",
     "Completion",
     "DataFetchInputs",
     "DataFetchRequest",
     "DataFetchResult",
+    "DataFetchResultView",
     "DataRef",
     "DatasetView",
     "Device",
@@ -73,6 +78,7 @@ __all__ = [
     "OperationInputs",
     "OperationKind",
     "OperationResult",
+    "OperationResultView",
     "OperationState",
     "OperationView",
     "Progress",
@@ -84,10 +90,13 @@ __all__ = [
     "TrainingInputs",
     "TrainingRequest",
     "TrainingResult",
+    "TrainingResultView",
     "WalkforwardInputs",
     "WalkforwardReportInputs",
     "WalkforwardReportResult",
+    "WalkforwardReportResultView",
     "WalkforwardRequest",
+    "WalkforwardResult",
     "WalkforwardView",
     "WindowMode",
     "WorkerCapabilities",
@@ -541,6 +550,131 @@ OperationResult = Annotated[
 ]
 
 
+# --- stored results, as operation views show them -------------------------------------
+#
+# What a worker sends (above), plus what the backend added on completion, read back typed:
+# the same JSON a client read before results were typed.
+
+
+class _ResultMapping:
+    """Lets a client written before results were typed read a field by its key
+    (``result["model_id"]``); new code reads the attribute."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in type(self).model_fields else default  # type: ignore[attr-defined]
+
+
+class TrainingResultView(_ResultMapping, TrainingResult):
+    model_config = ConfigDict(extra="ignore")
+    model_id: str | None = Field(
+        default=None, description="the model the training's bundle was catalogued as"
+    )
+
+
+class BacktestResultView(_ResultMapping, BacktestResult):
+    model_config = ConfigDict(extra="ignore")
+
+
+class DataFetchResultView(_ResultMapping, DataFetchResult):
+    model_config = ConfigDict(extra="ignore")
+    dataset: dict[str, Any] | None = Field(
+        default=None,
+        description="the dataset version the fetch became: symbol, timeframe, version, "
+        "checksum, rows, first, last, created, source_name, unexpected_gaps",
+    )
+
+
+class WalkforwardReportResultView(_ResultMapping, WalkforwardReportResult):
+    model_config = ConfigDict(extra="ignore")
+
+
+class WalkforwardResult(_ResultMapping, _View):
+    """A completed walk-forward: its report job's result, the job, and every child by role."""
+
+    kind: Literal["walkforward"] = "walkforward"
+    report_sha256: str
+    chart_png_sha256: str | None = None
+    chart_svg_sha256: str | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+    report_operation_id: str
+    children: dict[str, str] = Field(
+        default_factory=dict, description="role (train:3, backtest:3, report) -> operation"
+    )
+
+
+OperationResultView = Annotated[
+    TrainingResultView
+    | BacktestResultView
+    | DataFetchResultView
+    | WalkforwardReportResultView
+    | WalkforwardResult,
+    Field(discriminator="kind"),
+]
+
+
+# --- walk-forward children -------------------------------------------------------------
+
+
+class ChildKind(StrEnum):
+    TRAIN = "train"
+    BACKTEST = "backtest"
+    REPORT = "report"
+
+
+@dataclass(frozen=True)
+class ChildRole:
+    """What a child operation does in its walk-forward: fold ``fold``'s training or backtest,
+    or the report (no fold). Stored and sent as text (``train:3``, ``backtest:3``,
+    ``report``): :meth:`parse` and ``str()`` are the only translations."""
+
+    kind: ChildKind
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == ChildKind.REPORT) != (self.fold is None):
+            has = "has no" if self.fold is None else "has a"
+            raise ValueError(f"a {self.kind} role {has} fold")
+        if self.fold is not None and self.fold < 0:
+            raise ValueError(f"a fold index is never negative ({self.fold})")
+
+    @classmethod
+    def train(cls, fold: int) -> ChildRole:
+        return cls(ChildKind.TRAIN, fold)
+
+    @classmethod
+    def backtest(cls, fold: int) -> ChildRole:
+        return cls(ChildKind.BACKTEST, fold)
+
+    @classmethod
+    def report(cls) -> ChildRole:
+        return cls(ChildKind.REPORT)
+
+    @classmethod
+    def parse(cls, text: str) -> ChildRole:
+        """The role stored as ``text``; ValueError when it names none."""
+        kind, colon, fold = text.partition(":")
+        try:
+            if not colon:
+                return cls(ChildKind(kind))
+            if not fold.isdigit():
+                raise ValueError(f"fold {fold!r} is not a number")
+            return cls(ChildKind(kind), int(fold))
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is no walk-forward role: {exc}") from None
+
+    def __str__(self) -> str:
+        return self.kind.value if self.fold is None else f"{self.kind.value}:{self.fold}"
+
+    def sort_key(self) -> tuple[int, str]:
+        """By fold, the report last."""
+        return (10**6 if self.fold is None else self.fold, self.kind.value)
+
+
 class AttemptRef(_Request):
     attempt: int = Field(ge=1)
 
@@ -599,7 +733,7 @@ class OperationView(_View):
     inputs: OperationInputs
     reproducibility: Reproducibility
     error: str | None
-    result: dict[str, Any] | None
+    result: OperationResultView | None
     checkpoint_sha256: str | None
     retry_of: str | None
     strategy_name: str | None = None
@@ -613,6 +747,12 @@ class OperationView(_View):
         description="why a pending operation is not running yet, when no registered worker "
         "can take it (e.g. no registered training worker offers cuda)",
     )
+
+    @property
+    def child_role(self) -> ChildRole | None:
+        """``role`` as a structure: what this child does in its walk-forward, and for which
+        fold (None: not a walk-forward's child)."""
+        return ChildRole.parse(self.role) if self.role else None
 
 
 class WalkforwardView(_View):

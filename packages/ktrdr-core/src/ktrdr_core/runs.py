@@ -113,8 +113,7 @@ def run_record(
     if attempts and worker_versions is None:
         worker_versions = attempts[-1].worker_versions
     versions |= {f"worker {name}": v for name, v in (worker_versions or {}).items()}
-    result = view.result or {}
-    summary = result.get("summary") or {}
+    summary = view.result.summary if view.result else {}
     period = result_period(str(view.kind), summary)
     # A period left to its default is shown as the one the numbers cover, not as a blank.
     for key, value in zip(("start", "end"), period, strict=True):

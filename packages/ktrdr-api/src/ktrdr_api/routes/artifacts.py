@@ -15,8 +15,10 @@ from ktrdr_core.protocol import (
     SHA256_PATTERN,
     ArtifactKind,
     ArtifactView,
+    BacktestResultView,
     OperationState,
     OperationView,
+    WalkforwardResult,
 )
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"])
@@ -105,21 +107,26 @@ def file_response(
     )
 
 
-def finished_result(view: OperationView, noun: str) -> dict:
+Reported = BacktestResultView | WalkforwardResult
+"""A result that names a report and its charts."""
+
+
+def finished_result(view: OperationView, noun: str) -> Reported:
     """The result of a completed operation; 409 while ``noun`` (backtest, walk-forward) has
     none yet."""
-    if view.state != OperationState.COMPLETED or view.result is None:
+    result = view.result
+    if view.state != OperationState.COMPLETED or not isinstance(result, Reported):
         raise OperationConflict(
             f"{noun} {view.operation_id} is {view.state}: its report exists once it completes"
         )
-    return view.result
+    return result
 
 
 def chart_response(
-    backend: BackendDep, result: dict, fmt: str, *, filename_stem: str, noun: str
+    backend: BackendDep, result: Reported, fmt: str, *, filename_stem: str, noun: str
 ) -> FileResponse:
     """The PNG or SVG chart a result names (``chart_png_sha256``/``chart_svg_sha256``)."""
-    sha = result.get(f"chart_{fmt}_sha256")
+    sha = result.chart_png_sha256 if fmt == "png" else result.chart_svg_sha256
     if sha is None:
         raise ArtifactNotFound(f"{noun} has no {fmt} chart")
     return file_response(

@@ -79,7 +79,7 @@ def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     result = finished_result(_backtest(backend, operation_id), "backtest")
     return file_response(
         backend,
-        result["report_sha256"],
+        result.report_sha256,
         ArtifactKind.REPORT,
         filename=f"{operation_id}_report.json",
     )

@@ -72,7 +72,7 @@ def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     result = finished_result(_walkforward(backend, operation_id), "walk-forward")
     return file_response(
         backend,
-        result["report_sha256"],
+        result.report_sha256,
         ArtifactKind.REPORT,
         filename=f"{operation_id}_walkforward.json",
     )

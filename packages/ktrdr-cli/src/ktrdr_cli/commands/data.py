@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from ktrdr_cli.context import (
     short_time,
     table,
 )
+
+if TYPE_CHECKING:
+    from ktrdr_core.protocol import DataFetchResultView
 
 app = group("Import, fetch and inspect market data (OHLCV).")
 
@@ -95,7 +98,10 @@ def fetch(
             return
         view = follow(api, view.operation_id, quiet=STATE.json)
     end_of(view)
-    emit(view, lambda: show_fetch(view.result or {}))
+    from ktrdr_core.protocol import DataFetchResultView
+
+    result = view.result if isinstance(view.result, DataFetchResultView) else None
+    emit(view, lambda: show_fetch(result))
 
 
 def _first_error(exc: ValueError) -> str:
@@ -108,10 +114,10 @@ def _first_error(exc: ValueError) -> str:
     return str(exc)
 
 
-def show_fetch(result: dict) -> None:
+def show_fetch(result: DataFetchResultView | None) -> None:
     """What a finished fetch did: bars fetched and added, conflicts, holes, the version."""
-    summary = result.get("summary") or {}
-    dataset = result.get("dataset") or {}
+    summary = result.summary if result else {}
+    dataset = (result.dataset if result else None) or {}
     typer.echo(
         f"{summary.get('provider')} {summary.get('symbol')} {summary.get('timeframe')} "
         f"({summary.get('mode')}): {summary.get('bars_fetched', 0)} bars fetched in "

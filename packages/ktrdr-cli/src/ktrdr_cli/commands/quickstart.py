@@ -51,7 +51,7 @@ def quickstart(
     from ktrdr_cli.local_stack import StackError, base_home, healthy, up
     from ktrdr_cli.reports import show_backtest, show_training
     from ktrdr_core.examples import read_example
-    from ktrdr_core.protocol import DATA_PROVIDERS
+    from ktrdr_core.protocol import DATA_PROVIDERS, TrainingResultView
     from ktrdr_core.timeframes import TimeframeError, parse_timeframe
 
     # Every argument is checked before anything starts: a mistake leaves no stack behind.
@@ -123,9 +123,9 @@ def quickstart(
         training = api.start_training(strategy, overrides)
         training = follow(api, training.operation_id, quiet=STATE.json)
         end_of(training)
-        result = training.result or {}
-        summary = result.get("summary") or {}
-        model_id = result.get("model_id") or summary.get("model_id")
+        result = training.result
+        summary = result.summary if result else {}
+        model_id = result.model_id if isinstance(result, TrainingResultView) else None
         if not STATE.json and "test_metrics" in summary:
             show_training(summary)
 
@@ -165,6 +165,7 @@ def _fetch(api, provider: str, symbol: str, timeframe: str):  # type: ignore[no-
 
     from ktrdr_cli.commands.data import show_fetch
     from ktrdr_cli.follow import end_of, follow
+    from ktrdr_core.protocol import DataFetchResultView
     from ktrdr_core.timeframes import parse_timeframe
 
     span = parse_timeframe(timeframe).duration * SYNTHETIC_BARS
@@ -172,8 +173,8 @@ def _fetch(api, provider: str, symbol: str, timeframe: str):  # type: ignore[no-
     view = api.start_data_fetch(provider, symbol, timeframe, mode="full", start=start)
     view = follow(api, view.operation_id, quiet=STATE.json)
     end_of(view)
-    result = view.result or {}
+    result = view.result if isinstance(view.result, DataFetchResultView) else None
     if not STATE.json:
         show_fetch(result)
-    dataset = result.get("dataset") or {}
+    dataset = (result.dataset if result else None) or {}
     return api.get_data(symbol, timeframe, dataset.get("version"))

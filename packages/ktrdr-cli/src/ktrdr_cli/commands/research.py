@@ -79,13 +79,15 @@ def train(
             return
         view = follow(api, view.operation_id, quiet=STATE.json)
     end_of(view)
-    result = view.result or {}
+    result = view.result
 
     def human() -> None:
-        summary = result.get("summary") or result
+        from ktrdr_core.protocol import TrainingResultView
+
+        summary = result.summary if result else {}
         if "test_metrics" in summary:
             show_training(summary)
-        model_id = result.get("model_id") or summary.get("model_id")
+        model_id = result.model_id if isinstance(result, TrainingResultView) else None
         if model_id:
             typer.echo(f"model: {model_id}\nbacktest it with: ktrdr backtest {model_id} --follow")
 

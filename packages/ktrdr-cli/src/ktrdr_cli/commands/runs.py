@@ -26,6 +26,7 @@ _HEADLINE = {
 
 def _record(api: KtrdrClient, operation_id: str) -> RunRecord:
     from ktrdr_core.errors import ApiError
+    from ktrdr_core.protocol import WalkforwardResult
     from ktrdr_core.runs import run_record
 
     view = api.get_operation(operation_id)
@@ -35,7 +36,9 @@ def _record(api: KtrdrClient, operation_id: str) -> RunRecord:
     worker_versions = None
     if str(view.kind) == "walkforward":
         # The backend runs the walk-forward; its report child ran on a worker.
-        report_op = (view.result or {}).get("report_operation_id")
+        report_op = (
+            view.result.report_operation_id if isinstance(view.result, WalkforwardResult) else None
+        )
         if report_op:
             attempts = api.get_operation(report_op).reproducibility.attempts
             worker_versions = attempts[-1].worker_versions if attempts else None

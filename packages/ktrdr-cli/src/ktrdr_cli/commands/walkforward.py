@@ -89,7 +89,7 @@ def list_walkforwards(
     def human() -> None:
         rows = []
         for v in views:
-            metrics = ((v.result or {}).get("summary") or {}).get("metrics") or {}
+            metrics = (v.result.summary.get("metrics") if v.result else None) or {}
             rows.append(
                 [
                     v.operation_id,
@@ -171,8 +171,10 @@ def _fold_table(view: WalkforwardView, *, live: bool) -> Any:
     """Per fold: windows, training and backtest state, out-of-sample return."""
     from rich.table import Table
 
+    from ktrdr_core.protocol import ChildRole
+
     parent = view.operation
-    roles = {child.role: child for child in view.children if child.role}
+    roles = {child.child_role: child for child in view.children if child.child_role}
     reused = getattr(parent.inputs, "reuse", {})
     grid = Table(
         title=f"walk-forward {parent.operation_id} ({parent.strategy_name}): {parent.state}"
@@ -181,12 +183,12 @@ def _fold_table(view: WalkforwardView, *, live: bool) -> Any:
     for header in ("fold", "train", "test", "training", "backtest", "return"):
         grid.add_column(header)
     for fold in getattr(parent.inputs, "folds", []):
-        train = roles.get(f"train:{fold.index}")
-        test = roles.get(f"backtest:{fold.index}")
-        metrics = ((test.result or {}).get("summary") or {}).get("metrics") if test else None
+        trains = ChildRole.train(fold.index)
+        train, test = roles.get(trains), roles.get(ChildRole.backtest(fold.index))
+        metrics = test.result.summary.get("metrics") if test and test.result else None
         training_state = _state(train)
-        if train is None and f"train:{fold.index}" in reused:
-            training_state = f"reused {reused[f'train:{fold.index}']}"
+        if train is None and str(trains) in reused:
+            training_state = f"reused {reused[str(trains)]}"
         grid.add_row(
             str(fold.index),
             f"{fold.train_start} … {fold.train_end}",
