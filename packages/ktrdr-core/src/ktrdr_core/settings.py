@@ -10,6 +10,11 @@
 | KTRDR_LEASE_SECONDS | how long a claimed operation stays a worker's without a heartbeat | 30 |
 | KTRDR_MAX_ATTEMPTS | lost leases an operation survives before it fails | 3 |
 | KTRDR_MAX_UPLOAD_MB | largest upload (data file, artifact) the backend accepts, in MiB | 1024 |
+| KTRDR_INSTANCE_ID | the backend's name in /health (at most 64 characters) | random per start |
+
+A variable's name is ``KTRDR_`` and its field's name, upper-cased: pydantic-settings reads
+them, so a subclass (the worker's ``WorkerSettings``) adds variables by adding fields. Other
+``KTRDR_*`` variables (another process's) are ignored; empty ones count as unset.
 """
 
 from __future__ import annotations
@@ -17,8 +22,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ktrdr_core.errors import KtrdrError
 
@@ -27,8 +39,13 @@ class SettingsError(KtrdrError):
     """An environment variable holds a value ktrdr cannot use."""
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Settings(BaseSettings):
+    """Built from the environment by :meth:`from_env`; constructed directly (tests, a
+    ``model_copy``), it holds what it is given and the defaults, never the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KTRDR_", env_ignore_empty=True, extra="forbid", frozen=True
+    )
 
     home: Path = Field(default_factory=lambda: Path.home() / ".ktrdr")
     database_url: str | None = None
@@ -57,27 +74,47 @@ class Settings(BaseModel):
         return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every KTRDR_* variable; an invalid one raises SettingsError naming it."""
-        env = os.environ if env is None else env
-        names = {
-            "home": "KTRDR_HOME",
-            "database_url": "KTRDR_DATABASE_URL",
-            "api_host": "KTRDR_API_HOST",
-            "api_port": "KTRDR_API_PORT",
-            "api_url": "KTRDR_API_URL",
-            "api_token": "KTRDR_API_TOKEN",
-            "lease_seconds": "KTRDR_LEASE_SECONDS",
-            "max_attempts": "KTRDR_MAX_ATTEMPTS",
-            "max_upload_mb": "KTRDR_MAX_UPLOAD_MB",
-            "instance_id": "KTRDR_INSTANCE_ID",
-        }
-        values = {field: env[var] for field, var in names.items() if env.get(var)}
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The constructor's arguments only: the environment is read by ``from_env``."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read this class's KTRDR_* variables from ``env`` (default ``os.environ``).
+
+        Raises :class:`SettingsError` naming every variable that holds an unusable value.
+        """
+        values = _Environment(cls, os.environ if env is None else env)()
         try:
             return cls(**values)
         except ValidationError as exc:
+            prefix = cls.model_config.get("env_prefix", "")
             problems = "; ".join(
-                f"{names[str(err['loc'][0])]}={values.get(str(err['loc'][0]))!r}: {err['msg']}"
+                f"{prefix}{str(err['loc'][0]).upper()}={err['input']!r}: {err['msg']}"
+                if err["loc"]
+                else err["msg"]
                 for err in exc.errors()
             )
             raise SettingsError(f"invalid ktrdr settings: {problems}") from None
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self.environ = environ  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, Any]:
+        return {
+            name if self.case_sensitive else name.lower(): value
+            for name, value in self.environ.items()
+            if not (self.env_ignore_empty and value == "")
+        }

@@ -19,22 +19,33 @@
   worker keeps its lease with heartbeats and reports that it is held; removing the file lets
   the training go on, and a cancel or a shutdown still ends it at once. For an operator who
   needs the machine back for a while (``touch`` the file) without losing the run's place.
+
+:class:`WorkerSettings` reads them (pydantic-settings, like core's ``Settings``: the variable
+is ``KTRDR_`` and the field's name); :class:`WorkerConfig` is what the running worker holds.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import MAX_CLAIM_TIMEOUT_S, WORKER_ID_PATTERN, WORKER_KINDS, OperationKind
 from ktrdr_core.settings import Settings, SettingsError
 
-__all__ = ["WorkerConfig", "WorkerConfigError", "default_cache_dir", "default_worker_id"]
+__all__ = [
+    "WorkerConfig",
+    "WorkerConfigError",
+    "WorkerSettings",
+    "default_cache_dir",
+    "default_worker_id",
+]
 
 _WORKER_ID_RE = re.compile(WORKER_ID_PATTERN)
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -57,11 +68,40 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ktrdr-worker"
 
 
+class WorkerSettings(Settings):
+    """Core's settings plus the worker's KTRDR_WORKER_* variables (see the module docstring);
+    ``WorkerSettings.from_env()`` raises ``SettingsError`` naming each unusable variable."""
+
+    worker_id: str = ""  # empty: default_worker_id, new per process
+    worker_cache: Path = Field(default_factory=default_cache_dir)
+    worker_cache_max_mb: int = Field(default=10240, ge=1)
+    worker_health_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_health_host: str = "127.0.0.1"
+    worker_poll_seconds: float = Field(default=5.0, gt=0, le=MAX_CLAIM_TIMEOUT_S)
+    worker_backoff_max: float = Field(default=1.0, gt=0)
+    worker_threads: int | None = Field(default=None, ge=1)
+    worker_hold_file: Path | None = None
+
+    @field_validator("worker_id")
+    @classmethod
+    def _usable_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _WORKER_ID_RE.fullmatch(value):
+            raise ValueError(
+                "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("worker_cache", "worker_hold_file")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Everything a worker process needs to know; see the module docstring for the variables.
-
-    Durations are in seconds, sizes in MiB.
+    """Everything a running worker needs to know, checked where it is read
+    (:class:`WorkerSettings`). Durations are in seconds, sizes in MiB.
     """
 
     kind: OperationKind
@@ -88,67 +128,31 @@ class WorkerConfig:
             ) from None
         if not self.worker_id:
             object.__setattr__(self, "worker_id", default_worker_id(self.kind))
-        if not _WORKER_ID_RE.fullmatch(self.worker_id):
-            raise WorkerConfigError(
-                f"KTRDR_WORKER_ID={self.worker_id!r}: use 1-128 letters, digits, '.', '_' or "
-                "'-', starting with a letter or digit"
-            )
-        if not 0 < self.poll_seconds <= MAX_CLAIM_TIMEOUT_S:
-            raise WorkerConfigError(
-                f"KTRDR_WORKER_POLL_SECONDS={self.poll_seconds}: expected more than 0 and at "
-                f"most {MAX_CLAIM_TIMEOUT_S:g}"
-            )
-        if self.backoff_max_seconds <= 0:
-            raise WorkerConfigError(
-                f"KTRDR_WORKER_BACKOFF_MAX={self.backoff_max_seconds}: expected a positive number"
-            )
-        if self.health_port is not None and not 0 <= self.health_port <= 65535:
-            raise WorkerConfigError(
-                f"KTRDR_WORKER_HEALTH_PORT={self.health_port}: expected 0-65535"
-            )
-        if self.threads is not None and self.threads < 1:
-            raise WorkerConfigError(f"KTRDR_WORKER_THREADS={self.threads}: expected at least 1")
-        if self.cache_max_mb < 1:
-            raise WorkerConfigError(
-                f"KTRDR_WORKER_CACHE_MAX_MB={self.cache_max_mb}: expected at least 1"
-            )
 
     @classmethod
-    def from_env(cls, kind: OperationKind | str, env: dict[str, str] | None = None) -> WorkerConfig:
-        """Read the KTRDR_* variables for a worker of ``kind`` (``training`` or ``backtest``).
+    def from_env(
+        cls, kind: OperationKind | str, env: Mapping[str, str] | None = None
+    ) -> WorkerConfig:
+        """The configuration of a worker of ``kind`` (``training`` or ``backtest``) from the
+        KTRDR_* variables in ``env`` (default ``os.environ``).
 
-        Raises :class:`WorkerConfigError` naming the first variable that is not usable.
+        Raises :class:`WorkerConfigError` naming each variable that is not usable.
         """
-        env = dict(os.environ if env is None else env)
         try:
-            settings = Settings.from_env(env)
+            settings = WorkerSettings.from_env(env)
         except SettingsError as exc:
             raise WorkerConfigError(str(exc)) from None
-
-        def number(name: str, convert: type, default: object) -> object:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return convert(raw)
-            except ValueError:
-                raise WorkerConfigError(
-                    f"{name}={raw!r}: expected {'an integer' if convert is int else 'a number'}"
-                ) from None
-
-        cache = env.get("KTRDR_WORKER_CACHE", "").strip()
-        hold = env.get("KTRDR_WORKER_HOLD_FILE", "").strip()
         return cls(
             kind=OperationKind(kind),
             api_url=settings.effective_api_url,
             api_token=settings.api_token,
-            worker_id=env.get("KTRDR_WORKER_ID", "").strip(),
-            cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
-            cache_max_mb=number("KTRDR_WORKER_CACHE_MAX_MB", int, 10240),  # type: ignore[arg-type]
-            health_port=number("KTRDR_WORKER_HEALTH_PORT", int, None),  # type: ignore[arg-type]
-            health_host=env.get("KTRDR_WORKER_HEALTH_HOST", "").strip() or "127.0.0.1",
-            poll_seconds=number("KTRDR_WORKER_POLL_SECONDS", float, 5.0),  # type: ignore[arg-type]
-            backoff_max_seconds=number("KTRDR_WORKER_BACKOFF_MAX", float, 1.0),  # type: ignore[arg-type]
-            threads=number("KTRDR_WORKER_THREADS", int, None),  # type: ignore[arg-type]
-            hold_file=Path(hold).expanduser() if hold else None,
+            worker_id=settings.worker_id,
+            cache_dir=settings.worker_cache,
+            cache_max_mb=settings.worker_cache_max_mb,
+            health_port=settings.worker_health_port,
+            health_host=settings.worker_health_host,
+            poll_seconds=settings.worker_poll_seconds,
+            backoff_max_seconds=settings.worker_backoff_max,
+            threads=settings.worker_threads,
+            hold_file=settings.worker_hold_file,
         )
