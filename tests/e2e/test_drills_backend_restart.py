@@ -15,42 +15,48 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.slow  # a worker process that imports torch, per database
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-# Long enough on a fast, idle machine (about 25 ms an epoch) for the first heartbeat (10 s,
-# a third of the lease) to report progress, and for another to fail during the outage.
-EPOCHS = 1000
+# Held mid-run by the worker's hold file until the backend is down: a few epochs do.
+EPOCHS = 4
 TRAINING = {"training.epochs": EPOCHS, "training.batch_size": 32, "training.early_stopping": None}
 
 
 def test_worker_carries_on_through_a_backend_crash_and_completes_once(database_url, tmp_path):
-    # The lease outlives the outage: the same attempt carries on.
-    api = ApiServer(tmp_path / "home", lease_seconds=30.0, database_url=database_url,
+    # The lease outlives any outage, however slow the restart: the same attempt carries on.
+    api = ApiServer(tmp_path / "home", lease_seconds=600.0, database_url=database_url,
                     token="restart-secret").start()  # fmt: skip
-    worker = WorkerProcess("training", api, tmp_path / "workers", worker_id="survivor")
+    hold = tmp_path / "hold"
+    worker = WorkerProcess("training", api, tmp_path / "workers", worker_id="survivor",
+                           env={"KTRDR_WORKER_HOLD_FILE": str(hold)})  # fmt: skip
     try:
         with api.client() as client:
             client.import_data("EURUSD", "1h", eurusd_csv(tmp_path / "eurusd.csv"))
             worker.wait_registered()
+            hold.touch()
             op = client.start_training(TINY_STRATEGY, TRAINING).operation_id
 
-            def training():
+            def held():
                 view = client.get_operation(op)
                 assert not view.state.is_terminal, view.error
-                return view if (view.progress.step or 0) >= 2 and view.checkpoint_sha256 else None
+                holding = view.progress.message.startswith("held after epoch")
+                return view if holding and view.checkpoint_sha256 else None
 
-            wait_until(training, "epochs and a checkpoint", 180, worker.logs)
+            wait_until(held, "the training held mid-run with a checkpoint", 180, worker.logs)
 
         api.kill()  # no shutdown, no goodbye
+        hold.unlink()  # the remaining epochs run while the backend is gone
 
-        # While the backend is gone the worker goes on with the same operation.
-        def progressed_alone():
+        # While the backend is gone the worker goes on with the same operation: every epoch,
+        # then the bundle upload, which retries until the backend is back.
+        def uploading():
             health = worker.health()
             assert health is not None and health["operation_id"] == op, health
-            return health if health["progress"]["step"] >= step_at_kill + 2 else None
+            message = health["progress"]["message"]
+            return health if message.startswith("uploading the model bundle") else None
 
-        step_at_kill = worker.health()["progress"]["step"]
-        alone = wait_until(progressed_alone, "epochs while the backend is down", 60, worker.logs)
+        alone = wait_until(uploading, "the training done while the backend is down", 120,
+                           worker.logs)  # fmt: skip
         assert alone["status"] == "busy"
-        # Down long enough for the worker to notice: a heartbeat (every 10 s) fails.
+        # The worker noticed: the heartbeat sent as the upload began failed.
         wait_until(lambda: f"heartbeat for {op} failed" in worker.log.read_text(),
                    "a failed heartbeat", 30, worker.logs)  # fmt: skip
 

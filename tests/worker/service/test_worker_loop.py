@@ -11,14 +11,29 @@ from tests.support.stack import TINY_STRATEGY, wait_for_state
 from tests.support.waiting import wait_until
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-# Minutes of training, never stopping early: these runs are only ever interrupted.
-LONG = {"training.epochs": 500, "training.batch_size": 32, "training.early_stopping": None}
+# Runs that are interrupted: held at an epoch boundary by the worker's hold file while the
+# test acts, so their length does not matter.
+EPOCHS = 4
+HELD = {"training.epochs": EPOCHS, "training.batch_size": 64, "training.early_stopping": None}
 
 
 def _logs(api):
     from tests.support.processes import log_tail
 
     return lambda: log_tail(api.log)
+
+
+def _held(client, operation_id):
+    """Until the training is held at an epoch boundary (the hold file exists) with that epoch's
+    checkpoint named on the backend."""
+
+    def check():
+        view = client.get_operation(operation_id)
+        assert not view.state.is_terminal, view.error
+        held = view.progress.message.startswith("held after epoch")
+        return view if held and view.checkpoint_sha256 else None
+
+    return check
 
 
 def test_training_completes_with_bundle_result_and_reproducibility(api, eurusd, thread_worker):
@@ -39,38 +54,41 @@ def test_training_completes_with_bundle_result_and_reproducibility(api, eurusd, 
         assert attempt.worker_id == worker.worker_id
         assert attempt.outcome == AttemptOutcome.COMPLETED
         assert attempt.worker_versions["torch"].startswith("2.")
-    wait_until(lambda: worker.worker.snapshot()["jobs_done"] == 1, "the worker to be idle")
-    assert worker.worker.snapshot()["status"] in ("idle", "reconnecting")
+    # One snapshot for both: the job count and the state change under separate locks.
+    wait_until(
+        lambda: (
+            (s := worker.worker.snapshot())["jobs_done"] == 1
+            and s["status"] in ("idle", "reconnecting")
+        ),
+        "the worker to be idle after its job",
+    )
 
 
 def test_progress_and_checkpoints_reach_the_backend_and_cancel_stops_the_job(
-    api, eurusd, thread_worker
+    api, eurusd, thread_worker, tmp_path
 ):
-    worker = thread_worker("training")
+    hold = tmp_path / "hold"
+    worker = thread_worker("training", hold_file=hold)
     with api.client() as client:
-        long = client.start_training(TINY_STRATEGY, LONG)
-
-        def training_with_a_checkpoint():
-            view = client.get_operation(long.operation_id)
-            assert view.state == OperationState.RUNNING or view.state == "pending", view.error
-            step = view.progress.step or 0
-            return view if step >= 2 and view.checkpoint_sha256 else None
-
-        seen = wait_until(training_with_a_checkpoint, "epoch progress and a checkpoint", 120,
-                          _logs(api))  # fmt: skip
+        hold.touch()
+        long = client.start_training(TINY_STRATEGY, HELD)
+        seen = wait_until(_held(client, long.operation_id), "epoch progress and a checkpoint",
+                          120, _logs(api))  # fmt: skip
         assert seen.state == OperationState.RUNNING
-        assert seen.progress.total_steps == 500 and "epoch" in seen.progress.message
+        assert seen.progress.step == 1 and seen.progress.total_steps == EPOCHS
+        assert "epoch" in seen.progress.message
         assert {"train_loss", "val_loss"} <= set(seen.progress.metrics)
         assert 0 < seen.progress.percent < 100
         assert client.artifact_exists(seen.checkpoint_sha256)
 
-        client.cancel_operation(long.operation_id)
+        client.cancel_operation(long.operation_id)  # ends the hold
         cancelled = wait_for_state(api, long.operation_id, DONE, "to end", logs=_logs(api))
         assert cancelled.state == OperationState.CANCELLED
         # The worker confirmed it: not the "never confirmed" of a lease that ran out.
         assert cancelled.reproducibility.attempts[0].outcome == AttemptOutcome.CANCELLED
 
-        # And it goes on working.
+        # And it goes on working (unheld).
+        hold.unlink()
         short = client.start_training(TINY_STRATEGY, {"training.epochs": 1})
         done = wait_for_state(api, short.operation_id, DONE, "to end", logs=_logs(api))
         assert done.state == OperationState.COMPLETED, done.error
@@ -112,23 +130,32 @@ def test_worker_registers_again_after_the_backend_restarts_on_a_fresh_database(
     assert worker.error is None
 
 
-@pytest.mark.parametrize("api", [{"lease_seconds": 30.0}], indirect=True)
-def test_a_backend_crash_mid_training_does_not_lose_the_job(api, eurusd, thread_worker):
-    worker = thread_worker("training")
+# The lease outlives any outage: the one attempt is never requeued, however slow the restart.
+@pytest.mark.parametrize("api", [{"lease_seconds": 600.0}], indirect=True)
+def test_a_backend_crash_mid_training_does_not_lose_the_job(api, eurusd, thread_worker, tmp_path):
+    hold = tmp_path / "hold"
+    worker = thread_worker("training", hold_file=hold)
     with api.client() as client:
-        started = client.start_training(
-            TINY_STRATEGY, {"training.epochs": 12, "training.batch_size": 64}
-        )
-        wait_until(
-            lambda: client.get_operation(started.operation_id).state == OperationState.RUNNING,
-            "the training to start",
-        )
+        hold.touch()
+        started = client.start_training(TINY_STRATEGY, HELD)
+        wait_until(_held(client, started.operation_id), "the training held mid-run", 120,
+                   _logs(api))  # fmt: skip
     api.kill()
-    api.start()  # same database; the lease (30 s) outlives the outage
+    hold.unlink()  # the remaining epochs run while the backend is gone
+
+    def uploading():
+        progress = worker.worker.snapshot().get("progress") or {}
+        return progress.get("message", "").startswith("uploading the model bundle")
+
+    # Every epoch done, the bundle upload retrying until the backend is back.
+    wait_until(uploading, "the training to end while the backend is down", 120, _logs(api))
+    api.start()  # same database
     view = wait_for_state(api, started.operation_id, DONE, "to end", 120, _logs(api))
     assert view.state == OperationState.COMPLETED, view.error
     [attempt] = view.reproducibility.attempts  # the same attempt carried on
     assert attempt.worker_id == worker.worker_id
+    summary = view.result["summary"]
+    assert summary["epochs_run"] == EPOCHS and summary["resumed_from_epoch"] is None
 
 
 def test_health_endpoint_follows_the_worker(api, thread_worker):
