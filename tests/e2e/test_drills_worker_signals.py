@@ -19,9 +19,8 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.slow  # two worker processes that import torch
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-# Long enough on a fast, idle machine (about 25 ms an epoch) to outlast the first heartbeat,
-# which is when the backend learns of a checkpoint (heartbeats go every lease / 3).
-RESUMABLE = {"training.epochs": 1000, "training.batch_size": 32, "training.early_stopping": None}
+# Held at an epoch boundary by the workers' hold file while the test signals: a few epochs do.
+RESUMABLE = {"training.epochs": 4, "training.batch_size": 32, "training.early_stopping": None}
 # One epoch, no checkpoint (the interval is past the end): the only upload is the bundle.
 SHORT = {"training.epochs": 1, "training.checkpoint_interval": 100}
 
@@ -31,10 +30,14 @@ def _logs(*workers):
 
 
 def test_sigterm_hands_the_operation_to_the_waiting_worker_long_before_the_lease_ends(tmp_path):
-    lease = 30.0  # nothing in this test may wait for a lease to run out
+    # Nothing in this test may wait for a lease to run out, however slow the machine: a handover
+    # is the release's doing, never an expiry's.
+    lease = 600.0
     api = ApiServer(tmp_path / "home", lease_seconds=lease, token="signal-secret").start()
+    hold = tmp_path / "hold"  # either worker may claim the run: both hold while it exists
+    env = {"KTRDR_WORKER_HOLD_FILE": str(hold)}
     workers = [
-        WorkerProcess("training", api, tmp_path / "workers", worker_id=name)
+        WorkerProcess("training", api, tmp_path / "workers", worker_id=name, env=env)
         for name in ("term-a", "term-b")
     ]
     logs = _logs(*workers)
@@ -43,35 +46,38 @@ def test_sigterm_hands_the_operation_to_the_waiting_worker_long_before_the_lease
             client.import_data("EURUSD", "1h", eurusd_csv(tmp_path / "eurusd.csv"))
             for worker in workers:
                 worker.wait_registered()
+            hold.touch()
             op = client.start_training(TINY_STRATEGY, RESUMABLE).operation_id
 
-            def checkpointed():
+            def held():
                 view = client.get_operation(op)
                 assert not view.state.is_terminal, view.error
-                return view if (view.progress.step or 0) >= 2 and view.checkpoint_sha256 else None
+                holding = view.progress.message.startswith("held after epoch")
+                return view if holding and view.checkpoint_sha256 else None
 
-            seen = wait_until(checkpointed, "a checkpoint", 180, logs)
+            seen = wait_until(held, "the training held with a checkpoint", 180, logs)
             [leaving] = [w for w in workers if w.worker_id == seen.worker_id]
             [staying] = [w for w in workers if w is not leaving]
 
             signalled = time.monotonic()
-            leaving.signal(signal.SIGTERM)
+            leaving.signal(signal.SIGTERM)  # ends the hold: released with a checkpoint
 
             def taken_over():
                 view = client.get_operation(op)
                 return view if view.attempt == 2 and view.worker_id == staying.worker_id else None
 
-            # Well within the lease: the release requeued it and woke the waiting worker.
-            wait_until(taken_over, "the other worker to take over", lease / 3, logs)
+            # The release requeued it and woke the waiting worker: no lease ran out.
+            wait_until(taken_over, "the other worker to take over", 120, logs)
             handover_s = time.monotonic() - signalled
             assert leaving.wait_exit() == 0, leaving.logs()
+            hold.unlink()  # the taken-over attempt may hold one epoch on: let it finish
             done = wait_for_state(api, op, DONE, "to end", 400, logs)
         assert done.state == OperationState.COMPLETED, done.error
         first, second = done.reproducibility.attempts
         assert (first.worker_id, first.outcome) == (leaving.worker_id, AttemptOutcome.RELEASED)
         assert (second.worker_id, second.outcome) == (staying.worker_id, AttemptOutcome.COMPLETED)
-        # The checkpoint taken at the signal is newer than any seen while it ran.
-        assert done.result["summary"]["resumed_from_epoch"] >= seen.progress.step
+        # The checkpoint taken at the signal, before any batch of the epoch after the hold.
+        assert done.result["summary"]["resumed_from_epoch"] == seen.progress.step
         assert done.result["summary"]["epochs_run"] == RESUMABLE["training.epochs"]
         print(f"handed over {handover_s:.1f} s after SIGTERM (lease {lease:.0f} s)")
     finally:
@@ -81,8 +87,10 @@ def test_sigterm_hands_the_operation_to_the_waiting_worker_long_before_the_lease
 
 
 def test_a_frozen_workers_late_completion_is_refused_and_the_requeued_attempt_stands(tmp_path):
-    api = ApiServer(tmp_path / "home", lease_seconds=3.0, token="frozen-secret").start()
-    proxy = ThrottledProxy(api.port)  # the frozen worker's slow link: its upload takes seconds
+    # Long enough that the rescuer's heartbeats (every lease / 3) keep its attempt on a busy
+    # machine; the frozen worker's lease runs out all the same, as it sends none.
+    api = ApiServer(tmp_path / "home", lease_seconds=10.0, token="frozen-secret").start()
+    proxy = ThrottledProxy(api.port)  # the frozen worker's link: its upload is held part-way
     frozen = WorkerProcess("training", api, tmp_path / "workers", worker_id="frozen",
                            env={"KTRDR_API_URL": proxy.url})  # fmt: skip
     workers = [frozen]
@@ -91,24 +99,20 @@ def test_a_frozen_workers_late_completion_is_refused_and_the_requeued_attempt_st
         with api.client() as client:
             client.import_data("EURUSD", "1h", eurusd_csv(tmp_path / "eurusd.csv"))
             frozen.wait_registered()
-            # Measure the bundle on a normal run, then slow the link to ~6 s per bundle.
-            warmup = client.start_training(TINY_STRATEGY, SHORT).operation_id
-            assert wait_for_state(api, warmup, DONE, "a first training", 120, logs).state == (
-                OperationState.COMPLETED
-            )
-            [first_model] = client.list_models()
-            proxy.up_rate = first_model.size / 6
-
+            # Hold the bundle upload after its first KiB (a bundle is several).
+            proxy.gate("up", match=b"POST /api/v1/artifacts?kind=bundle", after_bytes=1024)
             op = client.start_training(TINY_STRATEGY, SHORT).operation_id
 
             def uploading() -> bool:
                 view = client.get_operation(op)
                 assert not view.state.is_terminal, view.error
-                return view.progress.message.startswith("uploading the model bundle")
+                return proxy.held.is_set()
 
-            wait_until(uploading, "the bundle upload", 120, logs)
+            wait_until(uploading, "the bundle upload held", 120, logs)
             frozen.signal(signal.SIGSTOP)  # no heartbeats, no progress: a stalled host
             try:
+                # The held bytes may go on: the stopped worker sends nothing more.
+                proxy.release()
                 wait_until(
                     lambda: client.get_operation(op).state == OperationState.PENDING,
                     "the frozen worker's lease to expire",
@@ -125,7 +129,6 @@ def test_a_frozen_workers_late_completion_is_refused_and_the_requeued_attempt_st
                 )
             finally:
                 frozen.signal(signal.SIGCONT)
-            proxy.up_rate = None
             done = wait_for_state(api, op, DONE, "to end", 180, logs)
 
             # What the frozen worker did after it woke: its completion of attempt 1 was refused.
@@ -147,7 +150,9 @@ def test_a_frozen_workers_late_completion_is_refused_and_the_requeued_attempt_st
         assert after == done  # the refused completion changed nothing
         [model] = models  # one model for the operation: the rescuer's
         assert model.bundle_sha256 == done.result["bundle_sha256"]
-        assert frozen.health()["status"] in ("idle", "reconnecting")  # alive and free again
+        # Alive and free again (it goes idle just after the line the wait above read).
+        wait_until(lambda: frozen.health()["status"] in ("idle", "reconnecting"),
+                   "the frozen worker idle again", 30, logs)  # fmt: skip
     finally:
         for worker in workers:
             worker.stop()
