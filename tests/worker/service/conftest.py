@@ -12,7 +12,9 @@ from ktrdr_core.protocol import DatasetView, OperationKind
 from tests.support.market_data import eurusd_csv
 from tests.support.stack import ApiServer, WorkerProcess
 
-LEASE_SECONDS = 3.0  # heartbeats every second; a frozen worker loses its lease quickly
+# Heartbeats every 3 s: a busy machine that stalls a worker for a few seconds never costs it
+# its lease. The test that wants a lease lost quickly asks for a short one.
+LEASE_SECONDS = 9.0
 
 
 @pytest.fixture

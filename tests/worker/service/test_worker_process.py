@@ -81,6 +81,7 @@ def test_health_then_sigterm_releases_with_a_checkpoint_and_another_worker_resum
     assert summary["epochs_run"] == EPOCHS  # the history carries on across the resume
 
 
+@pytest.mark.parametrize("api", [{"lease_seconds": 3.0}], indirect=True)  # frozen: lost soon
 def test_a_frozen_worker_drops_the_lost_attempt_and_resumes_its_operation(
     api, eurusd, process_worker, tmp_path
 ):
