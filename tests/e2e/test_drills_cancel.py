@@ -22,7 +22,7 @@ import pytest
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState
 from tests.support.market_data import eurusd_csv
-from tests.support.proxy import ThrottledProxy
+from tests.support.proxy import GatedProxy
 from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
 from tests.support.waiting import wait_until
 
@@ -39,7 +39,7 @@ SHORT = {"training.epochs": 1, "training.checkpoint_interval": 100}
 @pytest.fixture
 def stack(tmp_path):
     api = ApiServer(tmp_path / "home", lease_seconds=6.0, token="cancel-secret").start()
-    proxy = ThrottledProxy(api.port)
+    proxy = GatedProxy(api.port)
     hold = tmp_path / "hold"  # while it exists, a training holds after each epoch
     worker = WorkerProcess(
         "training",
@@ -77,7 +77,7 @@ def _phase(client, op: str, starts: str):
     return reached
 
 
-def _held(proxy: ThrottledProxy, client, op: str):
+def _held(proxy: GatedProxy, client, op: str):
     """The gate holds the transfer (and the operation has not ended some other way)."""
 
     def held() -> bool:

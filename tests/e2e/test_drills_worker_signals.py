@@ -12,7 +12,7 @@ import pytest
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import AttemptOutcome, OperationState, TrainingResult
 from tests.support.market_data import eurusd_csv
-from tests.support.proxy import ThrottledProxy
+from tests.support.proxy import GatedProxy
 from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
 from tests.support.waiting import wait_until
 
@@ -90,7 +90,7 @@ def test_a_frozen_workers_late_completion_is_refused_and_the_requeued_attempt_st
     # Long enough that the rescuer's heartbeats (every lease / 3) keep its attempt on a busy
     # machine; the frozen worker's lease runs out all the same, as it sends none.
     api = ApiServer(tmp_path / "home", lease_seconds=10.0, token="frozen-secret").start()
-    proxy = ThrottledProxy(api.port)  # the frozen worker's link: its upload is held part-way
+    proxy = GatedProxy(api.port)  # the frozen worker's link: its upload is held part-way
     frozen = WorkerProcess("training", api, tmp_path / "workers", worker_id="frozen",
                            env={"KTRDR_API_URL": proxy.url})  # fmt: skip
     workers = [frozen]

@@ -9,7 +9,7 @@ import socket
 import threading
 
 
-class ThrottledProxy:
+class GatedProxy:
     """A TCP relay in front of the API whose one-shot gate holds a single transfer part-way
     until the test lets it go: a phase (data download, result upload) stays in progress for as
     long as the test needs, whatever the machine's speed.

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tests.support.proxy import ThrottledProxy
+from tests.support.proxy import GatedProxy
 from tests.support.waiting import wait_until
 
 BODY = bytes(range(256)) * 64  # 16 KiB
@@ -53,9 +53,9 @@ class _Server:
 def relay():
     made = []
 
-    def make(reply: bytes = b"") -> tuple[_Server, ThrottledProxy]:
+    def make(reply: bytes = b"") -> tuple[_Server, GatedProxy]:
         server = _Server(reply)
-        proxy = ThrottledProxy(server.port)
+        proxy = GatedProxy(server.port)
         made.append((server, proxy))
         return server, proxy
 
@@ -66,7 +66,7 @@ def relay():
         server.close()
 
 
-def _connect(proxy: ThrottledProxy) -> socket.socket:
+def _connect(proxy: GatedProxy) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     return sock
 
@@ -134,4 +134,4 @@ def test_a_download_is_held_after_its_bytes(relay):
 
 def test_a_gate_names_a_direction():
     with pytest.raises(ValueError, match="direction"):
-        ThrottledProxy.gate(object.__new__(ThrottledProxy), "sideways", match=b"x")
+        GatedProxy.gate(object.__new__(GatedProxy), "sideways", match=b"x")
