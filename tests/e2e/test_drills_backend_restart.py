@@ -9,7 +9,13 @@ import pytest
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState
 from tests.support.market_data import eurusd_csv
-from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.stack import (
+    TINY_STRATEGY,
+    ApiServer,
+    WorkerProcess,
+    held_with_checkpoint,
+    wait_for_state,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # a worker process that imports torch, per database
@@ -34,13 +40,12 @@ def test_worker_carries_on_through_a_backend_crash_and_completes_once(database_u
             hold.touch()
             op = client.start_training(TINY_STRATEGY, TRAINING).operation_id
 
-            def held():
-                view = client.get_operation(op)
-                assert not view.state.is_terminal, view.error
-                holding = view.progress.message.startswith("held after epoch")
-                return view if holding and view.checkpoint_sha256 else None
-
-            wait_until(held, "the training held mid-run with a checkpoint", 180, worker.logs)
+            wait_until(
+                held_with_checkpoint(client, op),
+                "the training held mid-run with a checkpoint",
+                180,
+                worker.logs,
+            )
 
         api.kill()  # no shutdown, no goodbye
         hold.unlink()  # the remaining epochs run while the backend is gone

@@ -13,7 +13,13 @@ from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import AttemptOutcome, OperationState, TrainingResult
 from tests.support.market_data import eurusd_csv
 from tests.support.proxy import GatedProxy
-from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.stack import (
+    TINY_STRATEGY,
+    ApiServer,
+    WorkerProcess,
+    held_with_checkpoint,
+    wait_for_state,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # two worker processes that import torch
@@ -49,13 +55,9 @@ def test_sigterm_hands_the_operation_to_the_waiting_worker_long_before_the_lease
             hold.touch()
             op = client.start_training(TINY_STRATEGY, RESUMABLE).operation_id
 
-            def held():
-                view = client.get_operation(op)
-                assert not view.state.is_terminal, view.error
-                holding = view.progress.message.startswith("held after epoch")
-                return view if holding and view.checkpoint_sha256 else None
-
-            seen = wait_until(held, "the training held with a checkpoint", 180, logs)
+            seen = wait_until(
+                held_with_checkpoint(client, op), "the training held with a checkpoint", 180, logs
+            )
             [leaving] = [w for w in workers if w.worker_id == seen.worker_id]
             [staying] = [w for w in workers if w is not leaving]
 

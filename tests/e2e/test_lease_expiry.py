@@ -11,7 +11,13 @@ import pytest
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState
 from tests.support.market_data import eurusd_csv
-from tests.support.stack import TINY_STRATEGY, ApiServer, WorkerProcess, wait_for_state
+from tests.support.stack import (
+    TINY_STRATEGY,
+    ApiServer,
+    WorkerProcess,
+    held_with_checkpoint,
+    wait_for_state,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # two worker processes that import torch
@@ -52,14 +58,10 @@ def test_a_killed_workers_operation_is_requeued_and_resumed_elsewhere(stack, tmp
         hold.touch()
         op = client.start_training(TINY_STRATEGY, RESUMABLE).operation_id
 
-        def held():
-            view = client.get_operation(op)
-            assert not view.state.is_terminal, view.error
-            holding = view.progress.message.startswith("held after epoch")
-            return view if holding and view.checkpoint_sha256 else None
-
         # Held at an epoch boundary, that epoch's checkpoint on the backend: it stays there.
-        seen = wait_until(held, "the training held with a checkpoint", 180, logs)
+        seen = wait_until(
+            held_with_checkpoint(client, op), "the training held with a checkpoint", 180, logs
+        )
         [dead] = [w for w in workers if w.worker_id == seen.worker_id]
         [survivor] = [w for w in workers if w is not dead]
         dead.process.kill()  # no release, no heartbeat: only the lease can tell

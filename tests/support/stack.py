@@ -237,3 +237,24 @@ def wait_for_state(api: ApiServer, operation_id: str, states: set[OperationState
             return view if view.state in states else None
 
         return wait_until(reached, f"{operation_id} {what}", limit_s, logs)
+
+
+def held_with_checkpoint(
+    client: KtrdrClient, operation_id: str, *, attempt: int | None = None, epoch: int | None = None
+) -> Callable[[], OperationView | None]:
+    """A ``wait_until`` condition: the operation's view once its training is held at an epoch
+    boundary (the worker's KTRDR_WORKER_HOLD_FILE exists) with that epoch's checkpoint named
+    on the backend, so the run stays there until the file is removed; it fails at once if the
+    operation ended instead. ``attempt``/``epoch``: only that attempt, held after that epoch
+    (a new attempt shows the last one's progress until its first heartbeat)."""
+    prefix = "held after epoch" if epoch is None else f"held after epoch {epoch}:"
+
+    def check() -> OperationView | None:
+        view = client.get_operation(operation_id)
+        assert not view.state.is_terminal, view.error
+        held = view.progress.message.startswith(prefix)
+        if attempt is not None:
+            held = held and view.attempt == attempt
+        return view if held and view.checkpoint_sha256 else None
+
+    return check

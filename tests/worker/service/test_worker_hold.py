@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState
-from tests.support.stack import TINY_STRATEGY, wait_for_state
+from tests.support.stack import TINY_STRATEGY, held_with_checkpoint, wait_for_state
 from tests.support.waiting import wait_until
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
@@ -27,16 +27,6 @@ def _logs(api):
     return lambda: log_tail(api.log)
 
 
-def _held(client, operation_id):
-    def check():
-        view = client.get_operation(operation_id)
-        assert not view.state.is_terminal, view.error
-        held = view.progress.message.startswith("held after epoch")
-        return view if held and view.checkpoint_sha256 else None
-
-    return check
-
-
 def test_a_held_training_keeps_its_place_and_lease_and_finishes_once_released(
     api, eurusd, thread_worker, tmp_path
 ):
@@ -45,7 +35,7 @@ def test_a_held_training_keeps_its_place_and_lease_and_finishes_once_released(
     with api.client() as client:
         hold.touch()
         op = client.start_training(TINY_STRATEGY, TRAINING).operation_id
-        held = wait_until(_held(client, op), "the training held", 120, _logs(api))
+        held = wait_until(held_with_checkpoint(client, op), "the training held", 120, _logs(api))
         # Held after its first epoch, that epoch's checkpoint already on the backend.
         assert held.state == OperationState.RUNNING
         assert (held.progress.step, held.progress.total_steps) == (1, EPOCHS)
@@ -79,7 +69,7 @@ def test_a_cancel_ends_a_held_training(api, eurusd, thread_worker, tmp_path):
     with api.client() as client:
         hold.touch()
         op = client.start_training(TINY_STRATEGY, TRAINING).operation_id
-        wait_until(_held(client, op), "the training held", 120, _logs(api))
+        wait_until(held_with_checkpoint(client, op), "the training held", 120, _logs(api))
         client.cancel_operation(op)  # the file stays: the cancel alone ends the hold
         done = wait_for_state(api, op, DONE, "to end", 60, _logs(api))
     assert done.state == OperationState.CANCELLED
@@ -96,7 +86,7 @@ def test_a_stop_releases_a_held_training_with_a_checkpoint_to_resume_from(
     with api.client() as client:
         hold.touch()
         op = client.start_training(TINY_STRATEGY, TRAINING).operation_id
-        held = wait_until(_held(client, op), "the training held", 120, _logs(api))
+        held = wait_until(held_with_checkpoint(client, op), "the training held", 120, _logs(api))
         first.stop()  # the file stays: the stop alone ends the hold
         released = client.get_operation(op)
         assert released.state == OperationState.PENDING

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState, WorkerStatus
-from tests.support.stack import TINY_STRATEGY, wait_for_state
+from tests.support.stack import TINY_STRATEGY, held_with_checkpoint, wait_for_state
 from tests.support.waiting import wait_until
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
@@ -21,19 +21,6 @@ def _logs(api):
     from tests.support.processes import log_tail
 
     return lambda: log_tail(api.log)
-
-
-def _held(client, operation_id):
-    """Until the training is held at an epoch boundary (the hold file exists) with that epoch's
-    checkpoint named on the backend."""
-
-    def check():
-        view = client.get_operation(operation_id)
-        assert not view.state.is_terminal, view.error
-        held = view.progress.message.startswith("held after epoch")
-        return view if held and view.checkpoint_sha256 else None
-
-    return check
 
 
 def test_training_completes_with_bundle_result_and_reproducibility(api, eurusd, thread_worker):
@@ -72,8 +59,12 @@ def test_progress_and_checkpoints_reach_the_backend_and_cancel_stops_the_job(
     with api.client() as client:
         hold.touch()
         long = client.start_training(TINY_STRATEGY, HELD)
-        seen = wait_until(_held(client, long.operation_id), "epoch progress and a checkpoint",
-                          120, _logs(api))  # fmt: skip
+        seen = wait_until(
+            held_with_checkpoint(client, long.operation_id),
+            "epoch progress and a checkpoint",
+            120,
+            _logs(api),
+        )
         assert seen.state == OperationState.RUNNING
         assert seen.progress.step == 1 and seen.progress.total_steps == EPOCHS
         assert "epoch" in seen.progress.message
@@ -138,8 +129,12 @@ def test_a_backend_crash_mid_training_does_not_lose_the_job(api, eurusd, thread_
     with api.client() as client:
         hold.touch()
         started = client.start_training(TINY_STRATEGY, HELD)
-        wait_until(_held(client, started.operation_id), "the training held mid-run", 120,
-                   _logs(api))  # fmt: skip
+        wait_until(
+            held_with_checkpoint(client, started.operation_id),
+            "the training held mid-run",
+            120,
+            _logs(api),
+        )
     api.kill()
     hold.unlink()  # the remaining epochs run while the backend is gone
 

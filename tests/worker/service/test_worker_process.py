@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from ktrdr_core.protocol import AttemptOutcome, OperationState
-from tests.support.stack import TINY_STRATEGY, wait_for_state
+from tests.support.stack import TINY_STRATEGY, held_with_checkpoint, wait_for_state
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # each test starts worker processes that import torch
@@ -19,22 +19,6 @@ DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLE
 # Few epochs: what the tests look at is held in place by the hold file, never raced.
 EPOCHS = 4
 RESUMABLE = {"training.epochs": EPOCHS, "training.batch_size": 64, "training.early_stopping": None}
-
-
-def _held(client, operation_id, *, attempt=1, epoch=None):
-    """Until attempt ``attempt`` is held at an epoch boundary (``epoch``: that one) while the
-    hold file exists, with that epoch's checkpoint named on the backend: the run stays there
-    until the file is removed. (A new attempt shows the last one's progress until its first
-    heartbeat: ``epoch`` tells them apart.)"""
-    prefix = "held after epoch" if epoch is None else f"held after epoch {epoch}:"
-
-    def check():
-        view = client.get_operation(operation_id)
-        assert not view.state.is_terminal, view.error
-        held = view.attempt == attempt and view.progress.message.startswith(prefix)
-        return view if held and view.checkpoint_sha256 else None
-
-    return check
 
 
 @pytest.mark.parametrize("api", [{"lease_seconds": 600}], indirect=True)  # never requeued
@@ -52,7 +36,12 @@ def test_health_then_sigterm_releases_with_a_checkpoint_and_another_worker_resum
     with api.client() as client:
         hold.touch()
         op = client.start_training(TINY_STRATEGY, RESUMABLE).operation_id
-        held = wait_until(_held(client, op), "the training held with a checkpoint", 120, first.logs)
+        held = wait_until(
+            held_with_checkpoint(client, op, attempt=1),
+            "the training held with a checkpoint",
+            120,
+            first.logs,
+        )
         step = held.progress.step
         assert held.progress.message == f"held after epoch {step}: remove {hold} to continue"
         assert client.artifact_exists(held.checkpoint_sha256)
@@ -91,8 +80,12 @@ def test_a_frozen_worker_drops_the_lost_attempt_and_resumes_its_operation(
     with api.client() as client:
         hold.touch()
         op = client.start_training(TINY_STRATEGY, RESUMABLE).operation_id
-        seen = wait_until(_held(client, op), "the training held with a checkpoint", 120,
-                          worker.logs)  # fmt: skip
+        seen = wait_until(
+            held_with_checkpoint(client, op, attempt=1),
+            "the training held with a checkpoint",
+            120,
+            worker.logs,
+        )
 
         worker.signal(signal.SIGSTOP)  # a stalled host: no heartbeats, no progress
         try:
@@ -108,7 +101,7 @@ def test_a_frozen_worker_drops_the_lost_attempt_and_resumes_its_operation(
         # 409: that alone ends the hold; it drops the run, claims the requeued operation as a
         # new attempt, resumes from the held epoch's checkpoint and holds again one epoch on.
         again = wait_until(
-            _held(client, op, attempt=2, epoch=seen.progress.step + 1),
+            held_with_checkpoint(client, op, attempt=2, epoch=seen.progress.step + 1),
             "the second attempt held one epoch on",
             120,
             worker.logs,
