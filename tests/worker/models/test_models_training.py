@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ktrdr_worker.models.networks import ModelSpecError, NetworkSpec
+from ktrdr_worker.models.spec import ModelSpecError, NetworkSpec
 from ktrdr_worker.models.training import (
     TrainingCancelled,
     TrainingConfig,

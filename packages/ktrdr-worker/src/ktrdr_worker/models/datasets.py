@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ktrdr_core.errors import KtrdrError
 
@@ -78,12 +77,6 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     """Mean recall over the classes present in ``truth`` (a constant guess scores 1/classes)."""
     recalls = [float((predicted[truth == c] == c).mean()) for c in np.unique(truth)]
     return float(np.mean(recalls))
-
-
-def window_gather(features: torch.Tensor, ends: torch.Tensor, window: int) -> torch.Tensor:
-    """Inputs ``(len(ends), window, n_features)`` for samples ending on ``ends`` (row indices)."""
-    offsets = torch.arange(-window + 1, 1, device=ends.device)
-    return features[ends[:, None] + offsets[None, :]]
 
 
 def build_samples(

@@ -26,7 +26,7 @@ from torch import nn
 
 from ktrdr_core.reports import CLASS_NAMES
 from ktrdr_worker.models.datasets import Samples, balanced_accuracy
-from ktrdr_worker.models.training import N_CLASSES
+from ktrdr_worker.models.spec import N_CLASSES
 
 __all__ = ["explain"]
 

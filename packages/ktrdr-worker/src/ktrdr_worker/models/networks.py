@@ -9,18 +9,14 @@ everything inference needs besides the :class:`NetworkSpec`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ktrdr_core.errors import KtrdrError
+from ktrdr_worker.models.spec import N_CLASSES, ModelSpecError, NetworkSpec
 
-N_CLASSES = 3
-NETWORK_TYPES = ("mlp", "gru", "lstm")
+# One torch module per name in ktrdr_worker.models.spec.ACTIVATION_NAMES (a test checks).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -29,86 +25,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "elu": nn.ELU,
 }
-
-
-class ModelSpecError(KtrdrError, ValueError):
-    """A model description that cannot be built; the message names the field."""
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What to build, in plain values (stored in every bundle).
-
-    Attributes:
-        type: ``mlp``, ``gru`` or ``lstm``.
-        hidden_layers: widths of the hidden layers (MLP: dense layers; GRU/LSTM: stacked
-            recurrent layers, followed by a linear output layer).
-        activation: MLP activation (one of :data:`ACTIVATIONS`); unused by GRU/LSTM.
-        dropout: dropout probability in [0, 1) after each hidden layer.
-        window: bars of features each sample sees (1 for an MLP; ≥ 2 makes sense for GRU/LSTM).
-    """
-
-    type: str = "mlp"
-    hidden_layers: tuple[int, ...] = field(default=(32, 16))
-    activation: str = "relu"
-    dropout: float = 0.1
-    window: int = 1
-
-    def __post_init__(self) -> None:
-        if self.type not in NETWORK_TYPES:
-            raise ModelSpecError(
-                f"model.type: expected one of {', '.join(NETWORK_TYPES)}, got {self.type!r}"
-            )
-        layers = tuple(self.hidden_layers)
-        if not layers or any(
-            isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers
-        ):
-            raise ModelSpecError(
-                f"model.hidden_layers: expected one or more positive integers, got {layers!r}"
-            )
-        object.__setattr__(self, "hidden_layers", layers)
-        if self.activation not in ACTIVATIONS:
-            raise ModelSpecError(
-                f"model.activation: expected one of {', '.join(ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
-        dropout = self.dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float):
-            raise ModelSpecError(f"model.dropout: expected a number in [0, 1), got {dropout!r}")
-        if not (math.isfinite(dropout) and 0.0 <= dropout < 1.0):
-            raise ModelSpecError(f"model.dropout: expected a number in [0, 1), got {dropout!r}")
-        window = self.window
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ModelSpecError(f"model.window: expected an integer ≥ 1 (bars), got {window!r}")
-        if self.type == "mlp" and window != 1:
-            # An MLP over a window would silently flatten time; say so instead.
-            raise ModelSpecError(
-                f"model.window: an mlp sees one bar (window 1), got {window}; "
-                "use type gru or lstm for a window of bars"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NetworkSpec:
-        """Build from a plain dict (a strategy's ``model`` section or a bundle's copy).
-
-        Unknown keys are an error naming the key, never silently dropped.
-        """
-        known = {"type", "hidden_layers", "activation", "dropout", "window"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelSpecError(
-                f"model.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})"
-            )
-        values = dict(data)
-        if "hidden_layers" in values:
-            values["hidden_layers"] = tuple(values["hidden_layers"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as a JSON-ready dict (lists, not tuples)."""
-        data = asdict(self)
-        data["hidden_layers"] = list(self.hidden_layers)
-        return data
 
 
 class _Standardise(nn.Module):

@@ -42,7 +42,7 @@ from ktrdr_worker.labels import make_labels
 from ktrdr_worker.models.bundles import bundle_bytes, save_bundle
 from ktrdr_worker.models.datasets import Samples, build_samples, split_by_time
 from ktrdr_worker.models.explanations import explain
-from ktrdr_worker.models.networks import NetworkSpec
+from ktrdr_worker.models.spec import NetworkSpec
 from ktrdr_worker.models.training import (
     EpochReport,
     TrainingConfig,

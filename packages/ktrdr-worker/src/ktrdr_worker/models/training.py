@@ -38,13 +38,20 @@ from torch import nn
 
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.reports import CLASS_NAMES
-from ktrdr_worker.models.datasets import Samples, balanced_accuracy, window_gather
-from ktrdr_worker.models.networks import N_CLASSES, NetworkSpec, build_network, set_standardisation
+from ktrdr_worker.models.datasets import Samples, balanced_accuracy
+from ktrdr_worker.models.networks import build_network, set_standardisation
+from ktrdr_worker.models.spec import N_CLASSES, NetworkSpec
 from ktrdr_worker.runtime import resolve_device
 
 LR_SCHEDULES = ("cosine", "plateau", "constant")
 CHECKPOINT_FORMAT = "ktrdr-training-checkpoint/1"
 _EVAL_BATCH = 8192
+
+
+def window_gather(features: torch.Tensor, ends: torch.Tensor, window: int) -> torch.Tensor:
+    """Inputs ``(len(ends), window, n_features)`` for samples ending on ``ends`` (row indices)."""
+    offsets = torch.arange(-window + 1, 1, device=ends.device)
+    return features[ends[:, None] + offsets[None, :]]
 
 
 class TrainingError(KtrdrError, RuntimeError):
