@@ -126,26 +126,26 @@ def _manifest_json(**changes) -> bytes:
     ("body", "reason"),
     [
         (b"PK\x03\x04 not really a zip", "not a zip archive"),
-        (_zip({"weights.pt": WEIGHTS}), "missing bundle.json"),
-        (_zip({"bundle.json": b"{", "weights.pt": WEIGHTS}), "not UTF-8 JSON"),
+        (_zip({"weights.safetensors": WEIGHTS}), "missing bundle.json"),
+        (_zip({"bundle.json": b"{", "weights.safetensors": WEIGHTS}), "not UTF-8 JSON"),
         (
-            _zip({"bundle.json": _manifest_json(format="other/9"), "weights.pt": WEIGHTS}),
+            _zip({"bundle.json": _manifest_json(format="other/9"), "weights.safetensors": WEIGHTS}),
             "bundle format 'other/9'",
         ),
         (
-            _zip({"bundle.json": _manifest_json(seed="seven"), "weights.pt": WEIGHTS}),
+            _zip({"bundle.json": _manifest_json(seed="seven"), "weights.safetensors": WEIGHTS}),
             "invalid at seed",
         ),
-        (_zip({"bundle.json": _manifest_json()}), "weights.pt"),
+        (_zip({"bundle.json": _manifest_json()}), "weights.safetensors"),
         (
-            _zip({"bundle.json": _manifest_json(), "weights.pt": WEIGHTS + b"tampered"}),
+            _zip({"bundle.json": _manifest_json(), "weights.safetensors": WEIGHTS + b"tampered"}),
             "does not match bundle.json",
         ),
         (
             _zip(
                 {
                     "bundle.json": json.dumps(bundle_manifest(symbol="../etc")).encode(),
-                    "weights.pt": WEIGHTS,
+                    "weights.safetensors": WEIGHTS,
                 }
             ),
             "invalid symbol '../etc'",
@@ -154,7 +154,7 @@ def _manifest_json(**changes) -> bytes:
             _zip(
                 {
                     "bundle.json": json.dumps(bundle_manifest(timeframe="7 fortnights")).encode(),
-                    "weights.pt": WEIGHTS,
+                    "weights.safetensors": WEIGHTS,
                 }
             ),
             "bundle.json data is invalid at timeframe",

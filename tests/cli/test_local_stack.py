@@ -145,12 +145,15 @@ def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
         result.stdout
     )
     assert "IN SAMPLE" not in result.stdout and result.stderr == ""
+    # The local stack's worker has torch, so torch computed the probabilities, and says so.
+    assert "test period, torch inference)" in result.stdout
     chart = Path(re.search(r"^chart: (.+)$", result.stdout, re.MULTILINE).group(1))
     assert chart.parent == tmp_path and chart.read_bytes()[:8] == PNG_MAGIC
 
     report = json_of(ktrdr(local_stack, "--json", "backtest", model_id, "--follow",
                            "--capital", "5000", "--charts", str(tmp_path)))  # fmt: skip
     assert report["period"] == "test" and "sharpe" in report["metrics"]
+    assert report["inference"] == "torch"
 
     listing = ktrdr(local_stack, "backtests", "list", "--status", "completed")
     ids = re.findall(r"^(op_\w+) +completed +" + model_id, listing.stdout, re.MULTILINE)

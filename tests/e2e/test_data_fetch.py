@@ -18,7 +18,7 @@ from tests.support.processes import BIN, process_env
 from tests.support.stack import ApiServer, WorkerProcess, wait_for_state
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.slow  # a worker process imports torch
+pytestmark = pytest.mark.slow  # worker processes
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
 T0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
@@ -32,8 +32,10 @@ def stack(tmp_path):
         # A long lease: a heartbeat starved on a busy machine must not requeue a fetch (the
         # test counts the requests the exchange got); nothing here waits for a lease to end.
         api = ApiServer(tmp_path / "home", lease_seconds=30.0).start()
+        # Without torch, scipy or scikit-learn, as in the ktrdr-worker-cpu image.
         worker = WorkerProcess("backtest", api, tmp_path / "workers", worker_id="e2e-fetch",
-                               env={"KTRDR_BINANCE_URL": binance.url})  # fmt: skip
+                               env={"KTRDR_BINANCE_URL": binance.url},
+                               torch_free=True)  # fmt: skip
         try:
             with api.client() as client:
                 wait_until(
@@ -61,6 +63,9 @@ def ktrdr(api: ApiServer, *args: str) -> subprocess.CompletedProcess[str]:
 def test_full_tail_backfill_repair_and_conflicts(stack):
     api, worker, binance = stack
     binance.missing = set(HOLES)
+    with api.client() as client:
+        (registered,) = client.list_workers()
+        assert "torch" not in registered.versions  # fetched by a torch-free backtest worker
 
     # --- full range, through the CLI ---
     run = ktrdr(api, "data", "fetch", "btcusdt", "1h", "--provider", "binance",

@@ -1,7 +1,9 @@
 """A walk-forward across several real workers: `ktrdr-api serve`, two training workers and one
 backtest worker. Real EURUSD hourly bars; every fold is trained and backtested as its own
 child operation, the folds spread over both training workers, and the stitched report and
-chart come back. Then cancel and retry: a cancelled walk-forward cancels its children, and
+chart come back; the backtest worker runs as the ktrdr-worker-cpu image does, without torch,
+scipy or scikit-learn, so its fold backtests and the stitched report use numpy inference. Then
+cancel and retry: a cancelled walk-forward cancels its children, and
 its retry reuses what completed and reproduces the same fold results.
 
 Each training worker has its own hold file (KTRDR_WORKER_HOLD_FILE): while it exists, that
@@ -43,7 +45,14 @@ def stack(tmp_path_factory):
     # read who ran each one); nothing here waits for a lease to run out.
     api = ApiServer(folder / "home", lease_seconds=30.0, token="wf-secret").start()
     workers = [
-        WorkerProcess(kind, api, folder / "workers", worker_id=f"wf-{kind}-{n}", env=env)
+        WorkerProcess(
+            kind,
+            api,
+            folder / "workers",
+            worker_id=f"wf-{kind}-{n}",
+            env=env,
+            torch_free=kind == "backtest",
+        )
         for kind, n, env in (
             ("training", 1, {"KTRDR_WORKER_HOLD_FILE": str(_hold_file(folder, 1))}),
             ("training", 2, {"KTRDR_WORKER_HOLD_FILE": str(_hold_file(folder, 2))}),
@@ -150,6 +159,10 @@ def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, h
             assert backtest["start"][:10] >= fold.test_start.isoformat()
             assert backtest["end"][:10] <= fold.test_end.isoformat()
             assert row["total_return"] == backtest["metrics"]["total_return"]
+            assert backtest["inference"] == "numpy"  # the torch-free backtest worker ran it
+        assert roles["report"].reproducibility.worker_id == "wf-backtest-1"
+        (backtester,) = [w for w in client.list_workers() if w.kind == OperationKind.BACKTEST]
+        assert "torch" not in backtester.versions and backtester.capabilities.device == "cpu"
         # The stitched account compounds the folds' returns.
         growth = 1.0
         for row in report["folds"]:

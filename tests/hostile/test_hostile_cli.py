@@ -84,7 +84,7 @@ def test_models_import_refuses_a_bundle_that_would_run_code(backend, tmp_path, a
     bundle.write_bytes(evil_bundle(marker, as_archive=as_archive))
     result = runner.invoke(app, ["--url", backend.url, "models", "import", str(bundle)])
     assert result.exit_code == 1, result.output
-    assert "refusing" in result.stderr and "(HTTP 422)" in result.stderr
+    assert "not a safetensors file" in result.stderr and "(HTTP 422)" in result.stderr
     listing = runner.invoke(app, ["--url", backend.url, "--json", "models", "list"])
     assert json.loads(listing.stdout) == []
     assert not marker.exists()

@@ -1,37 +1,64 @@
-"""Model bundles for the tests, built with the standard library (no torch): honest ones (a
-complete manifest, torch.save-shaped weights the backend scans but never unpickles), and evil
-ones whose weights run code when unpickled (the payload, if ever called, creates a marker
-file)."""
+"""Model bundles for the tests, built with the standard library (no torch, no numpy): honest
+ones (a complete manifest, safetensors weights written here byte by byte), and evil ones whose
+weights are a pickle that runs code when unpickled (the payload, if ever called, creates a
+marker file) — in a bundle of today's format, and in the previous format's torch.save shape."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
+import struct
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 from ktrdr_core.bundles import BUNDLE_FORMAT, write_bundle
 
 
-def torch_like_weights(marker: bytes) -> bytes:
-    """A weights file shaped like torch.save's (a zip holding data.pkl, here an empty state
-    dict pickled by the standard library), carrying ``marker`` so each gives other bytes.
-    The backend scans the pickle but never unpickles it, so no torch is needed."""
-    if marker.startswith(b"PK\x03\x04"):
-        return marker  # an archive already
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in (
-            ("archive/data.pkl", pickle.dumps(OrderedDict(), protocol=2)),
-            ("archive/marker", marker),
-        ):
-            archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 6, 12, 0, 0)), data)
-    return buffer.getvalue()
+def safetensors_bytes(
+    tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict[str, str] | None = None
+) -> bytes:
+    """A safetensors file: name -> (dtype, shape, raw little-endian bytes), in the order given.
+
+    Written from the format's definition (8-byte header length, JSON header, data), so tests
+    can also build files that break it; nothing here checks what it is given.
+    """
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes
+    return struct.pack("<Q", len(raw)) + raw + b"".join(data for _, _, data in tensors.values())
 
 
-WEIGHTS = torch_like_weights(b"\x00weights: bytes the backend never unpickles\x00" * 4)
+def f32(*values: float) -> bytes:
+    return struct.pack(f"<{len(values)}f", *values)
+
+
+def weights_for(n_features: int = 2, marker: bytes = b"") -> bytes:
+    """Honest safetensors weights of a 1-hidden-unit MLP over ``n_features`` inputs; ``marker``
+    goes into the metadata, so each marker gives other bytes (another sha256)."""
+    return safetensors_bytes(
+        {
+            "standardise.mean": ("F32", [n_features], f32(*[0.0] * n_features)),
+            "standardise.std": ("F32", [n_features], f32(*[1.0] * n_features)),
+            "body.0.weight": ("F32", [1, n_features], f32(*[0.5] * n_features)),
+            "body.0.bias": ("F32", [1], f32(0.0)),
+            "body.2.weight": ("F32", [3, 1], f32(1.0, 0.0, -1.0)),
+            "body.2.bias": ("F32", [3], f32(0.0, 0.0, 0.0)),
+        },
+        metadata={"marker": marker.hex()} if marker else None,
+    )
+
+
+WEIGHTS = weights_for()
 
 
 def bundle_manifest(
@@ -44,7 +71,6 @@ def bundle_manifest(
 ) -> dict:
     """A complete ``bundle.json`` (the ktrdr-core schema) for a small model on ``symbol``."""
     features = feature_names or ["1d_rsi_zone_oversold", "1d_rsi_zone_overbought"]
-    weights = torch_like_weights(weights)
     per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
     part = {
         "start": "2020-01-01T00:00:00Z",
@@ -57,7 +83,7 @@ def bundle_manifest(
         "created_at": "2025-01-06T12:00:00Z",
         "strategy": {"name": name, "hash": "ab" * 32, "text": f"name: {name}\n", "config": {}},
         "feature_names": features,
-        "model": {"type": "mlp", "hidden_layers": [8], "dropout": 0.0},
+        "model": {"type": "mlp", "hidden_layers": [1], "dropout": 0.0},
         "training": {"epochs": 3},
         "labels": {"method": "forward_return"},
         "decisions": {"confidence_threshold": 0.5},
@@ -92,20 +118,21 @@ def bundle_manifest(
         },
         "explanations": [],
         "weights": {
-            "file": "weights.pt",
+            "file": "weights.safetensors",
             "sha256": hashlib.sha256(weights).hexdigest(),
             "bytes": len(weights),
             "n_features": len(features),
-            "parameters": 51,
+            "parameters": 3 * len(features) + 5,
         },
     }
 
 
-def bundle_bytes(*, weights: bytes = WEIGHTS, **manifest_changes) -> bytes:
+def bundle_bytes(*, weights: bytes | None = None, **manifest_changes) -> bytes:
     """A real model bundle written by ktrdr_core.bundles.write_bundle (manifest checked);
-    other ``weights`` give another bundle (another sha256)."""
-    weights = torch_like_weights(weights)
-    return write_bundle(bundle_manifest(weights=weights, **manifest_changes), weights)
+    ``weights``: a marker that gives another bundle (another sha256)."""
+    n_features = len(manifest_changes.get("feature_names") or [None, None])
+    real = weights_for(n_features, weights or b"")
+    return write_bundle(bundle_manifest(weights=real, **manifest_changes), real)
 
 
 class _OpensMarker:
@@ -120,7 +147,7 @@ class _OpensMarker:
 
 def evil_weights(marker: Path, *, as_archive: bool) -> bytes:
     """A state dict whose one "tensor" is the payload: inside a torch.save-shaped zip
-    (``as_archive``) or as a bare pickle (torch's legacy format)."""
+    (``as_archive``, the previous bundle format's weights) or as a bare pickle."""
     payload = pickle.dumps({"standardise.mean": _OpensMarker(marker)}, protocol=2)
     if not as_archive:
         return payload
@@ -132,8 +159,34 @@ def evil_weights(marker: Path, *, as_archive: bool) -> bytes:
 
 
 def evil_bundle(marker: Path, *, as_archive: bool) -> bytes:
-    """A bundle whose manifest is valid and records the evil weights' true sha256."""
+    """A bundle of today's format whose manifest is valid and records the evil weights' true
+    sha256 (written without write_bundle, which refuses weights that are not safetensors)."""
     weights = evil_weights(marker, as_archive=as_archive)
     manifest = bundle_manifest()
     manifest["weights"] |= {"sha256": hashlib.sha256(weights).hexdigest(), "bytes": len(weights)}
-    return write_bundle(manifest, weights)
+    return zip_members(
+        {"bundle.json": json.dumps(manifest).encode(), "weights.safetensors": weights}
+    )
+
+
+def previous_format_bundle(marker: Path) -> bytes:
+    """A bundle as ktrdr-model-bundle/1 wrote it: torch.save-shaped weights.pt (here the evil
+    payload, which must never be unpickled) beside a manifest of that format."""
+    weights = evil_weights(marker, as_archive=True)
+    manifest = bundle_manifest()
+    manifest["format"] = "ktrdr-model-bundle/1"
+    manifest["versions"] = {"ktrdr-core": "0.1.0", "ktrdr-worker": "0.1.0"}
+    manifest["weights"] |= {
+        "file": "weights.pt",
+        "sha256": hashlib.sha256(weights).hexdigest(),
+        "bytes": len(weights),
+    }
+    return zip_members({"bundle.json": json.dumps(manifest).encode(), "weights.pt": weights})
+
+
+def zip_members(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()

@@ -20,6 +20,7 @@ import httpx
 
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.protocol import OperationState, OperationView
+from tests.support.blocked import blocking_path
 from tests.support.ports import free_port
 from tests.support.processes import BIN, log_tail, process_env
 from tests.support.waiting import wait_until
@@ -150,7 +151,9 @@ class WorkerProcess:
     and KTRDR_HOME in ``folder``."""
 
     def __init__(self, kind: str, api: ApiServer, folder: Path, *, worker_id: str,
-                 env: dict[str, str] | None = None):  # fmt: skip
+                 env: dict[str, str] | None = None, torch_free: bool = False):  # fmt: skip
+        """``torch_free``: run as if torch, scipy and scikit-learn were not installed (the
+        ktrdr-worker-cpu image), see tests/support/blocked.py."""
         self.kind = kind
         self.api = api
         self.worker_id = worker_id
@@ -172,6 +175,11 @@ class WorkerProcess:
                     "KTRDR_WORKER_HEALTH_PORT": str(self.health_port),
                     "KTRDR_WORKER_POLL_SECONDS": "2",
                     "KTRDR_WORKER_THREADS": "1",
+                    **(
+                        {"PYTHONPATH": str(blocking_path(folder / f"{worker_id}-blocked"))}
+                        if torch_free
+                        else {}
+                    ),
                     **(env or {}),
                 }
             ),

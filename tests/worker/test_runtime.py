@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -5,6 +6,7 @@ import pytest
 
 from ktrdr_worker.evaluation import classification_report
 from ktrdr_worker.runtime import TorchUnavailableError, resolve_device, torch_runtime
+from tests.support.blocked import blocking_path
 
 
 def test_cpu_build_is_what_the_tests_run_on():
@@ -21,7 +23,7 @@ def test_asking_for_cuda_on_a_cpu_build_names_the_gpu_image():
     assert resolve_device("auto") in ("cpu", "mps")
 
 
-def test_worker_refuses_to_start_without_torch(tmp_path):
+def test_check_names_the_training_images_when_torch_is_broken(tmp_path):
     # A torch that fails to import (broken install) shadows the real one.
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('libtorch.so: bad ELF')\n")
@@ -34,7 +36,20 @@ def test_worker_refuses_to_start_without_torch(tmp_path):
     )
     assert result.returncode == 1
     assert "torch cannot be imported" in result.stderr
-    assert "ktrdr-worker-cpu" in result.stderr
+    assert "ktrdr-worker-gpu / ktrdr-worker-cpu-training" in result.stderr
+
+
+def test_check_describes_a_worker_without_torch(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ktrdr_worker.cli", "check"],
+        env={"PYTHONPATH": str(blocking_path(tmp_path))},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["torch"] is None and described["device_name"] == "CPU"
 
 
 def test_report_puts_a_useless_model_beside_its_baseline():

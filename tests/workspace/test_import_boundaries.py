@@ -28,19 +28,42 @@ def test_import_contracts_are_kept(root):
     assert "0 broken" in result.stdout
 
 
-def test_import_contracts_catch_the_backend_importing_torch(root, tmp_path):
-    # A copy of the four packages in which the backend grows a torch import; the
-    # copies shadow the installed ones through PYTHONPATH.
+def _planted(root, tmp_path, module: str, code: str):
+    """lint-imports over a copy of the four packages in which ``module`` (a dotted path under
+    one of them) holds ``code``; the copies shadow the installed ones through PYTHONPATH."""
     for member in MEMBERS:
         package = member.replace("-", "_")
         shutil.copytree(root / "packages" / member / "src" / package, tmp_path / package)
-    (tmp_path / "ktrdr_api" / "leak.py").write_text("import torch  # noqa\n")
+    target = tmp_path.joinpath(*module.split(".")).with_suffix(".py")
+    target.write_text(code)
     shutil.copy(root / "pyproject.toml", tmp_path / "pyproject.toml")
-    env = clean_env() | {"PYTHONPATH": str(tmp_path)}
-    result = _lint_imports(tmp_path, env)
+    return _lint_imports(tmp_path, clean_env() | {"PYTHONPATH": str(tmp_path)})
+
+
+def test_import_contracts_catch_the_backend_importing_torch(root, tmp_path):
+    result = _planted(root, tmp_path, "ktrdr_api.leak", "import torch  # noqa\n")
     assert result.returncode == 1, result.stdout
     assert "api orchestrates only: no worker, no cli, no numeric stack BROKEN" in result.stdout
     assert "ktrdr_api.leak -> torch" in result.stdout
+
+
+def test_import_contracts_catch_the_backtest_path_reaching_training_code(root, tmp_path):
+    """The fuzzy memberships borrow a helper from the label code (scipy), even through a lazy
+    import inside a function: the backtest worker's image has no scipy, so the build fails."""
+    fuzzy = root / "packages" / "ktrdr-worker" / "src" / "ktrdr_worker" / "fuzzy.py"
+    code = fuzzy.read_text() + (
+        "\n\ndef smoothed(values):\n"
+        "    from ktrdr_worker.labels import make_labels\n"
+        "    return make_labels\n"
+    )
+    result = _planted(root, tmp_path, "ktrdr_worker.fuzzy", code)
+    assert result.returncode == 1, result.stdout
+    assert (
+        "the backtest worker's paths never import torch, scipy or scikit-learn BROKEN"
+        in result.stdout
+    )
+    assert "ktrdr_worker.fuzzy -> ktrdr_worker.labels" in result.stdout
+    assert "1 broken" in result.stdout  # nothing else: the layers allow fuzzy -> labels
 
 
 def _modules_loaded_after(code: str) -> set[str]:

@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
+import safetensors.numpy
 
 from ktrdr_core.bundles import BundleError, read_bundle, write_bundle
 from ktrdr_worker.features import FeatureMismatchError, compute_features
@@ -36,7 +36,8 @@ def test_bundle_from_path_and_bytes_predicts_the_same(tmp_path, planted_outcome,
 def test_bundle_description_is_plain_json_data(planted_outcome, planted_strategy):
     described = describe_bundle(planted_outcome.bundle)
     assert described["feature_names"] == planted_strategy.feature_names()
-    assert described["format"] == "ktrdr-model-bundle/1"
+    assert described["format"] == "ktrdr-model-bundle/2"
+    assert described["weights"]["file"] == "weights.safetensors"
     assert described["strategy"]["name"] == "planted"
     assert described["test_metrics"]["baseline"]["class"] in ("BUY", "HOLD", "SELL")
     assert set(described["splits"]) == {"train", "validation", "test"}
@@ -77,25 +78,37 @@ def test_altered_weights_are_refused(planted_outcome):
     _, weights = read_bundle(planted_outcome.bundle)
     middle = len(weights) // 2
     flipped = weights[:middle] + bytes([weights[middle] ^ 0xFF]) + weights[middle + 1 :]
-    tampered = _replace_member(planted_outcome.bundle, "weights.pt", flipped)
+    tampered = _replace_member(planted_outcome.bundle, "weights.safetensors", flipped)
     with pytest.raises(BundleError, match="corrupt or was altered"):
         BundleModel(tampered)
 
 
-class _Payload:
-    def __reduce__(self):
-        return (print, ("arbitrary code ran",))
-
-
-def test_weights_holding_a_pickled_object_are_never_unpickled(planted_outcome, capsys):
-    manifest, _ = read_bundle(planted_outcome.bundle)
-    buffer = io.BytesIO()
-    torch.save({"standardise.mean": _Payload()}, buffer)
-    evil = buffer.getvalue()
+def test_weights_that_do_not_fit_the_model_are_refused(planted_outcome):
+    """A well-formed safetensors file for another network: caught before any prediction."""
+    manifest, weights = read_bundle(planted_outcome.bundle)
+    state = safetensors.numpy.load(weights)
+    del state["body.0.bias"]
+    other = safetensors.numpy.save(state)
     record = manifest.weights.model_copy(
-        update={"sha256": hashlib.sha256(evil).hexdigest(), "bytes": len(evil)}
+        update={"sha256": hashlib.sha256(other).hexdigest(), "bytes": len(other)}
     )
-    bundle = write_bundle(manifest.model_copy(update={"weights": record}), evil)
-    with pytest.raises(BundleError, match="cannot be loaded safely"):
-        BundleModel(bundle)
-    assert "arbitrary code ran" not in capsys.readouterr().out
+    bundle = write_bundle(manifest.model_copy(update={"weights": record}), other)
+    for engine in ("numpy", "torch"):
+        with pytest.raises(BundleError, match=r"body\.0\.bias"):
+            BundleModel(bundle, engine)
+
+
+def test_the_bundle_holds_the_trained_networks_exact_weights(planted_outcome):
+    """What training held in torch is what the bundle carries, bit for bit (no pickle)."""
+    from ktrdr_worker.models.networks import network_from_state, state_arrays
+    from ktrdr_worker.models.spec import NetworkSpec
+
+    manifest, weights = read_bundle(planted_outcome.bundle)
+    state = safetensors.numpy.load(weights)
+    network = network_from_state(
+        NetworkSpec.from_dict(manifest.model), len(manifest.feature_names), state
+    )
+    again = state_arrays(network)
+    assert set(again) == set(state)
+    for key, value in state.items():
+        assert value.dtype == np.float32 and np.array_equal(again[key], value), key

@@ -24,7 +24,8 @@ def read_model_bundle(path: Path, sha256: str) -> BundleManifest:
     """The validated ``bundle.json`` of the stored bundle ``sha256`` at ``path``.
 
     The manifest is checked against its schema in ktrdr-core and the weights member against
-    the sha256 and size it records, streamed (never unpickled, never held whole). Raises
+    the sha256 and size it records, streamed (never held whole), and its safetensors header
+    against the format. Raises
     BundleError saying what is wrong; the message names the bundle by its checksum, not by
     the server's file path.
     """
@@ -46,9 +47,9 @@ def read_model_bundle(path: Path, sha256: str) -> BundleManifest:
                     digest.update(chunk)
                     size += len(chunk)
                 if digest.hexdigest() == weights.sha256:
-                    # A seekable zip member: the nested archive is read in place, not held.
+                    # A seekable zip member: only the safetensors header is read again.
                     member.seek(0)
-                    check_weights(member, f"{where}: {weights.file}")
+                    check_weights(member, f"{where}: {weights.file}", size=size)
     except BundleError as exc:
         raise BundleError(str(exc).replace(str(path), where)) from None
     except (zipfile.BadZipFile, OSError) as exc:

@@ -125,7 +125,9 @@ def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
     typer.echo(
         f"backtest {report.get('strategy_name')} on {report.get('symbol')} "
         f"{report.get('timeframe')}: {report.get('start')} → {report.get('end')} "
-        f"({report.get('bars')} bars, {report.get('period')} period)"
+        f"({report.get('bars')} bars, {report.get('period')} period"
+        + (f", {report['inference']} inference" if report.get("inference") else "")
+        + ")"
     )
     if report.get("in_sample"):
         typer.echo(

@@ -7,9 +7,10 @@ A bundle is a zip archive holding two members:
   label, decision and backtest settings, which data it was trained on (checksums, ranges of
   the train / validation / test parts), seed, device, package versions, training history,
   test metrics and explanations;
-- ``weights.pt`` — the network's ``state_dict`` written by ``torch.save``; the worker loads it
-  with ``weights_only=True`` (tensors only, never arbitrary pickles). Its sha256 is in the
-  manifest and checked on every read.
+- ``weights.safetensors`` — the network's ``state_dict`` in the safetensors format (a JSON
+  header naming each tensor's dtype, shape and byte range, then the raw bytes): no pickle, so
+  opening a bundle can never run code, and torch and numpy both read it. Its sha256 is in the
+  manifest and checked on every read, and its header is checked here (:func:`check_weights`).
 
 The backend lists and describes bundles with :func:`read_manifest` alone — no torch, no numpy.
 """
@@ -19,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import pickletools
+import math
+import struct
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -38,6 +41,7 @@ __all__ = [
     "BundleManifest",
     "DataRecord",
     "StrategyRecord",
+    "TensorInfo",
     "WeightsRecord",
     "check_weights",
     "read_bundle",
@@ -45,29 +49,39 @@ __all__ = [
     "write_bundle",
 ]
 
-BUNDLE_FORMAT = "ktrdr-model-bundle/1"
+BUNDLE_FORMAT = "ktrdr-model-bundle/2"
+# Formats this version recognises but no longer reads, with what changed; never converted.
+PREVIOUS_FORMATS = {
+    "ktrdr-model-bundle/1": "its weights are a torch.save pickle (weights.pt); bundles now "
+    "carry safetensors weights, which need no pickle and no torch to read",
+}
 MANIFEST_NAME = "bundle.json"
-WEIGHTS_NAME = "weights.pt"
+WEIGHTS_NAME = "weights.safetensors"
 # Refuse absurd members before reading them into memory (a bundle is a few MB at most).
 _MAX_MEMBER_BYTES = 1 << 30
+# A safetensors header names a handful of tensors here; the format itself caps it at 100 MB.
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 BundleSource = str | Path | bytes
 
-# What a torch.save'd state dict of tensors may name in its pickle; anything else (os.system,
-# builtins.eval, …) is code that would run on an unrestricted load. The worker loads with
-# weights_only=True anyway; this lets the backend, which has no torch, refuse such a file.
-_TENSOR_STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte")
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_parameter"),
-        ("torch", "BoolStorage"),
-        *(("torch", f"{kind}Storage") for kind in _TENSOR_STORAGES),
-    }
-)
-_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"})
-_MEMO_OPS = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
+# safetensors dtype -> bytes per element (https://github.com/huggingface/safetensors, format).
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 
 
 class BundleError(KtrdrError, ValueError):
@@ -112,7 +126,7 @@ class WeightsRecord(_Record):
 class BundleManifest(_Record):
     """``bundle.json``: everything known about a trained model except its weights."""
 
-    format: Literal["ktrdr-model-bundle/1"] = BUNDLE_FORMAT
+    format: Literal["ktrdr-model-bundle/2"] = BUNDLE_FORMAT
     created_at: datetime
     strategy: StrategyRecord
     feature_names: list[str] = Field(description="Model inputs, in order; checked at inference.")
@@ -193,6 +207,23 @@ def _member(archive: zipfile.ZipFile, name: str, where: str) -> bytes:
     return archive.read(info)
 
 
+def _previous_format(found: str, data: dict[str, Any], where: str) -> BundleError:
+    """The refusal of a bundle in an older format: who wrote it and what to do instead."""
+    versions = data.get("versions")
+    versions = versions if isinstance(versions, dict) else {}
+    writer = versions.get("ktrdr-worker") or versions.get("ktrdr-core") or "(version unknown)"
+    strategy = data.get("strategy")
+    name = strategy.get("name") if isinstance(strategy, dict) else None
+    return BundleError(
+        f"{where}: bundle format {found!r}, written by ktrdr-worker {writer}: "
+        f"{PREVIOUS_FORMATS[found]}. This version reads {BUNDLE_FORMAT!r} only and does not "
+        "convert old bundles. Retrain the model with this version: its strategy"
+        f"{f' ({name})' if name else ''} is inside the bundle (`unzip -p BUNDLE bundle.json`, "
+        "key strategy.text); save it as a YAML file and run `ktrdr train FILE`. To keep using "
+        f"the old model as it is, run it with ktrdr {writer}."
+    )
+
+
 def _manifest_from(archive: zipfile.ZipFile, where: str) -> BundleManifest:
     raw = _member(archive, MANIFEST_NAME, where)
     try:
@@ -202,6 +233,8 @@ def _manifest_from(archive: zipfile.ZipFile, where: str) -> BundleManifest:
     if not isinstance(data, dict):
         raise BundleError(f"{where}: {MANIFEST_NAME} must hold a JSON object")
     found = data.get("format")
+    if found in PREVIOUS_FORMATS:
+        raise _previous_format(found, data, where)
     if found != BUNDLE_FORMAT:
         raise BundleError(
             f"{where}: bundle format {found!r} is not {BUNDLE_FORMAT!r}; "
@@ -218,57 +251,122 @@ def _manifest_from(archive: zipfile.ZipFile, where: str) -> BundleManifest:
         ) from None
 
 
-def check_weights(weights: bytes | IO[bytes], where: str) -> None:
-    """Refuse weights that are not a ``torch.save`` archive of plain tensors.
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a safetensors file: dtype name, shape, and byte range in the data part."""
 
-    ``weights``: the member's bytes or a seekable file object. Every pickle in the archive is
-    scanned (``pickletools``, nothing is unpickled) and may only name the tensor-rebuilding
-    globals of a state dict. Raises :class:`BundleError` naming the first offending global.
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"the key {twice!r} appears twice")
+    return dict(pairs)
+
+
+def _read_exactly(source: IO[bytes], count: int, what: str, where: str) -> bytes:
+    data = source.read(count)
+    if len(data) != count:
+        raise BundleError(f"{where}: ends inside its {what} (not a safetensors file?)")
+    return data
+
+
+def check_weights(
+    weights: bytes | IO[bytes], where: str, *, size: int | None = None
+) -> dict[str, TensorInfo]:
+    """Check that ``weights`` is a well-formed safetensors file; return its tensors by name.
+
+    ``weights``: the member's bytes, or a file object positioned at its start together with
+    its total ``size`` (only the header is read from it). Checked: the 8-byte header length
+    fits the file, the header is a UTF-8 JSON object without repeated keys, every tensor has
+    a known dtype, a shape of non-negative integers and a byte range that holds exactly that
+    shape, and the ranges tile the data part without gaps or overlaps, as the format requires.
+    Raises :class:`BundleError` naming the first problem and the tensor.
     """
-    source = io.BytesIO(weights) if isinstance(weights, bytes) else weights
-    try:
-        with zipfile.ZipFile(source) as archive:
-            pickles = [name for name in archive.namelist() if name.endswith(".pkl")]
-            if not pickles:
-                raise BundleError(f"{where}: holds no data.pkl; it was not written by torch.save")
-            for name in pickles:
-                with archive.open(name) as member:
-                    _check_pickle(member.read(), f"{where} ({name})")
-    except zipfile.BadZipFile:
+    if isinstance(weights, bytes):
+        size = len(weights)
+        source: IO[bytes] = io.BytesIO(weights)
+    elif size is None:
+        raise TypeError("check_weights needs size= with a file object")
+    else:
+        source = weights
+    if size < 8:
+        raise BundleError(f"{where}: {size} bytes, too short for a safetensors file")
+    (header_len,) = struct.unpack("<Q", _read_exactly(source, 8, "header length", where))
+    if header_len > min(size - 8, _MAX_HEADER_BYTES):
         raise BundleError(
-            f"{where}: not a torch.save archive (a zip holding data.pkl); refusing to load it"
-        ) from None
-
-
-def _check_pickle(data: bytes, where: str) -> None:
-    strings: list[str] = []  # string constants just pushed: STACK_GLOBAL's module and name
+            f"{where}: its header claims {header_len} bytes but the file has {size - 8} after "
+            "the length field: not a safetensors file, or a truncated one"
+        )
+    raw = _read_exactly(source, header_len, "header", where)
     try:
-        for opcode, arg, _ in pickletools.genops(data):
-            name = opcode.name
-            if name in ("GLOBAL", "INST"):
-                module, _, attribute = str(arg).partition(" ")
-                found = (module, attribute)
-            elif name == "STACK_GLOBAL":
-                if len(strings) < 2:
-                    raise BundleError(f"{where}: names a global indirectly; refusing to load it")
-                found = (strings[-2], strings[-1])
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                raise BundleError(f"{where}: uses the pickle extension registry; refusing it")
-            else:
-                if name in _STRING_OPS:
-                    strings.append(str(arg))
-                elif name not in _MEMO_OPS:
-                    strings.clear()
-                continue
-            if found not in _ALLOWED_GLOBALS:
-                raise BundleError(
-                    f"{where}: its pickle calls {found[0]}.{found[1]}, which a state dict of "
-                    "tensors never does: the file may run code when loaded; refusing it"
-                )
-    except BundleError:
-        raise
-    except ValueError as exc:  # pickletools on a truncated or corrupt stream
-        raise BundleError(f"{where}: not a readable pickle ({exc})") from None
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BundleError(f"{where}: the safetensors header is not UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise BundleError(f"{where}: the safetensors header must be a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise BundleError(f"{where}: __metadata__ must map strings to strings")
+    data_len = size - 8 - header_len
+    tensors = {name: _tensor_info(name, entry, data_len, where) for name, entry in header.items()}
+    covered = 0
+    for name, info in sorted(tensors.items(), key=lambda item: (item[1].start, item[1].end)):
+        if info.start != covered:
+            problem = "overlaps another" if info.start < covered else "leaves a gap before it"
+            raise BundleError(
+                f"{where}: tensor {name!r} starts at byte {info.start} and {problem}: "
+                "the data part must be tiled exactly"
+            )
+        covered = info.end
+    if covered != data_len:
+        raise BundleError(
+            f"{where}: the tensors cover {covered} of the {data_len} data bytes; "
+            "the data part must be tiled exactly"
+        )
+    return tensors
+
+
+def _tensor_info(name: str, entry: Any, data_len: int, where: str) -> TensorInfo:
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise BundleError(
+            f"{where}: tensor {name!r} must be an object with exactly dtype, shape and data_offsets"
+        )
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in _DTYPE_BYTES:
+        raise BundleError(
+            f"{where}: tensor {name!r} has dtype {dtype!r}, not one of {', '.join(_DTYPE_BYTES)}"
+        )
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not isinstance(shape, list) or not all(whole(n) for n in shape):
+        raise BundleError(f"{where}: tensor {name!r} has shape {shape!r}, not a list of sizes")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(whole(n) for n in offsets)
+        or not offsets[0] <= offsets[1] <= data_len
+    ):
+        raise BundleError(
+            f"{where}: tensor {name!r} has data_offsets {offsets!r}, not a range within the "
+            f"{data_len} data bytes"
+        )
+    expected = math.prod(shape) * _DTYPE_BYTES[dtype]
+    if offsets[1] - offsets[0] != expected:
+        raise BundleError(
+            f"{where}: tensor {name!r} ({dtype} {shape}) needs {expected} bytes, its range "
+            f"holds {offsets[1] - offsets[0]}"
+        )
+    return TensorInfo(dtype=dtype, shape=tuple(shape), start=offsets[0], end=offsets[1])
 
 
 def read_manifest(source: BundleSource) -> BundleManifest:
@@ -283,7 +381,8 @@ def read_manifest(source: BundleSource) -> BundleManifest:
 
 
 def read_bundle(source: BundleSource) -> tuple[BundleManifest, bytes]:
-    """The manifest and the weights' bytes, after checking the weights' sha256 and size."""
+    """The manifest and the weights' bytes, after checking the weights' sha256, size and
+    safetensors header."""
     where = "bundle bytes" if isinstance(source, bytes) else str(source)
     with _open_zip(source) as archive:
         manifest = _manifest_from(archive, where)
@@ -294,6 +393,7 @@ def read_bundle(source: BundleSource) -> tuple[BundleManifest, bytes]:
             f"{where}: {manifest.weights.file} does not match bundle.json (sha256 {digest[:12]}… "
             f"vs {manifest.weights.sha256[:12]}…): the bundle is corrupt or was altered"
         )
+    check_weights(weights, f"{where}: {manifest.weights.file}")
     return manifest, weights
 
 
@@ -310,6 +410,7 @@ def write_bundle(manifest: BundleManifest | dict[str, Any], weights: bytes) -> b
     digest = hashlib.sha256(weights).hexdigest()
     if manifest.weights.sha256 != digest or manifest.weights.bytes != len(weights):
         raise BundleError("manifest.weights must carry the sha256 and size of the weights given")
+    check_weights(weights, "the weights given")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST_NAME, manifest.model_dump_json(indent=2, by_alias=True))

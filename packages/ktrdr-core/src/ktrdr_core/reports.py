@@ -265,6 +265,12 @@ class BacktestReport(_Doc):
         description="The model's training parts these bars overlap (empty: out of sample). "
         "Numbers over bars the model learned from look better than they will on new data.",
     )
+    inference: Literal["numpy", "torch"] | None = Field(
+        default=None,
+        description="The forward pass that computed the model's probabilities: 'numpy' "
+        "(float32, no torch: the backtest worker's image) or 'torch'. They agree within 1e-5. "
+        "Null in reports written before it was recorded.",
+    )
     decisions: dict[str, Any]
     config: dict[str, Any] = Field(description="Backtest settings: capital, costs, sizing.")
     calendar: dict[str, Any]

@@ -1,6 +1,7 @@
 """`ktrdr-worker`: run a worker, or report what this machine can compute on.
 
-- ``ktrdr-worker check``: the torch build and devices as JSON, or the reason there are none;
+- ``ktrdr-worker check``: the torch build and devices as JSON (``"torch": null`` where torch
+  is not installed: the torch-free backtest worker), or the reason a broken torch fails;
 - ``ktrdr-worker training`` / ``ktrdr-worker backtest``: register with the backend and run its
   operations until SIGTERM/SIGINT (settings from the environment: see
   ``ktrdr_worker.service.config``).
@@ -9,10 +10,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 
-from ktrdr_worker.runtime import TorchUnavailableError, torch_runtime
+from ktrdr_worker.runtime import NO_TORCH, TorchUnavailableError, torch_runtime
 
 _SETTINGS_HELP = (
     "settings come from the environment: KTRDR_API_URL, KTRDR_API_TOKEN, KTRDR_WORKER_ID, "
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(args.command)
     try:
-        runtime = torch_runtime()
+        runtime = NO_TORCH if importlib.util.find_spec("torch") is None else torch_runtime()
     except TorchUnavailableError as exc:
         print(f"ktrdr-worker: {exc}", file=sys.stderr)
         return 1

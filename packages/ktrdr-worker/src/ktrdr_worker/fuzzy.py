@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from ktrdr_core.catalog.membership import MEMBERSHIPS
 from ktrdr_core.errors import KtrdrError
@@ -113,8 +112,16 @@ def sigmoid(values: Any, center: float, slope: float) -> np.ndarray:
     only where float64 saturates), NaN where a value is NaN.
     """
     _check("sigmoid", (center, slope))
-    # expit is the numerically stable logistic: no overflow warnings for large |slope·x|.
-    return expit(slope * (_as_values(values) - center))
+    return _logistic(slope * (_as_values(values) - center))
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z) without overflow for large |z| (what scipy's expit computes; scipy is
+    left out of the backtest worker): e^-z is only ever taken of a non-positive number."""
+    # e^-|z| underflowing to 0 for large |z| is the saturation we want; NaN in, NaN out.
+    with np.errstate(under="ignore", invalid="ignore"):
+        small = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
 KERNELS: dict[str, Kernel] = {

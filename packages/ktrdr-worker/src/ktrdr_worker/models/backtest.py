@@ -139,6 +139,7 @@ def backtest_model(
     decisions: Mapping[str, Any] | None = None,
     backtest: Mapping[str, Any] | None = None,
     out_dir: str | Path | None = None,
+    inference: str = "auto",
 ) -> ModelBacktestOutcome:
     """Backtest a model bundle on one symbol's bars.
 
@@ -147,13 +148,14 @@ def backtest_model(
     ``symbol``: its name (default: the bundle's only symbol); ``start``/``end``: first and last
     bar of the period (UTC; default: the bundle's test period); ``decisions``/``backtest``:
     overrides of the strategy's sections; ``out_dir``: where to write ``report.json``,
-    ``equity.png`` and ``equity.svg``.
+    ``equity.png`` and ``equity.svg``; ``inference``: the forward pass (``auto``, ``numpy`` or
+    ``torch``, see ``ktrdr_worker.models.inference.resolve_engine``), recorded in the report.
 
     Out: :class:`ModelBacktestOutcome`. Raises :class:`ModelBacktestError` when the data does
     not cover the period with enough warm-up, and ``FeatureMismatchError`` when the features
     the strategy builds are not the ones the model was trained on.
     """
-    model = BundleModel(bundle)
+    model = BundleModel(bundle, inference)
     manifest = model.manifest
     bundle_sha = hashlib.sha256(
         bundle if isinstance(bundle, bytes) else Path(bundle).read_bytes()
@@ -243,6 +245,7 @@ def backtest_model(
             "in_sample": in_sample_parts(
                 manifest.splits, ohlcv.index[0].to_pydatetime(), ohlcv.index[-1].to_pydatetime()
             ),
+            "inference": model.engine,
             "decisions": settings.to_dict(),
             "config": config.to_dict(),
             "calendar": {k: v for k, v in asdict(result.calendar).items() if k != "inferred"},

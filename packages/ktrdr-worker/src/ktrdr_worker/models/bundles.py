@@ -1,20 +1,20 @@
 """Writing and opening model bundles on the worker (the format lives in ``ktrdr_core.bundles``).
 
-The public functions take and return paths, bytes and plain dicts; torch objects stay inside
-this package. Weights are a ``state_dict`` saved with ``torch.save`` and loaded back with
-``weights_only=True``, so opening a bundle never runs pickled code.
+Weights travel as numpy arrays: a bundle is written from a ``state_dict`` converted to arrays
+(``ktrdr_worker.models.networks.state_arrays``) and opened back into arrays, with safetensors.
+Nothing here imports torch, so a backtest worker without torch opens bundles too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+import numpy as np
+import safetensors.numpy
 
 from ktrdr_core.bundles import (
     WEIGHTS_NAME,
@@ -25,32 +25,29 @@ from ktrdr_core.bundles import (
     read_manifest,
     write_bundle,
 )
-from ktrdr_worker.models.networks import NetworkSpec, build_network
+from ktrdr_worker.models.spec import ModelSpecError, NetworkSpec
 
-__all__ = ["bundle_bytes", "describe_bundle", "load_network", "save_bundle"]
+__all__ = ["bundle_bytes", "describe_bundle", "open_bundle", "save_bundle"]
 
-
-def _weights_bytes(network: nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    state = {
-        key: value.detach().to("cpu").contiguous() for key, value in network.state_dict().items()
-    }
-    torch.save(state, buffer)
-    return buffer.getvalue()
+# The tensor whose length is the number of inputs (the training set's per-feature means).
+_INPUT_TENSOR = "standardise.mean"
 
 
-def bundle_bytes(manifest: dict[str, Any], network: nn.Module) -> bytes:
+def bundle_bytes(
+    manifest: dict[str, Any], state: Mapping[str, np.ndarray], parameters: int
+) -> bytes:
     """The zip bytes of a bundle: ``manifest`` (every :class:`BundleManifest` field but
-    ``weights``, which is filled in here) beside the network's weights."""
-    weights = _weights_bytes(network)
-    first = next(iter(network.state_dict().values()), None)
-    n_features = int(network.standardise.mean.shape[0]) if first is not None else 0
+    ``weights``, which is filled in here) beside ``state``, the network's tensors by
+    ``state_dict`` name, written as safetensors; ``parameters`` counts the trainable ones."""
+    arrays = {key: np.ascontiguousarray(value) for key, value in state.items()}
+    weights = safetensors.numpy.save(arrays)
+    mean = arrays.get(_INPUT_TENSOR)
     record = {
         "file": WEIGHTS_NAME,
         "sha256": hashlib.sha256(weights).hexdigest(),
         "bytes": len(weights),
-        "n_features": n_features,
-        "parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
+        "n_features": int(mean.shape[0]) if mean is not None else 0,
+        "parameters": int(parameters),
     }
     return write_bundle({**manifest, "weights": record}, weights)
 
@@ -70,23 +67,31 @@ def describe_bundle(source: BundleSource) -> dict[str, Any]:
     return read_manifest(source).model_dump(mode="json", by_alias=True)
 
 
-def load_network(source: BundleSource) -> tuple[BundleManifest, NetworkSpec, nn.Module]:
-    """Open a bundle: its manifest, network spec and network (CPU, eval mode).
+def open_bundle(
+    source: BundleSource,
+) -> tuple[BundleManifest, NetworkSpec, dict[str, np.ndarray]]:
+    """A bundle's manifest, network spec and weights (numpy arrays by ``state_dict`` name).
 
-    The weights' checksum is verified and they are loaded with ``weights_only=True``; a state
-    dict that does not fit the spec raises :class:`~ktrdr_core.bundles.BundleError`.
+    The weights' checksum and safetensors header are verified by ``ktrdr_core.bundles``; a
+    spec that cannot be built, or weights for another number of features than the manifest
+    lists, raise :class:`~ktrdr_core.bundles.BundleError`.
     """
     manifest, weights = read_bundle(source)
-    spec = NetworkSpec.from_dict(manifest.model)
     where = "bundle bytes" if isinstance(source, bytes) else str(source)
     try:
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:  # an unpickling refusal or a corrupt stream: both mean unusable
-        raise BundleError(f"{where}: weights cannot be loaded safely ({exc})") from None
-    network = build_network(spec, len(manifest.feature_names))
+        spec = NetworkSpec.from_dict(manifest.model)
+    except ModelSpecError as exc:
+        raise BundleError(f"{where}: bundle.json {exc}") from None
     try:
-        network.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError) as exc:
-        raise BundleError(f"{where}: weights do not fit the model in bundle.json ({exc})") from None
-    network.eval()
-    return manifest, spec, network
+        state = safetensors.numpy.load(weights)
+    except Exception as exc:  # the library's own parse error: the bytes are unusable
+        raise BundleError(f"{where}: {manifest.weights.file} cannot be read ({exc})") from None
+    mean = state.get(_INPUT_TENSOR)
+    n_features = len(manifest.feature_names)
+    if mean is None or mean.shape != (n_features,):
+        found = "missing" if mean is None else f"of shape {list(mean.shape)}"
+        raise BundleError(
+            f"{where}: weights do not fit the model in bundle.json: {_INPUT_TENSOR} is "
+            f"{found}, expected [{n_features}] for its {n_features} features"
+        )
+    return manifest, spec, state

@@ -5,23 +5,68 @@ name or order is refused with ``ktrdr_worker.features.FeatureMismatchError`` nam
 difference —
 never reordered or padded silently, because a model fed the wrong column predicts nonsense
 with full confidence.
+
+Two forward passes compute the same probabilities: torch's, where torch is installed, and a
+numpy one in float32 (``ktrdr_worker.models.forward``) that needs no torch, for the backtest
+worker's image. They agree within 1e-5 (tests/worker/models/test_inference_engines.py).
+:func:`resolve_engine` chooses; :attr:`BundleModel.engine` says which ran.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from ktrdr_core.bundles import BundleManifest, BundleSource
+from ktrdr_core.bundles import BundleError, BundleManifest, BundleSource
+from ktrdr_core.errors import KtrdrError
 from ktrdr_core.reports import CLASS_NAMES
 from ktrdr_worker import features
-from ktrdr_worker.models.bundles import load_network
+from ktrdr_worker.models.bundles import open_bundle
 from ktrdr_worker.models.datasets import build_samples
-from ktrdr_worker.models.training import predict_probabilities
+from ktrdr_worker.models.forward import NumpyNetwork, predict_probabilities_numpy
+from ktrdr_worker.models.spec import ModelSpecError
 
-__all__ = ["BundleModel", "check_feature_names", "first_difference", "predict_bundle"]
+__all__ = [
+    "INFERENCE_CHOICES",
+    "BundleModel",
+    "InferenceEngine",
+    "InferenceError",
+    "check_feature_names",
+    "first_difference",
+    "predict_bundle",
+    "resolve_engine",
+]
+
+InferenceEngine = Literal["numpy", "torch"]
+INFERENCE_CHOICES = ("auto", "numpy", "torch")
+
+
+class InferenceError(KtrdrError, ValueError):
+    """An inference engine that cannot run here; the message says what to use instead."""
+
+
+def resolve_engine(choice: str = "auto") -> InferenceEngine:
+    """``auto``: torch where it is installed, else numpy; ``numpy`` / ``torch``: as asked.
+
+    Asking for torch where it is not installed is an error, never a quiet switch to numpy.
+    """
+    if choice not in INFERENCE_CHOICES:
+        raise InferenceError(
+            f"inference engine {choice!r}: expected one of {', '.join(INFERENCE_CHOICES)}"
+        )
+    has_torch = importlib.util.find_spec("torch") is not None
+    if choice == "auto":
+        return "torch" if has_torch else "numpy"
+    if choice == "torch" and not has_torch:
+        raise InferenceError(
+            "inference engine 'torch' asked for, but torch is not installed here (the "
+            "torch-free backtest worker): use 'auto' or 'numpy'"
+        )
+    return "torch" if choice == "torch" else "numpy"
 
 
 def first_difference(expected: Sequence[str], got: Sequence[str]) -> str | None:
@@ -59,14 +104,31 @@ def check_feature_names(expected: Sequence[str], got: Sequence[str]) -> None:
 
 
 class BundleModel:
-    """A loaded bundle that predicts from feature frames (torch stays inside).
+    """A loaded bundle that predicts from feature frames.
 
-    ``manifest`` is the bundle's ``bundle.json``; ``window`` the bars each prediction sees.
+    ``manifest`` is the bundle's ``bundle.json``; ``window`` the bars each prediction sees;
+    ``engine`` the forward pass that computes (``numpy`` or ``torch``, see
+    :func:`resolve_engine`); ``device`` where torch computes (numpy always uses the CPU).
     """
 
-    def __init__(self, source: BundleSource):
+    def __init__(self, source: BundleSource, engine: str = "auto", *, device: str = "cpu"):
+        self.engine: InferenceEngine = resolve_engine(engine)
         self.manifest: BundleManifest
-        self.manifest, self._spec, self._network = load_network(source)
+        self.manifest, self._spec, state = open_bundle(source)
+        where = "bundle bytes" if isinstance(source, bytes) else str(source)
+        n_features = len(self.manifest.feature_names)
+        try:
+            if self.engine == "torch":
+                from ktrdr_worker.models.torch_inference import torch_predictor
+
+                self._predict = torch_predictor(self._spec, n_features, state, device)
+            else:
+                network = NumpyNetwork(self._spec, state, n_features)
+                self._predict = lambda samples: predict_probabilities_numpy(network, samples)
+        except ModelSpecError as exc:
+            raise BundleError(
+                f"{where}: weights do not fit the model in bundle.json ({exc})"
+            ) from None
 
     @property
     def feature_names(self) -> list[str]:
@@ -92,10 +154,12 @@ class BundleModel:
         samples, _ = build_samples([(values, np.zeros(len(values)))], self.window)
         out = np.full((len(values), len(CLASS_NAMES)), np.nan)
         if len(samples):
-            out[samples.ends] = predict_probabilities(self._network, samples)
+            out[samples.ends] = self._predict(samples)
         return pd.DataFrame(out, index=features.index, columns=list(CLASS_NAMES))
 
 
-def predict_bundle(source: BundleSource, features: pd.DataFrame) -> pd.DataFrame:
+def predict_bundle(
+    source: BundleSource, features: pd.DataFrame, engine: str = "auto"
+) -> pd.DataFrame:
     """Load a bundle (path or bytes) and predict: see :meth:`BundleModel.predict`."""
-    return BundleModel(source).predict(features)
+    return BundleModel(source, engine).predict(features)

@@ -9,8 +9,9 @@ everything inference needs besides the :class:`NetworkSpec`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -104,3 +105,32 @@ def set_standardisation(
     std_t = torch.where(std_t > 1e-12, std_t, torch.ones_like(std_t))
     standardise.mean.copy_(mean_t)
     standardise.std.copy_(std_t)
+
+
+def state_arrays(network: nn.Module) -> dict[str, np.ndarray]:
+    """The network's ``state_dict`` as contiguous float32 numpy arrays (what a bundle stores)."""
+    return {
+        key: np.ascontiguousarray(value.detach().to("cpu").numpy())
+        for key, value in network.state_dict().items()
+    }
+
+
+def trainable_parameters(network: nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
+def network_from_state(
+    spec: NetworkSpec, n_features: int, state: Mapping[str, np.ndarray]
+) -> nn.Module:
+    """A network of ``spec`` holding ``state`` (as stored in a bundle), on the CPU, in eval mode.
+
+    A state that does not fit the spec exactly (a missing, extra or misshapen tensor) raises
+    :class:`ModelSpecError` with torch's description of the misfit.
+    """
+    network = build_network(spec, n_features)
+    tensors = {key: torch.from_numpy(np.array(value, copy=True)) for key, value in state.items()}
+    try:
+        network.load_state_dict(tensors, strict=True)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelSpecError(f"the weights do not fit the model spec ({exc})") from None
+    return network.eval()

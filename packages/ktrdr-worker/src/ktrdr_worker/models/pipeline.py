@@ -42,6 +42,7 @@ from ktrdr_worker.labels import make_labels
 from ktrdr_worker.models.bundles import bundle_bytes, save_bundle
 from ktrdr_worker.models.datasets import Samples, build_samples, split_by_time
 from ktrdr_worker.models.explanations import explain
+from ktrdr_worker.models.networks import state_arrays, trainable_parameters
 from ktrdr_worker.models.spec import NetworkSpec
 from ktrdr_worker.models.training import (
     EpochReport,
@@ -372,7 +373,8 @@ def train_strategy(
         "explanations": explanations,
     }
     t0 = time.perf_counter()
-    bundle = bundle_bytes(manifest, trained.network)
+    network = trained.network
+    bundle = bundle_bytes(manifest, state_arrays(network), trainable_parameters(network))
     written = save_bundle(bundle, bundle_path) if bundle_path is not None else None
     timings["bundle_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started

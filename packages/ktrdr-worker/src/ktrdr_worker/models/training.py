@@ -573,13 +573,39 @@ def _check_resume(
             )
 
 
+def warm_up_torch() -> None:
+    """Training switches deterministic kernels on; the first switch imports torch's compiler
+    configuration (seconds). Setting the current value again changes nothing."""
+    torch.use_deterministic_algorithms(
+        torch.are_deterministic_algorithms_enabled(),
+        warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+
+
+@contextmanager
+def full_float32(device: str) -> Iterator[None]:
+    """Run the block without TF32 on CUDA: cuDNN's recurrent kernels use it by default on
+    Ampere and later GPUs, which moves GRU/LSTM probabilities by ~1e-4 (measured on an H200),
+    enough to flip a decision at a threshold. Inference computes in true float32 everywhere,
+    so CPU, CUDA and numpy agree within 1e-5. Restores the flags afterwards."""
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
 def predict_probabilities(network: nn.Module, samples: Samples, device: str = "cpu") -> np.ndarray:
     """Class probabilities ``(len(samples), 3)`` (float64, columns BUY, HOLD, SELL)."""
     network.eval()
     features = torch.as_tensor(samples.features, device=device)
     ends = torch.as_tensor(samples.ends, device=device)
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), full_float32(device):
         for start in range(0, ends.shape[0], _EVAL_BATCH):
             batch_ends = ends[start : start + _EVAL_BATCH]
             logits = network(window_gather(features, batch_ends, samples.window))

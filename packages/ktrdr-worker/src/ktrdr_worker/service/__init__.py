@@ -5,13 +5,13 @@
 handlers, then :class:`~ktrdr_worker.service.worker.Worker` registers and claims, runs and
 reports until SIGTERM or SIGINT.
 
-Exit status: 0 after a requested stop, 1 when torch is missing or broken, 2 when the settings
+Exit status: 0 after a requested stop, 1 when what this kind computes with is missing or broken
+(or, with KTRDR_WORKER_REQUIRE_GPU, no GPU is visible to a training worker), 2 when the settings
 are wrong or the backend refuses the worker for good.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import sys
@@ -23,32 +23,12 @@ from ktrdr_worker.runtime import TorchUnavailableError
 from ktrdr_worker.service.config import WorkerConfig, WorkerConfigError
 from ktrdr_worker.service.health import HealthServer
 from ktrdr_worker.service.logs import configure_logging
+from ktrdr_worker.service.runners import warm_up
 from ktrdr_worker.service.worker import Worker, WorkerFatalError
 
 __all__ = ["Worker", "WorkerConfig", "serve"]
 
 log = logging.getLogger("ktrdr_worker.service")
-
-# Imported before registering, so that a registered worker is ready to run a job at once.
-_JOB_MODULES = {
-    OperationKind.TRAINING: ("ktrdr_worker.models.pipeline",),
-    OperationKind.BACKTEST: ("ktrdr_worker.models.backtest",),
-}
-
-
-def _warm_up(kind: OperationKind) -> None:
-    """Pay one-off import costs before registering, not inside the first job's lease."""
-    for module in _JOB_MODULES[kind]:
-        importlib.import_module(module)
-    if kind == OperationKind.TRAINING:
-        import torch
-
-        # Training switches deterministic kernels on; the first switch imports torch's
-        # compiler configuration (seconds). Setting the current value again changes nothing.
-        torch.use_deterministic_algorithms(
-            torch.are_deterministic_algorithms_enabled(),
-            warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
-        )
 
 
 def _install_signal_handlers(worker: Worker) -> None:
@@ -76,7 +56,7 @@ def serve(kind: OperationKind | str) -> int:
         print(f"ktrdr-worker: {exc}", file=sys.stderr)
         return 2
     try:
-        runtime = validate_ml_dependencies()
+        runtime = validate_ml_dependencies(config.kind, require_gpu=config.require_gpu)
     except TorchUnavailableError as exc:
         print(f"ktrdr-worker: {exc}", file=sys.stderr)
         return 1
@@ -104,7 +84,7 @@ def serve(kind: OperationKind | str) -> int:
     try:
         # /health answers "starting" meanwhile; a signal now stops the worker before it
         # registers.
-        _warm_up(config.kind)
+        warm_up(config.kind)
         return worker.run()
     except (WorkerFatalError, ApiError) as exc:
         print(f"ktrdr-worker: {exc}", file=sys.stderr)

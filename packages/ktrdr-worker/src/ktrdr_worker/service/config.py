@@ -18,7 +18,11 @@
   training holds at its next epoch boundary, once that epoch's checkpoint is written: the
   worker keeps its lease with heartbeats and reports that it is held; removing the file lets
   the training go on, and a cancel or a shutdown still ends it at once. For an operator who
-  needs the machine back for a while (``touch`` the file) without losing the run's place.
+  needs the machine back for a while (``touch`` the file) without losing the run's place;
+- ``KTRDR_WORKER_INFERENCE``: the forward pass of model backtests: ``auto`` (torch where it is
+  installed, else numpy), ``numpy`` or ``torch`` (default auto; each report says which ran);
+- ``KTRDR_WORKER_REQUIRE_GPU``: a training worker refuses to start when no CUDA device is
+  visible (default false; the ktrdr-worker-gpu image sets it, ``0`` overrides).
 
 :class:`WorkerSettings` reads them (pydantic-settings, like core's ``Settings``: the variable
 is ``KTRDR_`` and the field's name); :class:`WorkerConfig` is what the running worker holds.
@@ -32,6 +36,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -81,6 +86,8 @@ class WorkerSettings(Settings):
     worker_backoff_max: float = Field(default=1.0, gt=0)
     worker_threads: int | None = Field(default=None, ge=1)
     worker_hold_file: Path | None = None
+    worker_inference: Literal["auto", "numpy", "torch"] = "auto"
+    worker_require_gpu: bool = False
 
     @field_validator("worker_id")
     @classmethod
@@ -116,6 +123,8 @@ class WorkerConfig:
     backoff_max_seconds: float = 1.0
     threads: int | None = None
     hold_file: Path | None = None
+    inference: str = "auto"
+    require_gpu: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -155,4 +164,6 @@ class WorkerConfig:
             backoff_max_seconds=settings.worker_backoff_max,
             threads=settings.worker_threads,
             hold_file=settings.worker_hold_file,
+            inference=settings.worker_inference,
+            require_gpu=settings.worker_require_gpu,
         )

@@ -21,6 +21,9 @@ __all__ = ["capabilities", "registration", "versions"]
 def versions(runtime: TorchRuntime) -> dict[str, str]:
     """Distribution -> version for what decides a result (python and the CUDA build too)."""
     found = computing_versions()
+    if runtime.version is None:
+        # Nothing here computes with torch (numpy inference), even if a wheel lies around.
+        found.pop("torch", None)
     if runtime.cuda_build:
         found["cuda"] = runtime.cuda_build
     return found
@@ -30,13 +33,10 @@ def capabilities(runtime: TorchRuntime) -> WorkerCapabilities:
     """The best device torch offers here; for CUDA also the GPU's name and memory (MiB)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if runtime.cuda_available:
-        import torch
-
-        memory = torch.cuda.get_device_properties(0).total_memory // (1024 * 1024)
         return WorkerCapabilities(
             device=Device.CUDA,
             gpu_name=runtime.device_name,
-            gpu_memory_mb=int(memory),
+            gpu_memory_mb=runtime.gpu_memory_mb,
             cpu_count=cpus,
         )
     if runtime.mps_available:

@@ -43,7 +43,8 @@ class Job:
     """One attempt being run: ``attempt`` (claim and flags), ``client`` (the job's thread's
     client), ``cache``, ``workdir`` (scratch folder, removed afterwards), ``heartbeat``,
     ``backoff_cap`` (seconds), ``threads`` (torch CPU threads, None: torch's default) and
-    ``hold_file`` (``KTRDR_WORKER_HOLD_FILE``: while it exists, :meth:`hold` waits)."""
+    ``hold_file`` (``KTRDR_WORKER_HOLD_FILE``: while it exists, :meth:`hold` waits) and
+    ``inference`` (``KTRDR_WORKER_INFERENCE``: the forward pass of model backtests)."""
 
     attempt: Attempt
     client: KtrdrClient
@@ -53,6 +54,7 @@ class Job:
     backoff_cap: float = 1.0
     threads: int | None = None
     hold_file: Path | None = None
+    inference: str = "auto"
 
     @property
     def claim(self) -> ClaimResponse:

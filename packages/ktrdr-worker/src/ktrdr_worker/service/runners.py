@@ -178,6 +178,7 @@ def run_backtest(job: Job) -> BacktestResult:
         end=inputs.end,
         backtest=inputs.settings or None,
         out_dir=job.workdir / "report",
+        inference=job.inference,
     )
     job.check(finishing=True)
     job.progress(90.0, "uploading the report and charts", now=True)
@@ -260,6 +261,20 @@ def run_walkforward_report(job: Job) -> WalkforwardReportResult:
         chart_svg_sha256=job.upload(paths["svg"], ArtifactKind.CHART),
         summary={key: report[key] for key in ("metrics", "summary", "folds", "stability")},
     )
+
+
+def warm_up(kind: OperationKind) -> None:
+    """Pay a kind's one-off import costs before registering, not inside the first job's lease.
+
+    A backtest worker loads only the torch-free backtest path; a training worker also torch.
+    """
+    if kind == OperationKind.TRAINING:
+        from ktrdr_worker.models.pipeline import train_strategy  # noqa: F401
+        from ktrdr_worker.models.training import warm_up_torch
+
+        warm_up_torch()
+    else:
+        from ktrdr_worker.models.backtest import backtest_model  # noqa: F401
 
 
 RUNNERS: dict[OperationKind, Runner] = {

@@ -151,7 +151,7 @@ class Worker:
             self.config.kind.value,
             self.config.worker_id,
             self.runtime.device_name,
-            f"torch {self.runtime.version}",
+            self.runtime.summary,
             self.config.api_url,
         )
         try:
@@ -282,6 +282,7 @@ class Worker:
             backoff_cap=self.config.backoff_max_seconds,
             threads=self.config.threads,
             hold_file=self.config.hold_file,
+            inference=self.config.inference,
         )
         log_context.update(operation_id=claim.operation_id)
         self._set_state("busy", attempt)
