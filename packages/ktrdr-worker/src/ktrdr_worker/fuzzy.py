@@ -112,12 +112,14 @@ def sigmoid(values: Any, center: float, slope: float) -> np.ndarray:
     only where float64 saturates), NaN where a value is NaN.
     """
     _check("sigmoid", (center, slope))
-    return _logistic(slope * (_as_values(values) - center))
+    return logistic(slope * (_as_values(values) - center))
 
 
-def _logistic(z: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^-z) without overflow for large |z| (what scipy's expit computes; scipy is
-    left out of the backtest worker): e^-z is only ever taken of a non-positive number."""
+def logistic(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z) without overflow for large |z|, in z's float dtype (what scipy's expit
+    computes; scipy is left out of the backtest worker): e^-z is only ever taken of a
+    non-positive number, so both tails keep full relative precision. The fuzzy sigmoid and the
+    numpy networks' gates (``ktrdr_worker.models.forward``) both use it."""
     # e^-|z| underflowing to 0 for large |z| is the saturation we want; NaN in, NaN out.
     with np.errstate(under="ignore", invalid="ignore"):
         small = np.exp(-np.abs(z))

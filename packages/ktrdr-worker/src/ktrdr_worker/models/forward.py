@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ktrdr_worker.fuzzy import logistic
 from ktrdr_worker.models.spec import N_CLASSES, ModelSpecError, NetworkSpec
 
 if TYPE_CHECKING:
@@ -52,12 +53,6 @@ _ERF_A = tuple(_F32(c) for c in (0.254829592, -0.284496736, 1.421413741, -1.4531
 _ERF_CLAMP = _F32(10.0)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^-x) without overflow: exp of -|x| only, full relative precision both sides."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, _ONE / (_ONE + e), e / (_ONE + e))
-
-
 def gelu(x: np.ndarray) -> np.ndarray:
     """torch's exact GELU, ``x · Φ(x) = x/2 · (1 + erf(x/√2))``, in float32.
 
@@ -82,7 +77,7 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    return x * _sigmoid(x)
+    return x * logistic(x)
 
 
 def _leaky_relu(x: np.ndarray) -> np.ndarray:
@@ -266,8 +261,8 @@ class NumpyNetwork:
         for t in range(steps):
             gi = projected[:, t, :]
             gh = h @ w_hh_t + b_hh
-            r = _sigmoid(gi[:, :hidden] + gh[:, :hidden])
-            z = _sigmoid(gi[:, hidden : 2 * hidden] + gh[:, hidden : 2 * hidden])
+            r = logistic(gi[:, :hidden] + gh[:, :hidden])
+            z = logistic(gi[:, hidden : 2 * hidden] + gh[:, hidden : 2 * hidden])
             n = np.tanh(gi[:, 2 * hidden :] + r * gh[:, 2 * hidden :])
             h = (_ONE - z) * n + z * h
             out[:, t, :] = h
@@ -286,10 +281,10 @@ class NumpyNetwork:
         out = np.empty((batch, steps, hidden), dtype=_F32)
         for t in range(steps):
             gates = projected[:, t, :] + (h @ w_hh_t + b_hh)
-            i = _sigmoid(gates[:, :hidden])
-            f = _sigmoid(gates[:, hidden : 2 * hidden])
+            i = logistic(gates[:, :hidden])
+            f = logistic(gates[:, hidden : 2 * hidden])
             g = np.tanh(gates[:, 2 * hidden : 3 * hidden])
-            o = _sigmoid(gates[:, 3 * hidden :])
+            o = logistic(gates[:, 3 * hidden :])
             c = f * c + i * g
             h = o * np.tanh(c)
             out[:, t, :] = h
