@@ -29,16 +29,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the examples' settings live with the tests: tests/support
 
 TOLERANCE = 1e-5
-# example -> (symbol, base timeframe, model changes): the same runs as
-# tests/worker/models/test_inference_engines.py, trained on CUDA here.
-EXAMPLES = {
-    "rsi_zones": ("GOOG", "1d", {}),
-    "macd_bollinger_mtf": ("EURUSD", "1h", {"hidden_layers": [24, 12], "window": 12}),
-    "volatility_triple_barrier": ("EURUSD", "4h", {"window": 12}),
-}
 
 
 def load_bars(path: Path) -> pd.DataFrame:
@@ -59,36 +54,27 @@ def main() -> int:
 
     import torch
 
-    from ktrdr_core.examples import read_example
-    from ktrdr_core.strategy.loading import load_strategy
     from ktrdr_worker.features import compute_features
-    from ktrdr_worker.frames import resample_ohlcv
     from ktrdr_worker.models.decisions import DecisionSettings, decide_positions
     from ktrdr_worker.models.dependencies import validate_ml_dependencies
     from ktrdr_worker.models.inference import BundleModel
     from ktrdr_worker.models.pipeline import train_strategy
+    from tests.support.training_data import INFERENCE_EXAMPLES, inference_example
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible; nothing to check here", file=sys.stderr)
         return 2
     runtime = validate_ml_dependencies("training", require_gpu=args.device == "cuda")
-    eurusd = load_bars(args.data / "EURUSD_1h.csv")
-    bars = {
-        "1d": load_bars(args.data / "GOOG_1d.csv"),
-        "1h": eurusd,
-        "4h": resample_ohlcv(eurusd, "1h", "4h", drop_incomplete=True),
-    }
+    goog, eurusd = load_bars(args.data / "GOOG_1d.csv"), load_bars(args.data / "EURUSD_1h.csv")
     rows, failures = [], []
-    for name, (symbol, timeframe, model) in EXAMPLES.items():
-        data = yaml.safe_load(read_example(name))
-        data["data"].update(symbols=[symbol], start=None, end=None)
-        data["training"].update(epochs=args.epochs, device=args.device)
-        data["model"].update(model)
-        strategy = load_strategy(data)
+    for name in INFERENCE_EXAMPLES:
+        strategy, symbol, bars = inference_example(
+            name, goog, eurusd, epochs=args.epochs, device=args.device
+        )
         started = time.perf_counter()
-        outcome = train_strategy(strategy, {symbol: bars[timeframe]}, explain_repeats=1)
+        outcome = train_strategy(strategy, {symbol: bars}, explain_repeats=1)
         trained_s = time.perf_counter() - started
-        features = compute_features(strategy, bars[timeframe])
+        features = compute_features(strategy, bars)
         numpy_model = BundleModel(outcome.bundle, "numpy")
         torch_model = BundleModel(outcome.bundle, "torch", device=args.device)
         started = time.perf_counter()

@@ -142,3 +142,27 @@ def example_for(name: str, symbol: str, **changes: dict) -> Strategy:
     for section, values in changes.items():
         data[section].update(values)
     return load_strategy(data)
+
+
+# The three examples trained on real data for the inference checks (numpy against torch):
+# name -> (symbol, base timeframe, model changes that keep training short on 2 cores). GOOG is
+# backtesting.test's daily file, EURUSD its hourly one (4h: resampled). Used by
+# tests/worker/models/test_inference_engines.py, bench/inference.py and bench/gpu_check.py.
+INFERENCE_EXAMPLES = {
+    "rsi_zones": ("GOOG", "1d", {}),  # MLP [32, 16], relu, dropout 0.2
+    "macd_bollinger_mtf": ("EURUSD", "1h", {"hidden_layers": [24, 12], "window": 12}),  # GRU ×2
+    "volatility_triple_barrier": ("EURUSD", "4h", {"window": 12}),  # LSTM [48]
+}
+
+
+def inference_example(
+    name: str, goog: pd.DataFrame, eurusd: pd.DataFrame, *, epochs: int = 2, device: str = "cpu"
+) -> tuple[Strategy, str, pd.DataFrame]:
+    """One of :data:`INFERENCE_EXAMPLES`, ready to train: (strategy, symbol, its bars)."""
+    from ktrdr_worker.frames import resample_ohlcv
+
+    symbol, timeframe, model = INFERENCE_EXAMPLES[name]
+    bars = {"1d": goog, "1h": eurusd}
+    bars["4h"] = resample_ohlcv(eurusd, "1h", "4h", drop_incomplete=True)
+    strategy = example_for(name, symbol, training={"epochs": epochs, "device": device}, model=model)
+    return strategy, symbol, bars[timeframe]

@@ -9,36 +9,21 @@ import pandas as pd
 import pytest
 
 from ktrdr_worker.features import compute_features
-from ktrdr_worker.frames import resample_ohlcv
 from ktrdr_worker.models.backtest import backtest_model
 from ktrdr_worker.models.decisions import DecisionSettings, decide_positions
 from ktrdr_worker.models.inference import BundleModel, InferenceError, resolve_engine
 from ktrdr_worker.models.pipeline import train_strategy
-from tests.support.training_data import example_for
+from tests.support.training_data import INFERENCE_EXAMPLES, inference_example
 
 TOLERANCE = 1e-5
 
-# example -> (symbol, base timeframe, model changes that keep training short on 2 cores)
-EXAMPLES = {
-    "rsi_zones": ("GOOG", "1d", {}),  # MLP [32, 16], relu, dropout 0.2
-    "macd_bollinger_mtf": ("EURUSD", "1h", {"hidden_layers": [24, 12], "window": 12}),  # GRU×2
-    "volatility_triple_barrier": ("EURUSD", "4h", {"window": 12}),  # LSTM [48]
-}
 
-
-@pytest.fixture(scope="module", params=sorted(EXAMPLES))
+@pytest.fixture(scope="module", params=sorted(INFERENCE_EXAMPLES))
 def trained(request, goog, eurusd):
     name = request.param
-    symbol, timeframe, model = EXAMPLES[name]
-    bars = {
-        "1d": goog,
-        "1h": eurusd,
-        "4h": resample_ohlcv(eurusd, "1h", "4h", drop_incomplete=True),
-    }
-    strategy = example_for(name, symbol, training={"epochs": 2, "device": "cpu"}, model=model)
-    outcome = train_strategy(strategy, {symbol: bars[timeframe]}, threads=1, explain_repeats=1)
-    features = compute_features(strategy, bars[timeframe])
-    return name, outcome.bundle, bars[timeframe], features
+    strategy, symbol, bars = inference_example(name, goog, eurusd)
+    outcome = train_strategy(strategy, {symbol: bars}, threads=1, explain_repeats=1)
+    return name, outcome.bundle, bars, compute_features(strategy, bars)
 
 
 def test_numpy_and_torch_probabilities_agree_on_every_bar(trained):
