@@ -31,6 +31,7 @@ from ktrdr_api.routes import (
     models,
     operations,
     strategies,
+    symbols,
     system,
     training,
     walkforwards,
@@ -49,6 +50,7 @@ ROUTERS = (
     workers,
     operations,
     data,
+    symbols,
     artifacts,
     strategies,
     training,
@@ -85,7 +87,8 @@ def create_app(
         OperationKind.TRAINING: completion.catalogue_model(
             lambda sha: model_bundles.read_model_bundle(store.path(sha), sha)
         ),
-        OperationKind.DATA_FETCH: completion.ingest_dataset(store),
+        OperationKind.DATA_FETCH: completion.ingest_dataset(store, ops.add),
+        OperationKind.GAP_REPORT: completion.store_exact_report(),
     }
     dispatcher = Dispatcher(ops)
     ops.on_pending = dispatcher.notify

@@ -3,7 +3,9 @@
 - ``artifacts``: one row per stored file (sha256, kind, size).
 - ``artifact_refs``: "this referrer uses that file" (``operation:op_…``, ``model:mdl_…``,
   ``dataset:AAPL/1h@2``), so nothing in use is deleted without ``force``.
-- ``datasets``: versions of the OHLCV file per symbol and timeframe.
+- ``datasets``: versions of the OHLCV file per symbol and timeframe, each with the exchange
+  it is checked against and that check's exact gap report.
+- ``symbols``: each symbol's exchange, for the imports and fetches that name none.
 - ``models``: trained bundles and the operation that made them.
 
 Functions take an open session and leave committing to the caller, so a catalogue change
@@ -19,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, undefer
 
-from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation
+from ktrdr_api.models import Artifact, ArtifactRef, Dataset, Model, Operation, SymbolSetting
 from ktrdr_core.bundles import BundleManifest
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
@@ -27,6 +29,7 @@ from ktrdr_core.protocol import (
     ArtifactView,
     DataRef,
     DatasetView,
+    ExactReportStatus,
     ModelView,
     OperationState,
     TrainingInputs,
@@ -43,6 +46,10 @@ class NotFound(CatalogError):
 
 class InUse(CatalogError):
     """Deleting would break something that uses it; ``force`` overrides (HTTP 409)."""
+
+
+class ExactReportPending(CatalogError):
+    """The data names an exchange whose exact gap report is not there yet (HTTP 409)."""
 
 
 # --- artifacts -----------------------------------------------------------------------
@@ -223,7 +230,66 @@ def data_ref(row: Dataset) -> DataRef:
         rows=row.rows,
         first=row.first_at,
         last=row.last_at,
+        exchange=row.exchange,
     )
+
+
+def exchange_bars(session: Session, ref: DataRef) -> int | None:
+    """The bars the sessions of ``ref``'s exchange hold from its first to its last bar, from
+    its exact gap report; None when it names no exchange.
+
+    Raises ExactReportPending when it names one whose report has not completed: what depends
+    on the exchange's calendar waits for it rather than silently guessing another.
+    """
+    if ref.exchange is None:
+        return None
+    row = dataset(session, ref.symbol, ref.timeframe.value, ref.version)
+    report = row.exact_gap_report
+    if report is None:
+        status = _report_status(session, row)
+        how = (
+            f"operation {status.operation_id} is {status.state}"
+            + (f" ({status.error})" if status.error else "")
+            if status
+            else "none is queued"
+        )
+        raise ExactReportPending(
+            f"{ref.symbol} {ref.timeframe} v{ref.version} trades on {ref.exchange}, whose exact "
+            f"gap report is not made yet ({how}); wait for it (`ktrdr data show {ref.symbol} "
+            f"{ref.timeframe}`), or name the exchange again to queue it: `ktrdr data exchange "
+            f"{ref.symbol} {ref.exchange}`"
+        )
+    return int(report["expected_bars"])
+
+
+def _report_status(session: Session, row: Dataset) -> ExactReportStatus | None:
+    if row.exact_report_operation_id is None:
+        return None
+    op = session.get(Operation, row.exact_report_operation_id)
+    if op is None:
+        return None
+    return ExactReportStatus(operation_id=op.id, state=OperationState(op.state), error=op.error)
+
+
+def symbol_exchange(session: Session, symbol: str) -> str | None:
+    """The symbol's exchange setting (None: none named)."""
+    row = session.get(SymbolSetting, symbol)
+    return row.exchange if row is not None else None
+
+
+def set_symbol_exchange(
+    session: Session, symbol: str, exchange: str | None, now: datetime
+) -> SymbolSetting:
+    """Record the symbol's exchange (None clears it); returns the row."""
+    row = session.get(SymbolSetting, symbol)
+    if row is None:
+        row = SymbolSetting(symbol=symbol, exchange=exchange, updated_at=now)
+        session.add(row)
+    elif row.exchange != exchange:
+        row.exchange = exchange
+        row.updated_at = now
+    session.flush()
+    return row
 
 
 def users_of(session: Session, sha256: str) -> list[str]:
@@ -246,6 +312,9 @@ def dataset_view(session: Session, row: Dataset, *, unchanged: bool = False) -> 
         source_name=row.source_name,
         warnings=list(row.warnings or []),
         gap_report=row.gap_report,
+        exchange=row.exchange,
+        exact_gap_report=row.exact_gap_report,
+        exact_report=_report_status(session, row),
         references=users_of(session, row.checksum),
         unchanged=unchanged,
     )

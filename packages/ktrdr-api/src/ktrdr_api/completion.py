@@ -1,6 +1,7 @@
 """What completing an operation of each kind adds to its result, inside the completion's
 transaction: a training's bundle becomes a catalogued model, a data fetch's file the next
-dataset version. ``create_app`` registers one hook per kind on ``Operations``."""
+dataset version, an exact gap report part of its dataset version. ``create_app`` registers
+one hook per kind on ``Operations``."""
 
 from __future__ import annotations
 
@@ -33,11 +34,26 @@ def catalogue_model(read_bundle: Callable[[str], BundleManifest]) -> CompletionH
     return hook
 
 
-def ingest_dataset(store: ArtifactStore) -> CompletionHook:
+def ingest_dataset(store: ArtifactStore, add_operation: datasets.AddOperation) -> CompletionHook:
     """A data fetch's hook: its CSV becomes the series' next dataset version in the same
-    transaction, so a half-finished fetch never leaves a version behind."""
+    transaction, so a half-finished fetch never leaves a version behind; a version with an
+    exchange gets its exact gap report queued there too (``add_operation``)."""
 
     def hook(session: Session, op: Operation, result: Any, now: datetime) -> dict[str, Any]:
-        return {"dataset": datasets.catalogue_fetch(session, op, result, now, store=store)}
+        return {
+            "dataset": datasets.catalogue_fetch(
+                session, op, result, now, store=store, add_operation=add_operation
+            )
+        }
+
+    return hook
+
+
+def store_exact_report() -> CompletionHook:
+    """An exact gap report's hook: the report is stored beside its dataset version."""
+
+    def hook(session: Session, op: Operation, result: Any, now: datetime) -> dict[str, Any]:
+        datasets.store_exact_report(session, op, result)
+        return {}
 
     return hook

@@ -4,25 +4,36 @@ Validation, normalisation and the gap report come from ktrdr-core (standard libr
 so the backend checks every file without a numeric library. What is stored is the canonical
 CSV (``timestamp,open,high,low,close,volume``, UTC bar opens), content-addressed: the same
 data imported twice is one file, and an import identical to the newest version adds none.
+
+A version whose symbol names its exchange (``--exchange``, or the symbol's setting) is also
+checked against that exchange's official sessions: a ``gap_report`` operation queued in the
+same transaction, run by a worker (the check needs pandas), stored on the version when it
+completes (:func:`store_exact_report`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ktrdr_api import catalog
 from ktrdr_api.artifacts import ArtifactStore
-from ktrdr_api.models import Dataset
+from ktrdr_api.models import Dataset, Operation
 from ktrdr_core.errors import KtrdrError
-from ktrdr_core.protocol import ArtifactKind, DatasetView
+from ktrdr_core.protocol import ArtifactKind, DatasetView, GapReportInputs, SymbolView
 from ktrdr_core.timeframes import Timeframe
+from ktrdr_core.version import installed_distributions
 
 MAX_LISTED_GAPS = 200  # unexpected holes listed in a gap report; all are counted
+
+AddOperation = Callable[[Session, Any], Operation]
+"""``OperationStore.add``: creates an operation inside the caller's transaction."""
 
 
 class DataInvalid(KtrdrError):
@@ -46,16 +57,22 @@ def import_csv(
     staged: Path,
     source_name: str | None,
     now: datetime,
+    exchange: str | None,
+    add_operation: AddOperation,
 ) -> tuple[DatasetView, bool]:
     """Validate ``staged`` (a CSV file) and catalogue it as the next version.
 
-    Returns the dataset's view and whether a new version was created (False when the
-    normalised content equals the newest version's). Raises DataInvalid naming each broken
-    rule with its line.
+    ``exchange``: an exchange code, which becomes the symbol's setting; None uses the
+    symbol's setting. With either, the version's exact gap report is queued
+    (``add_operation``). Returns the dataset's view and whether a new version was created
+    (False when the normalised content equals the newest version's). Raises DataInvalid
+    naming each broken rule with its line.
     """
     checked = check_csv(staged, timeframe, source_name or f"{symbol} {timeframe}")
     try:
         with sessions.begin() as session:
+            if exchange is not None:
+                catalog.set_symbol_exchange(session, symbol, exchange, now)
             return catalogue_csv(
                 session,
                 store,
@@ -64,6 +81,8 @@ def import_csv(
                 timeframe=timeframe,
                 source_name=source_name,
                 now=now,
+                exchange=exchange or catalog.symbol_exchange(session, symbol),
+                add_operation=add_operation,
             )
     except IntegrityError:
         raise ConcurrentImport(
@@ -103,12 +122,18 @@ def catalogue_csv(
     timeframe: Timeframe,
     source_name: str | None,
     now: datetime,
+    exchange: str | None,
+    add_operation: AddOperation,
+    warnings: tuple[str, ...] = (),
 ) -> tuple[DatasetView, bool]:
     """Store the canonical CSV of a checked file (``check_csv``) and catalogue it as the next
     version of ``symbol`` ``timeframe`` inside ``session``'s transaction (the caller commits).
 
-    Returns the view and whether a version was added (False: identical to the newest).
-    A concurrent import of the same series surfaces as IntegrityError at commit or flush.
+    ``exchange``: the exchange the version trades on; its exact gap report is queued (also
+    for an unchanged upload whose newest version named another one, or none). ``warnings``
+    join the file's own notes. Returns the view and whether a version was added (False:
+    identical to the newest). A concurrent import of the same series surfaces as
+    IntegrityError at commit or flush.
     """
     from ktrdr_core.market_data.gaps import gap_report
 
@@ -118,6 +143,8 @@ def catalogue_csv(
     assert first is not None and last is not None  # check_csv refuses a file without bars
     latest = catalog.latest_dataset(session, symbol, timeframe.value)
     if latest is not None and latest.checksum == stored.sha256:
+        if exchange is not None and latest.exchange != exchange:
+            check_against_exchange(session, latest, exchange, add_operation)
         return catalog.dataset_view(session, latest, unchanged=True), False
     catalog.record_artifact(session, stored.sha256, ArtifactKind.DATA, stored.size, now)
     version = latest.version + 1 if latest is not None else 1
@@ -130,7 +157,7 @@ def catalogue_csv(
         first_at=first,
         last_at=last,
         gap_report=gaps,
-        warnings=list(result.notes),
+        warnings=[*result.notes, *warnings],
         source_name=source_name,
         created_at=now,
     )
@@ -139,7 +166,81 @@ def catalogue_csv(
     catalog.add_references(
         session, [stored.sha256], catalog.dataset_referrer(symbol, timeframe.value, version)
     )
+    if exchange is not None:
+        check_against_exchange(session, row, exchange, add_operation)
     return catalog.dataset_view(session, row), True
+
+
+def check_against_exchange(
+    session: Session, row: Dataset, exchange: str | None, add_operation: AddOperation
+) -> Operation | None:
+    """Name ``row``'s exchange and queue its exact gap report (returned); None clears the
+    exchange and any report made against the old one."""
+    row.exchange = exchange
+    row.exact_gap_report = None
+    row.exact_report_operation_id = None
+    session.flush()
+    if exchange is None:
+        return None
+    # No artifact reference: a pending check must not keep its data from being deleted
+    # (deleting cancels it instead, see routes/data.py).
+    op = add_operation(
+        session, GapReportInputs(data=[catalog.data_ref(row)], versions=installed_distributions())
+    )
+    row.exact_report_operation_id = op.id
+    session.flush()
+    return op
+
+
+def name_exchange(
+    sessions: sessionmaker[Session],
+    *,
+    symbol: str,
+    exchange: str | None,
+    now: datetime,
+    add_operation: AddOperation,
+) -> SymbolView:
+    """Set (or, with None, clear) a symbol's exchange. The newest version of each of its
+    timeframes follows: checked against the new exchange (a report queued for each), or,
+    when cleared, back to the heuristic report alone. Older versions keep theirs."""
+    with sessions.begin() as session:
+        setting = catalog.set_symbol_exchange(session, symbol, exchange, now)
+        queued = []
+        for row in catalog.datasets(session, symbol=symbol):
+            if row.exchange == exchange and (
+                exchange is None or _checked_or_checking(session, row)
+            ):
+                continue  # already as asked: a finished or live check is not repeated
+            op = check_against_exchange(session, row, exchange, add_operation)
+            if op is not None:
+                queued.append(op.id)
+        return SymbolView(
+            symbol=symbol, exchange=setting.exchange, updated_at=setting.updated_at, queued=queued
+        )
+
+
+def _checked_or_checking(session: Session, row: Dataset) -> bool:
+    if row.exact_gap_report is not None:
+        return True
+    op = session.get(Operation, row.exact_report_operation_id or "")
+    return op is not None and op.state in ("pending", "running")
+
+
+def store_exact_report(session: Session, op: Any, result: Any) -> None:
+    """A completed ``gap_report`` operation's report goes beside its dataset version, unless
+    the version is gone or was re-checked since (then the operation's result alone keeps it)."""
+    inputs = GapReportInputs.model_validate(op.inputs)
+    ref = inputs.dataset
+    row = session.scalars(
+        select(Dataset).where(
+            Dataset.symbol == ref.symbol,
+            Dataset.timeframe == ref.timeframe.value,
+            Dataset.version == ref.version,
+        )
+    ).first()
+    if row is not None and row.exact_report_operation_id == op.id:
+        row.exact_gap_report = result.report.model_dump(mode="json")
+        session.flush()
 
 
 def delete_datasets(
@@ -191,10 +292,20 @@ def delete_datasets(
 
 
 def catalogue_fetch(
-    session: Session, op: Any, result: Any, now: datetime, *, store: ArtifactStore
+    session: Session,
+    op: Any,
+    result: Any,
+    now: datetime,
+    *,
+    store: ArtifactStore,
+    add_operation: AddOperation,
 ) -> dict[str, Any]:
     """Catalogue the CSV a data-fetch operation uploaded as the next dataset version, inside
     the completion's transaction. Returns what the operation's result records about it.
+
+    The version's exchange: the one the fetch was asked for (or the symbol's setting then),
+    else the one the provider reports, which then becomes the symbol's setting when it has
+    none; a provider that disagrees with the one used is noted on the version.
 
     Raises DataInvalid when the file breaks a rule, or when another version of the series was
     catalogued since the fetch began (its bars were merged into an older version: fetch again).
@@ -214,9 +325,28 @@ def catalogue_fetch(
             {},
         )
     checked = check_csv(store.path(result.data_sha256), timeframe, f"{source} ({op.id})")
+    exchange, notes = inputs.exchange, ()
+    if exchange is None and result.exchange is not None:
+        exchange = result.exchange
+        if catalog.symbol_exchange(session, symbol) is None:
+            catalog.set_symbol_exchange(session, symbol, exchange, now)
+    elif exchange is not None and result.exchange not in (None, exchange):
+        notes = (
+            f"{inputs.provider} says {symbol} trades on {result.exchange}; its sessions are "
+            f"checked against {exchange}, the exchange asked for (or the symbol's setting)",
+        )
     try:
         view, created = catalogue_csv(
-            session, store, checked, symbol=symbol, timeframe=timeframe, source_name=source, now=now
+            session,
+            store,
+            checked,
+            symbol=symbol,
+            timeframe=timeframe,
+            source_name=source,
+            now=now,
+            exchange=exchange,
+            add_operation=add_operation,
+            warnings=notes,
         )
     except IntegrityError:
         raise DataInvalid(
@@ -233,4 +363,8 @@ def catalogue_fetch(
         "created": created,
         "source_name": view.source_name,
         "unexpected_gaps": (view.gap_report or {}).get("unexpected_total", 0),
+        "exchange": view.exchange,
+        "exact_report_operation_id": (
+            view.exact_report.operation_id if view.exact_report is not None else None
+        ),
     }

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +15,7 @@ from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.metrics import Metrics
 from ktrdr_api.operations import Operations
 from ktrdr_api.walkforward import Orchestrator
+from ktrdr_core.exchanges import exchange_code
 from ktrdr_core.protocol import normalise_symbol
 from ktrdr_core.settings import Settings
 
@@ -66,6 +67,31 @@ async def symbol_param(symbol: Annotated[str, Path(max_length=32)]) -> str:
     return checked_symbol(symbol)
 
 
+async def exchange_param(
+    exchange: Annotated[
+        str | None,
+        Query(max_length=32, description="the exchange the symbol trades on: XNYS, XLON, 24/7"),
+    ] = None,
+) -> str | None:
+    """The ``exchange`` query parameter as its code (``nasdaq`` -> ``XNYS``); a 422 naming
+    the close matches when it names no exchange."""
+    if exchange is None:
+        return None
+    try:
+        return exchange_code(exchange)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "exchange"),
+                    "msg": str(exc),
+                    "input": exchange,
+                }
+            ]
+        ) from None
+
+
 OperationIdPath = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
 """An ``{operation_id}`` segment: an unknown id is a 404, but a NUL, slash or space is refused
 (422) before it reaches the database (PostgreSQL text cannot hold a NUL)."""
@@ -73,3 +99,4 @@ OperationIdPath = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$
 BackendDep = Annotated[Backend, Depends(get_backend)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SymbolDep = Annotated[str, Depends(symbol_param)]
+ExchangeDep = Annotated[str | None, Depends(exchange_param)]

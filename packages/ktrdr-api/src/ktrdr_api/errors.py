@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ktrdr_api.artifacts import ArtifactError, ArtifactNotFound, ArtifactTooLarge, StorageFull
-from ktrdr_api.catalog import InUse, NotFound
+from ktrdr_api.catalog import ExactReportPending, InUse, NotFound
 from ktrdr_api.datasets import ConcurrentImport, DataInvalid
 from ktrdr_api.fetches import FetchRefused
 from ktrdr_api.lifecycle import (
@@ -21,6 +21,7 @@ from ktrdr_api.lifecycle import (
 from ktrdr_api.strategies import MissingData, StrategyInvalid
 from ktrdr_api.workers import ProtocolMismatch, RegistrationConflict
 from ktrdr_core.bundles import BundleError
+from ktrdr_core.exchanges import UnknownExchange
 
 log = logging.getLogger("ktrdr_api")
 
@@ -32,6 +33,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (OperationConflict, 409),
     (RegistrationConflict, 409),
     (InUse, 409),
+    (ExactReportPending, 409),
     (ConcurrentImport, 409),
     (ArtifactTooLarge, 413),
     (StorageFull, 503),
@@ -42,6 +44,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (FetchRefused, 422),
     (StrategyInvalid, 422),
     (MissingData, 422),
+    (UnknownExchange, 422),
     (ProtocolMismatch, 426),
 )
 """Each error class and its status. Starlette picks the handler of the nearest class in the

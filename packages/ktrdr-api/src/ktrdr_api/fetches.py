@@ -29,7 +29,10 @@ def _utc(value: datetime | None) -> datetime | None:
 def fetch_inputs(
     session: Session, request: DataFetchRequest, *, now: datetime, versions: dict[str, str]
 ) -> DataFetchInputs:
-    """The operation inputs for ``request``; FetchRefused says why it cannot run."""
+    """The operation inputs for ``request``; FetchRefused says why it cannot run.
+
+    The exchange asked for becomes the symbol's setting (in ``session``'s transaction);
+    without one, the inputs carry the symbol's setting."""
     symbol, tf, mode = request.symbol, request.timeframe, request.mode
     start, end = _utc(request.start), _utc(request.end)
     what = f"{request.provider} {symbol} {tf} {mode}"
@@ -48,10 +51,19 @@ def fetch_inputs(
                 f"{what}: start {start:%Y-%m-%dT%H:%M:%SZ} is not before the first stored bar "
                 f"({first:%Y-%m-%dT%H:%M:%SZ}, version {latest.version}): nothing to backfill"
             )
-        if mode is FetchMode.REPAIR and not (latest.gap_report or {}).get("unexpected_total"):
+        # With an exchange, the worker plans a repair from its sessions: the heuristic report's
+        # "holidays" may be holes, so only an exact report saying "none" refuses.
+        report = latest.exact_gap_report if latest.exchange else latest.gap_report
+        known = report is not None or not latest.exchange
+        if mode is FetchMode.REPAIR and known and not (report or {}).get("unexpected_total"):
             raise FetchRefused(
                 f"{what}: version {latest.version} has no unexpected gaps: nothing to repair"
             )
+    exchange = request.exchange
+    if exchange is not None:
+        catalog.set_symbol_exchange(session, symbol, exchange, now)
+    else:
+        exchange = catalog.symbol_exchange(session, symbol)
     return DataFetchInputs(
         provider=request.provider,
         symbol=symbol,
@@ -60,5 +72,6 @@ def fetch_inputs(
         start=start,
         end=end,
         stored=catalog.data_ref(latest) if latest is not None else None,
+        exchange=exchange,
         versions=versions,
     )

@@ -1,4 +1,4 @@
-"""Database tables (SQLAlchemy 2): operations, workers, datasets, models, artifacts.
+"""Database tables (SQLAlchemy 2): operations, workers, datasets, symbols, models, artifacts.
 
 The schema is created by the migrations under ``migrations/versions``, never by
 ``create_all``; a test checks that these models and the migrations agree.
@@ -166,12 +166,27 @@ class Dataset(Base):
     warnings: Mapped[list[str]] = mapped_column(JSON)
     source_name: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The exchange whose sessions the exact gap report checks; that report (a worker's
+    # ExactGapReport, once its gap_report operation completed) and the operation making it.
+    exchange: Mapped[str | None] = mapped_column(String(32))
+    exact_gap_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    exact_report_operation_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         UniqueConstraint(
             "symbol", "timeframe", "version", name="uq_datasets_symbol_timeframe_version"
         ),
     )
+
+
+class SymbolSetting(Base):
+    """What a symbol trades on, for every import and fetch of it that does not say."""
+
+    __tablename__ = "symbols"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    exchange: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Model(Base):

@@ -88,15 +88,32 @@ class OperationStore:
         event.listen(sessions, "after_rollback", _forget)
 
     def _committed(self, session: Session) -> None:
-        """Log and report the transitions a transaction made, now that they are durable."""
+        """Log and report the transitions a transaction made, now that they are durable;
+        an operation created pending is announced to the workers that can claim it."""
         for transition in session.info.pop(_NOTES, ()):
             transition.log()
             self.on_transition(transition)
+            if transition.event == "create" and transition.target == OperationState.PENDING:
+                self.on_pending(transition.kind)
 
     # --- creation and reads -----------------------------------------------------------
 
-    def create(
+    def create(self, inputs: Any, **options: Any) -> OperationView:
+        """Persist a new operation, in a transaction of its own; ``options`` as for
+        :meth:`add`. A second child of one role raises OperationConflict."""
+        try:
+            with self.sessions.begin() as session:
+                view = to_view(self.add(session, inputs, **options))
+        except IntegrityError:
+            parent_id = options.get("parent_id")
+            if parent_id is None:
+                raise
+            raise OperationConflict(f"{parent_id} already has its {options.get('role')}") from None
+        return view
+
+    def add(
         self,
+        session: Session,
         inputs: Any,
         *,
         device: str | None = None,
@@ -106,13 +123,15 @@ class OperationStore:
         strategy_name: str | None = None,
         parent_id: str | None = None,
         role: ChildRole | None = None,
-    ) -> OperationView:
-        """Persist a new operation; ``references`` are artifact sha256s it reads.
+    ) -> Operation:
+        """Add a new operation to the caller's transaction: it exists (and workers hear of
+        it) only if that transaction commits. Returns the flushed row.
 
-        ``inputs`` is one of the protocol's operation inputs. An operation a worker runs
-        starts pending; a walk-forward, which the backend runs itself, starts running.
-        ``parent_id``/``role`` make it a walk-forward's child (one per role: a second one
-        raises OperationConflict). ``strategy_name`` defaults to the inputs'.
+        ``inputs`` is one of the protocol's operation inputs; ``references`` are artifact
+        sha256s it reads. An operation a worker runs starts pending; a walk-forward, which
+        the backend runs itself, starts running. ``parent_id``/``role`` make it a
+        walk-forward's child (one per role: a second one fails at commit with
+        IntegrityError). ``strategy_name`` defaults to the inputs'.
         """
         now = self.clock()
         orchestrated = SERVED_BY[OperationKind(inputs.kind)] is None
@@ -136,25 +155,16 @@ class OperationStore:
             parent_id=parent_id,
             role=None if role is None else str(role),  # stored as text: ChildRole.parse reads it
         )
-        try:
-            with self.sessions.begin() as session:
-                session.add(op)
-                # The id is ours, not the database's: op and its references go in one flush.
-                catalog.add_references(session, references, f"operation:{op.id}", new_referrer=True)
-                session.flush()
-                view = to_view(op)
-                reason = f"retry of {retry_of}" if retry_of else None
-                if parent_id:
-                    reason = f"{role} of {parent_id}"
-                state = OperationState(op.state)
-                note(session, Transition(op.id, op.kind, "create", None, state, 0, None, reason))
-        except IntegrityError:
-            if parent_id is None:
-                raise
-            raise OperationConflict(f"{parent_id} already has its {role}") from None
-        if not orchestrated:
-            self.on_pending(op.kind)
-        return view
+        session.add(op)
+        # The id is ours, not the database's: op and its references go in one flush.
+        catalog.add_references(session, references, f"operation:{op.id}", new_referrer=True)
+        session.flush()
+        reason = f"retry of {retry_of}" if retry_of else None
+        if parent_id:
+            reason = f"{role} of {parent_id}"
+        state = OperationState(op.state)
+        note(session, Transition(op.id, op.kind, "create", None, state, 0, None, reason))
+        return op
 
     def get(self, operation_id: str) -> OperationView:
         # The hottest read (status polling): a plain connection and a Core select skip the

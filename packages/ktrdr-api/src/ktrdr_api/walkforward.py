@@ -37,6 +37,7 @@ from datetime import UTC, date
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ktrdr_api import catalog
 from ktrdr_api.lifecycle import OperationConflict, OperationNotFound, Transition
 from ktrdr_api.operations import Operations
 from ktrdr_api.strategies import (
@@ -117,6 +118,9 @@ class Orchestrator:
             )
         with self.sessions() as session:
             data = required_data(session, strategy)
+            # With an exchange named, its sessions (the exact gap report's count) space the
+            # embargo's bars, as they annualise the backtests: one calendar per dataset.
+            exchange_bars = catalog.exchange_bars(session, data[0])
         check_data_overlap(strategy, data)
         ref = data[0]
         first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
@@ -131,7 +135,13 @@ class Orchestrator:
                 folds=request.folds,
                 window=request.window,
                 train_blocks=request.train_blocks,
-                embargo=embargo_days(embargo_bars, ref.first.date(), ref.last.date(), ref.rows),
+                embargo=embargo_days(
+                    embargo_bars,
+                    ref.first.date(),
+                    ref.last.date(),
+                    ref.rows,
+                    exchange_bars=exchange_bars,
+                ),
             )
         except WalkforwardError as exc:
             raise StrategyInvalid([StrategyIssue(path="folds", message=str(exc))]) from None

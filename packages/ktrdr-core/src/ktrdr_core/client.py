@@ -42,6 +42,8 @@ from ktrdr_core.protocol import (
     Release,
     StrategyValidation,
     StrategyValidationRequest,
+    SymbolSettings,
+    SymbolView,
     TrainingRequest,
     WalkforwardRequest,
     WalkforwardView,
@@ -363,16 +365,27 @@ class KtrdrClient:
     # --- data ---------------------------------------------------------------------------
 
     def import_data(
-        self, symbol: str, timeframe: str, path: Path, *, source_name: str | None = None
+        self,
+        symbol: str,
+        timeframe: str,
+        path: Path,
+        *,
+        source_name: str | None = None,
+        exchange: str | None = None,
     ) -> DatasetView:
-        """Upload a CSV (streamed); the backend validates, normalises and catalogues it."""
+        """Upload a CSV (streamed); the backend validates, normalises and catalogues it.
+        ``exchange`` (XNYS, NASDAQ, 24/7) becomes the symbol's setting and has a worker check
+        the bars against its sessions (``DatasetView.exact_report``)."""
         path = Path(path)
+        params = {"source_name": source_name or path.name}
+        if exchange is not None:
+            params["exchange"] = exchange
         with path.open("rb") as file:
             return self._model(
                 DatasetView,
                 "POST",
                 f"{_dataset(symbol, timeframe)}",
-                params={"source_name": source_name or path.name},
+                params=params,
                 content=self._chunks(file),
                 headers={"Content-Type": "text/csv"},
             )
@@ -425,14 +438,34 @@ class KtrdrClient:
         mode: str = "full",
         start: datetime | None = None,
         end: datetime | None = None,
+        exchange: str | None = None,
     ) -> OperationView:
         """Start a data-fetch operation (a worker fetches from ``provider`` and the backend
         catalogues the merged bars as the next version). ``mode``: full, tail, backfill or
-        repair; ``start``/``end``: UTC bar opens in ``[start, end)``."""
+        repair; ``start``/``end``: UTC bar opens in ``[start, end)``; ``exchange``: as for
+        :meth:`import_data` (default: the symbol's setting, else what the provider knows)."""
         body = DataFetchRequest(
-            provider=provider, symbol=symbol, timeframe=timeframe, mode=mode, start=start, end=end
+            provider=provider,
+            symbol=symbol,
+            timeframe=timeframe,
+            mode=mode,
+            start=start,
+            end=end,
+            exchange=exchange,
         )
         return self._model(OperationView, "POST", "/data/fetch", json=self._body(body))
+
+    def set_exchange(self, symbol: str, exchange: str | None) -> SymbolView:
+        """Set (None: clear) a symbol's exchange; the newest version of each of its
+        timeframes is checked against it (``SymbolView.queued`` names those operations)."""
+        body = SymbolSettings(exchange=exchange)
+        return self._model(
+            SymbolView, "PUT", f"/symbols/{_seg(symbol, 'symbol')}", json=self._body(body)
+        )
+
+    def get_symbol(self, symbol: str) -> SymbolView:
+        """A symbol's settings; ApiError 404 when it has none."""
+        return self._model(SymbolView, "GET", f"/symbols/{_seg(symbol, 'symbol')}")
 
     # --- strategies, training, backtests ------------------------------------------------
 

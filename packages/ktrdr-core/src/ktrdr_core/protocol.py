@@ -32,6 +32,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ktrdr_core.exchanges import exchange_code
+from ktrdr_core.market_data.exact import ExactGapReport
 from ktrdr_core.timeframes import Timeframe
 from ktrdr_core.version import PROTOCOL_VERSION
 
@@ -68,10 +70,14 @@ __all__ = [
     "DataRef",
     "DatasetView",
     "Device",
+    "ExactReportStatus",
     "Failure",
     "FetchMode",
     "FoldOutcome",
     "FoldPlan",
+    "GapReportInputs",
+    "GapReportResult",
+    "GapReportResultView",
     "Heartbeat",
     "HeartbeatResponse",
     "ModelView",
@@ -87,6 +93,8 @@ __all__ = [
     "StrategyIssue",
     "StrategyValidation",
     "StrategyValidationRequest",
+    "SymbolSettings",
+    "SymbolView",
     "TrainingInputs",
     "TrainingRequest",
     "TrainingResult",
@@ -137,6 +145,8 @@ def normalise_symbol(value: str) -> str:
 
 
 Symbol = Annotated[str, AfterValidator(normalise_symbol)]
+Exchange = Annotated[str, Field(max_length=32), AfterValidator(exchange_code)]
+"""An exchange code or alias (``xnys``, ``NASDAQ``), stored as its code (``XNYS``)."""
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 WorkerId = Annotated[str, Field(pattern=WORKER_ID_PATTERN)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
@@ -159,6 +169,7 @@ class OperationKind(StrEnum):
     DATA_FETCH = "data_fetch"
     WALKFORWARD = "walkforward"
     WALKFORWARD_REPORT = "wf_report"  # stitches a walk-forward's folds into one report
+    GAP_REPORT = "gap_report"  # checks a dataset version against its exchange's sessions
 
 
 WORKER_KINDS = (OperationKind.TRAINING, OperationKind.BACKTEST)
@@ -173,6 +184,9 @@ SERVED_BY: dict[OperationKind, OperationKind | None] = {
     # A walk-forward is orchestrated by the backend itself through child operations.
     OperationKind.WALKFORWARD: None,
     OperationKind.WALKFORWARD_REPORT: OperationKind.BACKTEST,
+    # The exact gap report needs pandas (exchange_calendars), so a worker makes it: a short,
+    # torch-free job for the CPU workers, queued after an import or fetch names an exchange.
+    OperationKind.GAP_REPORT: OperationKind.BACKTEST,
 }
 """Operation kind -> the worker kind that runs it (None: no worker, the backend does)."""
 
@@ -320,7 +334,8 @@ class ClaimRequest(_Request):
 
 
 class DataRef(_View):
-    """One catalogued data file an operation reads."""
+    """One catalogued data file an operation reads; ``exchange``: the exchange whose
+    sessions it trades on (None: none named, calendars are inferred from the bars)."""
 
     symbol: str
     timeframe: Timeframe
@@ -329,6 +344,7 @@ class DataRef(_View):
     rows: int
     first: datetime
     last: datetime
+    exchange: str | None = None
 
 
 class _StrategyInputs(_View):
@@ -396,6 +412,8 @@ class DataFetchRequest(_Request):
 
     ``start``/``end``: UTC, bar opens in ``[start, end)``; ``end`` defaults to now. ``full``
     and ``backfill`` need ``start``; ``tail``, ``backfill`` and ``repair`` need stored data.
+    ``exchange``: the exchange the symbol trades on, which becomes the symbol's setting
+    (None: the symbol's setting, else what the provider knows, else none).
     """
 
     provider: str = Field(min_length=1, max_length=32)
@@ -404,6 +422,7 @@ class DataFetchRequest(_Request):
     mode: FetchMode = FetchMode.FULL
     start: datetime | None = None
     end: datetime | None = None
+    exchange: Exchange | None = None
 
     @model_validator(mode="after")
     def _known_provider_and_range(self) -> DataFetchRequest:
@@ -429,6 +448,9 @@ class DataFetchInputs(_View):
     end: datetime | None = None
     stored: DataRef | None = Field(
         default=None, description="the version the fetch merges into (None: nothing stored)"
+    )
+    exchange: str | None = Field(
+        default=None, description="asked for, or the symbol's setting when the fetch began"
     )
     versions: dict[str, str] = Field(default_factory=dict)
 
@@ -490,8 +512,27 @@ class WalkforwardReportInputs(_View):
     versions: dict[str, str] = Field(default_factory=dict)
 
 
+class GapReportInputs(_View):
+    """Check one dataset version against the sessions of its exchange. ``data`` holds that
+    one version (a list, as every kind's data, so reproducibility reads them alike)."""
+
+    kind: Literal["gap_report"] = "gap_report"
+    data: list[DataRef] = Field(min_length=1, max_length=1)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def dataset(self) -> DataRef:
+        """The version to check."""
+        return self.data[0]
+
+
 OperationInputs = Annotated[
-    TrainingInputs | BacktestInputs | DataFetchInputs | WalkforwardInputs | WalkforwardReportInputs,
+    TrainingInputs
+    | BacktestInputs
+    | DataFetchInputs
+    | WalkforwardInputs
+    | WalkforwardReportInputs
+    | GapReportInputs,
     Field(discriminator="kind"),
 ]
 
@@ -534,6 +575,11 @@ class DataFetchResult(_Request):
     kind: Literal["data_fetch"] = "data_fetch"
     data_sha256: Sha256
     summary: dict[str, Any] = Field(default_factory=dict)
+    exchange: Exchange | None = Field(
+        default=None,
+        description="the exchange the provider says the symbol trades on (IB's contract "
+        "details; 24/7 for Binance), None when it does not know",
+    )
 
 
 class WalkforwardReportResult(_Request):
@@ -544,8 +590,15 @@ class WalkforwardReportResult(_Request):
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
+class GapReportResult(_Request):
+    """The exact gap report of the dataset version the operation checked."""
+
+    kind: Literal["gap_report"] = "gap_report"
+    report: ExactGapReport
+
+
 OperationResult = Annotated[
-    TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult,
+    TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult | GapReportResult,
     Field(discriminator="kind"),
 ]
 
@@ -593,6 +646,10 @@ class WalkforwardReportResultView(_ResultMapping, WalkforwardReportResult):
     model_config = ConfigDict(extra="ignore")
 
 
+class GapReportResultView(_ResultMapping, GapReportResult):
+    model_config = ConfigDict(extra="ignore")
+
+
 class WalkforwardResult(_ResultMapping, _View):
     """A completed walk-forward: its report job's result, the job, and every child by role."""
 
@@ -612,7 +669,8 @@ OperationResultView = Annotated[
     | BacktestResultView
     | DataFetchResultView
     | WalkforwardReportResultView
-    | WalkforwardResult,
+    | WalkforwardResult
+    | GapReportResultView,
     Field(discriminator="kind"),
 ]
 
@@ -773,7 +831,19 @@ class ArtifactView(_View):
     references: list[str] = Field(default_factory=list)
 
 
+class ExactReportStatus(_View):
+    """The operation making (or that made) a dataset version's exact gap report."""
+
+    operation_id: str
+    state: OperationState
+    error: str | None = None
+
+
 class DatasetView(_View):
+    """One dataset version. ``gap_report`` is the heuristic report made at import (its
+    calendar guessed from the bars); with an ``exchange`` named, ``exact_gap_report`` is the
+    bars checked against that exchange's sessions once ``exact_report`` has completed."""
+
     symbol: str
     timeframe: Timeframe
     version: int
@@ -786,10 +856,30 @@ class DatasetView(_View):
     source_name: str | None = None
     warnings: list[str] = Field(default_factory=list)
     gap_report: dict[str, Any] | None = None
+    exchange: str | None = None
+    exact_gap_report: ExactGapReport | None = None
+    exact_report: ExactReportStatus | None = None
     references: list[str] = Field(default_factory=list)
     unchanged: bool = Field(
         default=False, description="an upload identical to the newest version adds no version"
     )
+
+
+class SymbolSettings(_Request):
+    """A symbol's settings: ``exchange`` (a code or alias; None clears it) names where it
+    trades, for every later import and fetch of the symbol that names none."""
+
+    exchange: Exchange | None
+
+
+class SymbolView(_View):
+    """A symbol's settings, and the exact gap reports setting them queued (one per timeframe
+    with data: its newest version)."""
+
+    symbol: str
+    exchange: str | None
+    updated_at: datetime
+    queued: list[str] = Field(default_factory=list, description="gap_report operations")
 
 
 class ModelView(_View):

@@ -34,16 +34,21 @@ class WalkforwardError(KtrdrError):
     """A walk-forward cannot be planned as asked; the message says what to change."""
 
 
-def embargo_days(embargo_bars: int, first: date, last: date, rows: int) -> int:
-    """Whole days covering ``embargo_bars`` bars at the data's average bar spacing.
+def embargo_days(
+    embargo_bars: int, first: date, last: date, rows: int, *, exchange_bars: int | None = None
+) -> int:
+    """Whole days covering ``embargo_bars`` bars at the average bar spacing over [first, last].
 
-    The average spacing over [first, last] counts weekends and holidays in, so it never
-    under-estimates the calendar time that ``embargo_bars`` bars take.
+    The spacing is the span's days over its bars: the bars the exchange's sessions hold there
+    (``exchange_bars``, from the dataset's exact gap report) when the data names an exchange,
+    else the data's own ``rows``. Either way weekends and holidays count in, as the calendar
+    time that ``embargo_bars`` bars take.
     """
     if embargo_bars <= 0:
         return 0
     span_days = (last - first).days + 1
-    per_bar = span_days / max(rows - 1, 1)
+    bars = exchange_bars if exchange_bars is not None else rows
+    per_bar = span_days / max(bars - 1, 1)
     return max(1, math.ceil(embargo_bars * per_bar))
 
 

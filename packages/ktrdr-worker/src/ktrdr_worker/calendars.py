@@ -24,6 +24,11 @@ Bars per year for a timeframe of ``tf`` seconds:
 ``resolve_calendar`` infers the timeframe and calendar from a bar index when they are not
 given, by ktrdr's one rule for each (``ktrdr_core.timeframes.bar_seconds`` and
 ``ktrdr_core.market_data.gaps.annualisation_calendar``); each can be set explicitly.
+
+When the data names its exchange, nothing is inferred or assumed about its year: bars per
+year are the bars the exchange's official sessions hold in an average year of the data's
+span (``ktrdr_worker.sessions.exchange_year``: its holidays, half days and lunch breaks
+counted), on the ``"exchange"`` calendar; ``TradingCalendar.exchange`` names it.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ class TradingCalendar:
         bars_per_year: bars in one year of this market (used for annualising).
         bars_per_session: bars per exchange session for intraday ``exchange`` series, else None.
         inferred: which of ``"timeframe"``, ``"calendar"`` were inferred from the data.
+        exchange: the exchange whose official sessions gave ``bars_per_year`` (None: the
+            calendar's convention, 252 sessions for ``"exchange"``).
     """
 
     timeframe_seconds: int
@@ -79,6 +86,7 @@ class TradingCalendar:
     bars_per_year: float
     bars_per_session: float | None
     inferred: tuple[str, ...]
+    exchange: str | None = None
 
 
 def _epoch_ns(index: pd.DatetimeIndex) -> np.ndarray:
@@ -158,6 +166,7 @@ def resolve_calendar(
     index: pd.DatetimeIndex,
     timeframe: str | None = None,
     calendar: str | None = None,
+    exchange: str | None = None,
 ) -> TradingCalendar:
     """Work out the annualisation basis of a bar series.
 
@@ -165,9 +174,12 @@ def resolve_calendar(
         index: bar open times (UTC, increasing); at least 2 bars when anything is inferred.
         timeframe: a ktrdr timeframe name (``"1h"``), or None to infer it from the index.
         calendar: ``"24/7"``, ``"weekdays"``, ``"exchange"``, or None / ``"auto"`` to infer it.
+        exchange: the exchange the data trades on (an exchange code, ``"XNYS"``): its
+            sessions give the bars per year; ``calendar`` must then be None, ``"auto"`` or
+            ``"exchange"``.
 
     Returns the ``TradingCalendar`` (timeframe, calendar, bars per year). Raises ``ValueError``
-    for an unknown timeframe or calendar name.
+    for an unknown timeframe, calendar or exchange, or a calendar contradicting the exchange.
     """
     inferred: list[str] = []
     if timeframe is None:
@@ -175,6 +187,8 @@ def resolve_calendar(
         inferred.append("timeframe")
     else:
         tf_s = parse_timeframe(timeframe).seconds
+    if exchange is not None:
+        return _exchange_calendar(index, tf_s, calendar, exchange, tuple(inferred))
     if calendar is None or calendar == "auto":
         cal = infer_calendar(index, tf_s)
         inferred.append("calendar")
@@ -195,4 +209,37 @@ def resolve_calendar(
         bars_per_year=bars_per_year(tf_s, cal, per_session),
         bars_per_session=per_session,
         inferred=tuple(inferred),
+    )
+
+
+def _exchange_calendar(
+    index: pd.DatetimeIndex,
+    tf_s: int,
+    calendar: str | None,
+    exchange: str,
+    inferred: tuple[str, ...],
+) -> TradingCalendar:
+    from ktrdr_worker.sessions import exchange_year
+
+    if calendar not in (None, "auto", "exchange"):
+        raise ValueError(
+            f"calendar {calendar!r} contradicts the data's exchange {exchange}, whose sessions "
+            "annualise it: leave the calendar out (or 'auto'), or set bars_per_year"
+        )
+    named = timeframe_named(tf_s)
+    if named is None:
+        raise ValueError(
+            f"{tf_s}-second bars are no ktrdr timeframe: {exchange}'s sessions cannot count them"
+        )
+    if len(index) == 0:
+        raise ValueError("annualising by an exchange's sessions needs at least one bar")
+    year = exchange_year(exchange, named, index[0].to_pydatetime(), index[-1].to_pydatetime())
+    return TradingCalendar(
+        timeframe_seconds=tf_s,
+        timeframe=named.value,
+        calendar="exchange",
+        bars_per_year=year.bars_per_year,
+        bars_per_session=year.bars_per_session,
+        inferred=inferred,
+        exchange=year.exchange,
     )

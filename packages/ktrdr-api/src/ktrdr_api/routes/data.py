@@ -7,14 +7,16 @@ under the size limit, then validated and normalised; errors name the line and th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog, datasets
-from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep, checked_symbol
+from ktrdr_api.deps import BackendDep, ExchangeDep, SessionDep, SymbolDep, checked_symbol
 from ktrdr_api.fetches import fetch_inputs
+from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
 from ktrdr_core.protocol import ArtifactKind, DataFetchRequest, DatasetView, OperationView
@@ -37,8 +39,9 @@ VersionQuery = Annotated[
 )
 def fetch(request: DataFetchRequest, backend: BackendDep) -> ModelResponse:
     """Start a data-fetch operation: a worker downloads bars from the provider, merges them
-    into the newest stored version and the completion catalogues the next version."""
-    with backend.sessions() as session:
+    into the newest stored version and the completion catalogues the next version. An
+    ``exchange`` becomes the symbol's setting at once."""
+    with backend.sessions.begin() as session:
         inputs = fetch_inputs(
             session, request, now=backend.operations.clock(), versions=installed_distributions()
         )
@@ -63,13 +66,18 @@ async def upload(
     request: Request,
     response: Response,
     backend: BackendDep,
+    exchange: ExchangeDep,
     # A file's name as the user knew it, shown in listings: no folders, no control characters
     # (PostgreSQL text cannot hold a NUL).
     source_name: Annotated[
         str | None, Query(max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$")
     ] = None,
 ) -> DatasetView:
-    """Import the request body as the next version of ``symbol`` ``timeframe``."""
+    """Import the request body as the next version of ``symbol`` ``timeframe``.
+
+    ``exchange`` (a code such as XNYS, or an alias such as NASDAQ) becomes the symbol's
+    setting; with it, or with the symbol's setting, a worker checks the bars against the
+    exchange's official sessions (``exact_report`` names that operation)."""
     limit = backend.settings.max_upload_bytes
     check_declared_length(request, limit)
     staged = await backend.store.stage(request.stream(), max_bytes=limit)
@@ -84,6 +92,8 @@ async def upload(
             staged=staged,
             source_name=source_name,
             now=backend.operations.clock(),
+            exchange=exchange,
+            add_operation=backend.operations.add,
         )
     finally:
         staged.unlink(missing_ok=True)
@@ -143,8 +153,9 @@ def delete(
     version: VersionQuery = None,
     force: bool = False,
 ) -> list[DatasetView]:
-    """Delete one version (or all); 409 names the models and live operations using it."""
-    return datasets.delete_datasets(
+    """Delete one version (or all); 409 names the models and live operations using it.
+    An exact gap report still being made of a deleted version is cancelled."""
+    deleted = datasets.delete_datasets(
         backend.sessions,
         backend.store,
         symbol=symbol,
@@ -152,3 +163,9 @@ def delete(
         version=version,
         force=force,
     )
+    for view in deleted:
+        status = view.exact_report
+        if status is not None and not status.state.is_terminal:
+            with contextlib.suppress(OperationConflict):  # it finished meanwhile
+                backend.operations.request_cancel(status.operation_id)
+    return deleted

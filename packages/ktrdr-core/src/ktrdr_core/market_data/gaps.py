@@ -14,6 +14,11 @@ every missing bar into one of four kinds:
 Nothing is ever filled in: the report only describes. It is small, JSON-ready
 (``to_dict``) and computed with the standard library, so the backend serves it.
 
+It is a heuristic, and says so (``"method": "heuristic"`` and the calendar it guessed): a
+single missing weekday looks like a holiday to it. When a dataset names its exchange, a
+worker also checks the bars against that exchange's official sessions
+(:mod:`ktrdr_core.market_data.exact`), which a heuristic cannot know.
+
 Calendars
 ---------
 ``MarketCalendar.kind`` is one of
@@ -276,8 +281,10 @@ class GapReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the whole report."""
+        """JSON-ready dict of the whole report; ``method`` is ``"heuristic"``: the calendar
+        was guessed from the data (or given by kind), not read from an exchange."""
         return {
+            "method": "heuristic",
             "timeframe": self.timeframe.value,
             "calendar": self.calendar.to_dict(),
             "first": self.first.strftime("%Y-%m-%dT%H:%M:%SZ") if self.first else None,

@@ -7,6 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ktrdr_core.exchanges import exchange_code
 from ktrdr_core.timeframes import parse_timeframe
 from ktrdr_worker.calendars import CALENDARS
 
@@ -33,6 +34,9 @@ class BacktestConfig:
         allow_short: whether target positions of -1 (short) are accepted.
         calendar: ``"24/7"``, ``"weekdays"``, ``"exchange"``, or None / ``"auto"`` to infer it
             from the data (see ``ktrdr_worker.calendars``).
+        exchange: the exchange the data trades on (``"XNYS"``; the dataset's): its official
+            sessions give the bars per year, and ``calendar`` must then be None, ``"auto"``
+            or ``"exchange"``.
         timeframe: a ktrdr timeframe name (``"1h"``), or None to infer it from the index.
         bars_per_year: explicit annualisation factor (bars in a year); overrides the calendar.
         risk_free_rate: annual risk-free rate (fraction) subtracted in Sharpe and Sortino.
@@ -45,6 +49,7 @@ class BacktestConfig:
     fractional: bool = True
     allow_short: bool = False
     calendar: str | None = None
+    exchange: str | None = None
     timeframe: str | None = None
     bars_per_year: float | None = None
     risk_free_rate: float = 0.0
@@ -72,6 +77,16 @@ class BacktestConfig:
                 f"BacktestConfig.calendar must be 'auto' or one of {', '.join(CALENDARS)}; "
                 f"got {self.calendar!r}"
             )
+        if self.exchange is not None:
+            try:
+                exchange_code(self.exchange)
+            except ValueError as exc:
+                raise ValueError(f"BacktestConfig.exchange: {exc}") from None
+            if self.calendar not in (None, "auto", "exchange"):
+                raise ValueError(
+                    f"BacktestConfig.calendar {self.calendar!r} contradicts exchange "
+                    f"{self.exchange}, whose sessions annualise the metrics"
+                )
         if self.timeframe is not None:
             try:
                 parse_timeframe(self.timeframe)

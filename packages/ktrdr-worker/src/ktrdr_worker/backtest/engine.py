@@ -318,7 +318,7 @@ def run(ohlcv: pd.DataFrame, positions: pd.Series, config: BacktestConfig) -> Ba
         ValueError: bad inputs (see ``validate_inputs``) or config, before any computation.
     """
     inputs = validate_inputs(ohlcv, positions, config)
-    calendar = resolve_calendar(inputs.index, config.timeframe, config.calendar)
+    calendar = resolve_calendar(inputs.index, config.timeframe, config.calendar, config.exchange)
     if config.bars_per_year is not None:
         calendar = replace(calendar, bars_per_year=float(config.bars_per_year))
 

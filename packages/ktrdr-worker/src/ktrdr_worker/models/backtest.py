@@ -140,6 +140,7 @@ def backtest_model(
     backtest: Mapping[str, Any] | None = None,
     out_dir: str | Path | None = None,
     inference: str = "auto",
+    exchange: str | None = None,
 ) -> ModelBacktestOutcome:
     """Backtest a model bundle on one symbol's bars.
 
@@ -149,7 +150,9 @@ def backtest_model(
     bar of the period (UTC; default: the bundle's test period); ``decisions``/``backtest``:
     overrides of the strategy's sections; ``out_dir``: where to write ``report.json``,
     ``equity.png`` and ``equity.svg``; ``inference``: the forward pass (``auto``, ``numpy`` or
-    ``torch``, see ``ktrdr_worker.models.inference.resolve_engine``), recorded in the report.
+    ``torch``, see ``ktrdr_worker.models.inference.resolve_engine``), recorded in the report;
+    ``exchange``: the exchange the data trades on (the dataset's), whose sessions annualise
+    the metrics (None: the calendar is inferred from the bars).
 
     Out: :class:`ModelBacktestOutcome`. Raises :class:`ModelBacktestError` when the data does
     not cover the period with enough warm-up, and ``FeatureMismatchError`` when the features
@@ -209,6 +212,7 @@ def backtest_model(
         fractional=bool(section["fractional"]),
         allow_short=settings.mode == "long_short",
         timeframe=timeframe,
+        exchange=exchange,
     )
     result = run(ohlcv, decided.positions.astype(np.int64), config)
     # Buy-and-hold has one definition (see ktrdr_worker.backtest.metrics): the same bars,

@@ -109,6 +109,12 @@ class Provider(ABC):
         """The provider's spelling of a ktrdr symbol; ProviderError when it cannot be one."""
 
     @abstractmethod
+    def exchange(self, symbol: str) -> str | None:
+        """The exchange code (``ktrdr_core.exchanges``) whose sessions ``symbol`` trades in,
+        as far as the provider knows; None when it does not (the dataset then names none,
+        unless the user does)."""
+
+    @abstractmethod
     def fetch(
         self,
         symbol: str,

@@ -63,6 +63,10 @@ class BinanceProvider(Provider):
     def check_symbol(self, symbol: str) -> str:
         return checked_symbol(self.name, symbol)
 
+    def exchange(self, symbol: str) -> str:
+        """Binance trades every pair around the clock, every day."""
+        return "24/7"
+
     def fetch(
         self,
         symbol: str,

@@ -56,12 +56,14 @@ def plan_windows(
     start: int | None,
     end: int | None,
     now: int,
+    exchange: str | None = None,
 ) -> list[Window]:
     """The ranges to fetch, oldest first (empty: nothing to do).
 
     ``stored``: bar opens already stored (increasing epoch seconds). ``start``/``end``: the
-    requested range (epoch seconds; ``end`` None means ``now``). Raises ValueError when
-    the mode cannot run on what is stored.
+    requested range (epoch seconds; ``end`` None means ``now``). ``exchange``: the series'
+    exchange, whose sessions say which holes a repair fills (None: the heuristic gap
+    report's unexpected ones). Raises ValueError when the mode cannot run on what is stored.
     """
     end_at = _ceil(min(end if end is not None else now, now), timeframe)
     begin = _ceil(start, timeframe) if start is not None else None
@@ -84,9 +86,14 @@ def plan_windows(
             )
         return [Window(begin, stored[0])]
     if mode is FetchMode.REPAIR:
-        report = gap_report(stored, timeframe, max_listed=1_000_000)
+        if exchange is not None:
+            from ktrdr_worker.sessions import exact_gap_report
+
+            holes = exact_gap_report(stored, timeframe, exchange, max_listed=1_000_000).unexpected
+        else:
+            holes = gap_report(stored, timeframe, max_listed=1_000_000).unexpected  # type: ignore[assignment]
         windows = []
-        for gap in report.unexpected:
+        for gap in holes:
             a, b = int(gap.start.timestamp()), int(gap.end.timestamp())
             a = max(a, begin) if begin is not None else a
             b = min(b, end_at) if end is not None else b

@@ -13,6 +13,7 @@ break one; a pacing violation (error 162 saying so) is waited out and retried.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -30,7 +31,9 @@ from ktrdr_worker.providers.base import (
     iso,
 )
 
-__all__ = ["BAR_SIZES", "PAGES", "IbProvider", "PacingGate"]
+__all__ = ["BAR_SIZES", "PAGES", "PRIMARY_EXCHANGES", "IbProvider", "PacingGate"]
+
+log = logging.getLogger("ktrdr_worker.providers")
 
 BAR_SIZES = {
     Timeframe.M1: "1 min",
@@ -56,6 +59,10 @@ PAGES = {
 }
 _CURRENCIES = {"USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK",
                "HKD", "SGD", "MXN", "ZAR", "CNH", "PLN", "CZK", "HUF", "TRY"}  # fmt: skip
+# IB's primary listing exchanges -> the calendar whose sessions they trade: every US equity
+# venue keeps NYSE's sessions. Other names go through ktrdr's exchange codes and aliases.
+PRIMARY_EXCHANGES = {"NYSE": "XNYS", "NASDAQ": "XNYS", "ARCA": "XNYS", "AMEX": "XNYS",
+                     "BATS": "XNYS", "IEX": "XNYS", "ISLAND": "XNYS", "PINK": "XNYS"}  # fmt: skip
 PACING_CODE = 162  # "Historical Market Data Service error message: ..."
 INSTALL_HINT = "pip install 'ktrdr-worker[ib]'"
 
@@ -130,6 +137,32 @@ class IbProvider(Provider):
 
     def check_symbol(self, symbol: str) -> str:
         return checked_symbol(self.name, symbol)
+
+    def exchange(self, symbol: str) -> str | None:
+        """The exchange of a stock from its IB contract details (``primaryExchange``); None
+        for a currency pair: FX trades from Sunday 17:00 New York, not on any exchange's
+        sessions, so its weekend is left to the heuristic report, which learns it."""
+        from ktrdr_core.exchanges import exchange_code
+
+        contract, _ = self.contract(symbol)
+        if contract.secType == "CASH":
+            return None
+        details = self._connected().reqContractDetails(contract)
+        if not details:
+            raise ProviderError(f"ib {symbol}: IB knows no contract details for {contract}")
+        primary = (details[0].contract.primaryExchange or "").upper()
+        code = PRIMARY_EXCHANGES.get(primary)
+        if code is not None:
+            return code
+        try:
+            return exchange_code(primary)
+        except ValueError:
+            log.warning(
+                "ib %s: primary exchange %r has no calendar here; name one with --exchange",
+                symbol,
+                primary,
+            )
+            return None
 
     def contract(self, symbol: str) -> tuple[Any, str]:
         """(ib_async contract, whatToShow): a pair of known currencies is Forex (midpoint

@@ -50,6 +50,7 @@ def run_data_fetch(job: Job) -> DataFetchResult:
             start=_epoch(inputs.start),
             end=_epoch(inputs.end),
             now=now,
+            exchange=inputs.exchange,
         )
     except ValueError as exc:
         raise ProviderError(f"{where} {inputs.mode}: {exc}") from None
@@ -59,6 +60,9 @@ def run_data_fetch(job: Job) -> DataFetchResult:
     holes = []
     try:
         provider.check_symbol(inputs.symbol)
+        # What the provider knows of the symbol's exchange, for the version's exact report
+        # (the backend prefers the exchange asked for, or the symbol's setting).
+        exchange = provider.exchange(inputs.symbol)
         done = 0
         for i, window in enumerate(windows, 1):
             job.check()
@@ -121,4 +125,5 @@ def run_data_fetch(job: Job) -> DataFetchResult:
     }
     if inputs.mode.value == "repair":
         summary["holes"] = holes
-    return DataFetchResult(data_sha256=sha, summary=summary)
+    summary["provider_exchange"] = exchange
+    return DataFetchResult(data_sha256=sha, summary=summary, exchange=exchange)

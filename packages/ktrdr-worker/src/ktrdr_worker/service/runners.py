@@ -1,5 +1,6 @@
 """The jobs a worker runs: train a strategy (training workers); backtest a model, fetch
-market data, stitch a walk-forward's report (backtest workers). ``RUNNERS`` maps each
+market data, stitch a walk-forward's report, check a dataset against its exchange's
+sessions (backtest workers). ``RUNNERS`` maps each
 operation kind to its job; ``ktrdr_core.protocol.SERVED_BY`` says which worker takes it.
 
 Each takes a :class:`~ktrdr_worker.service.job.Job` and returns the result to complete the
@@ -22,6 +23,8 @@ from ktrdr_core.protocol import (
     BacktestInputs,
     BacktestResult,
     DataFetchResult,
+    GapReportInputs,
+    GapReportResult,
     OperationKind,
     TrainingInputs,
     TrainingResult,
@@ -36,6 +39,7 @@ __all__ = [
     "Runner",
     "run_backtest",
     "run_data_fetch",
+    "run_gap_report",
     "run_training",
     "run_walkforward_report",
 ]
@@ -43,7 +47,8 @@ __all__ = [
 log = logging.getLogger("ktrdr_worker.service")
 
 Runner = Callable[
-    [Job], TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult
+    [Job],
+    TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult | GapReportResult,
 ]
 
 # Progress (percent) given to the phases around the computing.
@@ -165,6 +170,12 @@ def run_backtest(job: Job) -> BacktestResult:
             "operation produces one report for one symbol, so only single-symbol models "
             "can be backtested for now"
         )
+    exchanges = sorted({ref.exchange or "none" for ref in inputs.data})
+    if len(exchanges) != 1:
+        raise BacktestJobError(
+            f"{symbols[0]}'s data names different exchanges ({', '.join(exchanges)}): one "
+            f"calendar annualises a backtest; set one with `ktrdr data exchange {symbols[0]} CODE`"
+        )
     job.progress(0.0, f"downloading model {inputs.model_id} and data", now=True)
     bundle = job.fetch(inputs.bundle_sha256, keep=tuple(ref.checksum for ref in inputs.data))
     frames = job.load_data(inputs.data)
@@ -179,6 +190,7 @@ def run_backtest(job: Job) -> BacktestResult:
         backtest=inputs.settings or None,
         out_dir=job.workdir / "report",
         inference=job.inference,
+        exchange=inputs.data[0].exchange,
     )
     job.check(finishing=True)
     job.progress(90.0, "uploading the report and charts", now=True)
@@ -263,6 +275,27 @@ def run_walkforward_report(job: Job) -> WalkforwardReportResult:
     )
 
 
+def run_gap_report(job: Job) -> GapReportResult:
+    """Download one dataset version and check its bars against its exchange's official
+    sessions (``ktrdr_worker.sessions.exact_gap_report``); the report is the result."""
+    from ktrdr_worker.sessions import exact_gap_report
+
+    inputs = job.claim.inputs
+    if not isinstance(inputs, GapReportInputs):
+        raise TypeError(f"a gap-report job got {inputs.kind} inputs")
+    ref = inputs.dataset
+    what = f"{ref.symbol} {ref.timeframe.value} v{ref.version}"
+    if ref.exchange is None:
+        raise BacktestJobError(f"{what} names no exchange: nothing to check its bars against")
+    job.progress(0.0, f"downloading {what}", now=True)
+    frame = job.load_data([ref])[ref.symbol]
+    job.check()
+    job.progress(50.0, f"checking {what} against the sessions of {ref.exchange}", now=True)
+    report = exact_gap_report(frame.index, ref.timeframe, ref.exchange)
+    job.check(finishing=True)
+    return GapReportResult(report=report)
+
+
 def warm_up(kind: OperationKind) -> None:
     """Pay a kind's one-off import costs before registering, not inside the first job's lease.
 
@@ -282,4 +315,5 @@ RUNNERS: dict[OperationKind, Runner] = {
     OperationKind.BACKTEST: run_backtest,
     OperationKind.DATA_FETCH: run_data_fetch,
     OperationKind.WALKFORWARD_REPORT: run_walkforward_report,
+    OperationKind.GAP_REPORT: run_gap_report,
 }
