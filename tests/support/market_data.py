@@ -84,3 +84,15 @@ def nyse_opens(
                 t += timedelta(minutes=step_minutes)
         day += timedelta(days=1)
     return opens
+
+
+def goog_daily_csv(dest: Path, *, without: tuple[str, ...] = ()) -> Path:
+    """GOOG's real daily bars as the `backtesting` wheel ships them: every NYSE session from
+    2004-08-19 to 2013-03-01 (2,148 bars), less the sessions in ``without`` (YYYY-MM-DD),
+    removed on purpose to make holes a calendar must find."""
+    lines = packaged_csv("GOOG.csv").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(tuple(without))]
+    missing = len(lines) - len(kept)
+    assert missing == len(without), f"GOOG.csv lacks some of {without}"
+    dest.write_text("".join(kept))
+    return dest

@@ -458,10 +458,9 @@ class KtrdrClient:
     def set_exchange(self, symbol: str, exchange: str | None) -> SymbolView:
         """Set (None: clear) a symbol's exchange; the newest version of each of its
         timeframes is checked against it (``SymbolView.queued`` names those operations)."""
-        body = SymbolSettings(exchange=exchange)
-        return self._model(
-            SymbolView, "PUT", f"/symbols/{_seg(symbol, 'symbol')}", json=self._body(body)
-        )
+        # Every field sent, null included: a null exchange is what clears it.
+        body = SymbolSettings(exchange=exchange).model_dump(mode="json")
+        return self._model(SymbolView, "PUT", f"/symbols/{_seg(symbol, 'symbol')}", json=body)
 
     def get_symbol(self, symbol: str) -> SymbolView:
         """A symbol's settings; ApiError 404 when it has none."""
