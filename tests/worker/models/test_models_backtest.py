@@ -86,3 +86,20 @@ def test_a_period_over_the_training_data_is_recorded_as_in_sample(planted_outcom
     )
     assert inside.period == "custom"
     assert inside.in_sample == ["train", "validation"]
+
+
+def test_the_datas_exchange_annualises_the_report(planted_outcome, planted_data):
+    """A dataset that names its exchange is annualised by that exchange's sessions (here the
+    around-the-clock 24/7 calendar over the planted hourly market's years), not by a guess."""
+    from ktrdr_worker.sessions import exchange_year
+
+    inferred = load_backtest_report(backtest_model(planted_outcome.bundle, planted_data).report)
+    named = load_backtest_report(
+        backtest_model(planted_outcome.bundle, planted_data, exchange="24/7").report
+    )
+    year = exchange_year("24/7", "1h", planted_data.index[0], planted_data.index[-1])
+    assert named.calendar["exchange"] == "24/7" and named.calendar["calendar"] == "exchange"
+    assert named.calendar["bars_per_year"] == year.bars_per_year
+    assert inferred.calendar["exchange"] is None
+    ratio = (year.bars_per_year / inferred.calendar["bars_per_year"]) ** 0.5
+    assert named.metrics["sharpe"] == pytest.approx(inferred.metrics["sharpe"] * ratio)

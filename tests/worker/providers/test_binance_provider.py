@@ -147,3 +147,8 @@ def test_near_the_weight_limit_it_waits_for_the_next_minute(binance):
 def test_unknown_provider_names_the_known_ones():
     with pytest.raises(ProviderError, match="unknown provider 'kraken'; known: binance, ib"):
         make_provider("kraken", {})
+
+
+def test_binance_trades_around_the_clock(binance):
+    source, _ = provider(binance)
+    assert source.exchange("BTCUSDT") == "24/7" and binance.requests == []

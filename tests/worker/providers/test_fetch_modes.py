@@ -77,6 +77,21 @@ def test_repair_leaves_weekends_of_a_weekday_market_alone():
     assert windows == [Window(monday + 9 * 86_400 + 10 * H, monday + 9 * 86_400 + 13 * H, 3)]
 
 
+def test_repair_with_an_exchange_asks_for_the_sessions_the_heuristic_calls_holidays():
+    # Daily NYSE-like bars of May 2012 (Memorial Day, the 28th, closed) less Wednesday the
+    # 16th: a lone missing weekday, a holiday to the heuristic, a hole to the exchange.
+    days = [datetime(2012, 5, d, tzinfo=UTC) for d in range(1, 32)]
+    stamps = [int(d.timestamp()) for d in days if d.weekday() < 5 and d.day not in (16, 28)]
+    now = stamps[-1] + 3 * 86_400
+    heuristic = plan_windows(FetchMode.REPAIR, Timeframe.D1, stamps, start=None, end=None,
+                             now=now)  # fmt: skip
+    exact = plan_windows(FetchMode.REPAIR, Timeframe.D1, stamps, start=None, end=None, now=now,
+                         exchange="XNYS")  # fmt: skip
+    assert heuristic == []
+    wednesday = int(datetime(2012, 5, 16, tzinfo=UTC).timestamp())
+    assert exact == [Window(wednesday, wednesday + 86_400, 1)]
+
+
 def bar(t: int, close: float = 10.0, volume: float = 5.0) -> Bar:
     return Bar(t, 10.0, 11.0, 9.0, close, volume)
 

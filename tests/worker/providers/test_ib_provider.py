@@ -38,6 +38,13 @@ class FakeIB:
     def disconnect(self) -> None:
         self.connected = False
 
+    def reqContractDetails(self, contract):
+        primary = {"AAPL": "NASDAQ", "SHEL": "LSE", "ODD": "MOON"}.get(contract.symbol)
+        if primary is None:
+            return []
+        listed = ib_async.Stock(contract.symbol, "SMART", "USD", primaryExchange=primary)
+        return [ib_async.ContractDetails(contract=listed)]
+
     def qualifyContracts(self, contract):
         if contract.symbol in ("NOPE",):
             return []
@@ -189,3 +196,14 @@ def test_missing_ib_async_says_how_to_install(monkeypatch):
     source = make_provider("ib", {})
     with pytest.raises(ProviderError, match=r"pip install 'ktrdr-worker\[ib\]'"):
         source.fetch("AAPL", Timeframe.H1, T0, T0 + 5 * H, now=T0 + 9 * H)
+
+
+def test_the_contract_details_name_the_exchange():
+    source = provider(FakeIB({}))
+    assert source.exchange("AAPL") == "XNYS"  # every US venue keeps NYSE's sessions
+    assert source.exchange("SHEL") == "XLON"  # an exchange_calendars alias
+    assert source.exchange("ODD") is None  # a venue without a calendar: none is claimed
+    # FX trades from Sunday 17:00 New York on no exchange's sessions: left to the heuristic.
+    assert source.exchange("EURUSD") is None
+    with pytest.raises(ProviderError, match="IB knows no contract details for"):
+        source.exchange("NOPE")
