@@ -1,8 +1,11 @@
 """Installed footprint of each distribution, from the lock, as an image would install it.
 
 One fresh environment per distribution (non-editable, no dev tools, CPU torch for
-the worker), built by scripts/setup-env. Prints a table and exits 1 when a
-target is missed; the targets decide how small the images can be.
+the training worker), built by scripts/setup-env; plus the backtest worker's environment
+(ktrdr-worker with the torch-free profile of scripts/install_profile.py: no torch, scipy or
+scikit-learn), what the ktrdr-worker-cpu image installs before it drops pandas' and numpy's
+test suites. Prints a table and exits 1 when a target is missed; the targets decide how small
+the images can be.
 
     python bench/footprint.py [--keep DIR]
 """
@@ -18,7 +21,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS_MB = {"ktrdr-core": 20, "ktrdr-cli": 40, "ktrdr-api": 70, "ktrdr-worker": None}
+# row -> (distribution, extra scripts/setup-env arguments, target in MB or None: report only)
+ROWS: dict[str, tuple[str, tuple[str, ...], int | None]] = {
+    "ktrdr-core": ("ktrdr-core", (), 20),
+    "ktrdr-cli": ("ktrdr-cli", (), 40),
+    "ktrdr-api": ("ktrdr-api", (), 70),
+    "ktrdr-worker": ("ktrdr-worker", (), None),
+    "ktrdr-worker torch-free": ("ktrdr-worker", ("--torch-free",), None),
+}
 # Installer tooling is not part of what the distribution needs.
 NOT_COUNTED = ("pip", "setuptools", "_distutils_hack", "distutils-precedence.pth")
 
@@ -45,10 +55,10 @@ def measure(env: Path) -> tuple[int, float, bool]:
     return dists, total / 1e6, (site / "torch").is_dir()
 
 
-def build(member: str, env: Path) -> float:
+def build(member: str, env: Path, extra: tuple[str, ...] = ()) -> float:
     started = time.perf_counter()
     result = subprocess.run(
-        [str(ROOT / "scripts" / "setup-env"), "--package", member],
+        [str(ROOT / "scripts" / "setup-env"), "--package", member, *extra],
         env=dict(os.environ, UV_PROJECT_ENVIRONMENT=str(env)),
         capture_output=True,
         text=True,
@@ -65,14 +75,14 @@ def main() -> int:
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="ktrdr-footprint-"))
     rows = []
-    for member, target in TARGETS_MB.items():
-        env = base / member
-        seconds = build(member, env)
+    for label, (member, extra, target) in ROWS.items():
+        env = base / (member + "".join(extra).replace("--", "-"))
+        seconds = build(member, env, extra)
         dists, size, torch = measure(env)
         ok = target is None or size <= target
-        rows.append((member, dists, size, torch, target, ok, seconds))
+        rows.append((label, dists, size, torch, target, ok, seconds))
 
-    header = f"{'distribution':<14} {'packages':>8} {'site-packages MB':>17} {'torch':>6} "
+    header = f"{'environment':<23} {'packages':>8} {'site-packages MB':>17} {'torch':>6} "
     header += f"{'target MB':>10} {'result':>7} {'build s':>8}"
     print(header)
     print("-" * len(header))
@@ -80,7 +90,7 @@ def main() -> int:
         target_text = f"≤ {target}" if target is not None else "report"
         result = "PASS" if ok else "FAIL"
         print(
-            f"{member:<14} {dists:>8} {size:>17.1f} {'yes' if torch else 'no':>6} "
+            f"{member:<23} {dists:>8} {size:>17.1f} {'yes' if torch else 'no':>6} "
             f"{target_text:>10} {result:>7} {seconds:>8.1f}"
         )
     if not args.keep:

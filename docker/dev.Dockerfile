@@ -33,6 +33,8 @@ RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip \
     && ln -s /opt/uv/bin/uv /usr/local/bin/uv
 WORKDIR /workspace
 COPY pyproject.toml uv.lock ./
+# What the lock holds but this image leaves out: one list, shared with scripts/setup-env.
+COPY scripts/install_profile.py scripts/lock_boundaries.py scripts/
 COPY packages/ktrdr-core/pyproject.toml packages/ktrdr-core/
 COPY packages/ktrdr-api/pyproject.toml packages/ktrdr-api/
 COPY packages/ktrdr-worker/pyproject.toml packages/ktrdr-worker/
@@ -40,7 +42,7 @@ COPY packages/ktrdr-cli/pyproject.toml packages/ktrdr-cli/
 # Every member's dependencies and the dev group, minus the CUDA build; then CPU torch.
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
     if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi; \
-    python3 -c 'import tomllib; [print("--no-install-package", p["name"]) for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] in ("torch", "triton") or p["name"].startswith(("nvidia-", "cuda-"))]' \
+    python3 scripts/install_profile.py cpu-torch \
     | xargs uv sync --frozen --all-packages --group dev --no-install-workspace
 # Declared here, not above: a new index URL re-runs only this step, not the sync above.
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
@@ -52,7 +54,7 @@ RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
 COPY packages packages
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
     if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi; \
-    python3 -c 'import tomllib; [print("--no-install-package", p["name"]) for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] in ("torch", "triton") or p["name"].startswith(("nvidia-", "cuda-"))]' \
+    python3 scripts/install_profile.py cpu-torch \
     | xargs uv sync --frozen --inexact --all-packages --group dev \
     && /opt/venv/bin/python -c "import torch, sys; sys.exit('ktrdr-dev: torch has CUDA' if torch.version.cuda else 0)" \
     && /opt/venv/bin/ktrdr --help >/dev/null

@@ -50,7 +50,15 @@ def backend_image(docker_daemon, build_logs) -> str:
 
 
 @pytest.fixture(scope="session")
-def worker_cpu_image(docker_daemon, build_logs, tmp_path_factory) -> str:
+def worker_cpu_image(docker_daemon, build_logs) -> str:
+    """ktrdr-worker-cpu: the torch-free backtest worker (no CPU torch wheel needed)."""
+    with ds.phase("build ktrdr-worker-cpu"):
+        return ds.build("ktrdr-worker-cpu", "worker-cpu.Dockerfile", {}, build_logs)
+
+
+@pytest.fixture(scope="session")
+def worker_cpu_training_image(docker_daemon, build_logs, tmp_path_factory) -> str:
+    """ktrdr-worker-cpu-training: the training worker with the CPU torch, served on loopback."""
     with ds.phase("CPU torch wheel"):
         try:
             wheel = ds.cpu_torch_wheel()
@@ -58,15 +66,23 @@ def worker_cpu_image(docker_daemon, build_logs, tmp_path_factory) -> str:
             unavailable(str(exc))
     index = ds.serve_wheels(wheel, tmp_path_factory.mktemp("torch-index"))
     try:
-        with ds.phase("build ktrdr-worker-cpu"):
+        with ds.phase("build ktrdr-worker-cpu-training"):
             return ds.build(
-                "ktrdr-worker-cpu",
-                "worker-cpu.Dockerfile",
+                "ktrdr-worker-cpu-training",
+                "worker-cpu-training.Dockerfile",
                 {"TORCH_CPU_INDEX": index.url},
                 build_logs,
             )
     finally:
         index.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_gpu_image(docker_daemon, build_logs) -> str:
+    """ktrdr-worker-gpu, as the lock resolves it (about 3 GB of CUDA wheels from PyPI): only
+    the opt-in tests (KTRDR_TEST_GPU_IMAGE=1, tests/images/test_gpu_image.py) ask for it."""
+    with ds.phase("build ktrdr-worker-gpu"):
+        return ds.build("ktrdr-worker-gpu", "worker-gpu.Dockerfile", {}, build_logs)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -76,10 +92,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(f"  {name:<44} {seconds:7.1f} s")
     if ds.SIZES:
         terminalreporter.section("image sizes")
-        header = f"  {'image':<18} {'total':>10} {'- base':>10} {'- torch+numeric':>16}  target"
+        header = f"  {'image':<26} {'total':>10} {'- base':>10} {'- torch+numeric':>16}  target"
         terminalreporter.write_line(header)
         for row in ds.SIZES:
             terminalreporter.write_line(
-                f"  {row['image']:<18} {ds.mb(row['total']):>10} {ds.mb(row['minus_base']):>10} "
+                f"  {row['image']:<26} {ds.mb(row['total']):>10} {ds.mb(row['minus_base']):>10} "
                 f"{ds.mb(row['minus_numeric']):>16}  {row['target']}"
             )

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import tomllib
+
+import install_profile
 import pytest
 
 from tests.support import docker as ds
 
 pytestmark = pytest.mark.slow  # builds images
 
-# image fixture -> (expected command, size rule)
+# image fixture -> expected command
 IMAGES = {
     "backend_image": ["ktrdr-api", "serve"],
-    "worker_cpu_image": ["ktrdr-worker", "training"],
+    "worker_cpu_image": ["ktrdr-worker", "backtest"],
+    "worker_cpu_training_image": ["ktrdr-worker", "training"],
 }
-# docs: ../shared/DESIGN.md §5 and issue 8. The backend: at most base + 80 MB. The CPU worker:
-# at most 100 MB beyond the base, torch and the numeric stack. The seed's images, for scale.
+# docs: ../shared/DESIGN.md §5, issues 8 and 18. The backend: at most base + 80 MB. The
+# torch-free backtest worker: at most 300 MB in all, base included. The CPU training worker:
+# at most 100 MB beyond the base, torch and the numeric stack. The original system's targets
+# and what it reached, for scale.
 BACKEND_MAX_OVER_BASE = 80e6
-WORKER_MAX_OVER_NUMERIC = 100e6
-SEED = {"ktrdr-backend": "seed 534 MB", "ktrdr-worker-cpu": "seed 1.35 GB"}
+WORKER_CPU_MAX_TOTAL = 300e6
+TRAINING_MAX_OVER_NUMERIC = 100e6
+ORIGINAL = {
+    "ktrdr-backend": "original: target 200-300 MB, reached 534 MB",
+    "ktrdr-worker-cpu": "original: target 500 MB, reached 1.35 GB",
+    "ktrdr-worker-cpu-training": "original: no such image (its CPU worker: 1.35 GB)",
+}
+# Import names (top level of site-packages) the torch-free image must not hold.
+TORCH_FREE_FORBIDDEN = ("torch", "scipy", "sklearn", "triton", "nvidia", "sympy", "cuda")
 
 
 @pytest.fixture(scope="module", params=sorted(IMAGES))
@@ -86,31 +99,71 @@ def test_backend_holds_no_worker_and_no_numeric_stack(backend_image, scans):
     assert not found, found[:10]
 
 
-def test_sizes_meet_targets(backend_image, worker_cpu_image):
+def test_worker_cpu_holds_no_torch_scipy_sklearn_or_cuda(worker_cpu_image, scans):
+    """Every layer of the backtest image, not just its final file system: no torch, scipy,
+    scikit-learn, triton or nvidia-* package, nor any distribution the torch-free profile of
+    scripts/install_profile.py leaves out."""
+    scan, _ = layer_scan(worker_cpu_image, scans)
+    entries = ds.site_packages_entries(scan)
+    assert "numpy" in entries and "pandas" in entries and "talib" in entries, sorted(entries)
+    found = sorted(
+        e for e in entries if e.split("-")[0].split(".")[0].lower() in TORCH_FREE_FORBIDDEN
+    )
+    assert not found, found
+    lock = tomllib.loads((ds.ROOT / "uv.lock").read_text())
+    left_out = set(install_profile.left_out(lock, "torch-free"))
+    assert not ds.distribution_names(entries) & left_out
+    # What the trim removed is only what no import path reads.
+    assert not [e for e in scan.paths() if "site-packages/pandas/tests/" in e][:1]
+    assert not [e for e in scan.paths() if e.endswith("talib/_ta_lib.c")]
+
+
+def test_worker_cpu_training_carries_the_cpu_torch_and_no_cuda(worker_cpu_training_image, scans):
+    scan, _ = layer_scan(worker_cpu_training_image, scans)
+    entries = ds.site_packages_entries(scan)
+    assert {"torch", "scipy", "sklearn", "numpy", "pandas", "talib"} <= entries
+    cuda = sorted(e for e in entries if e.startswith(("nvidia", "triton", "cuda")))
+    assert not cuda, cuda
+    out = ds.docker(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        worker_cpu_training_image,
+        "python3",
+        "-c",
+        "import torch; print(torch.__version__, torch.version.cuda)",
+    ).stdout.split()
+    assert out == [f"{ds.locked_version('torch')}+cpu", "None"], out
+
+
+def test_sizes_meet_targets(backend_image, worker_cpu_image, worker_cpu_training_image):
     base = ds.inspect(ds.BASE_IMAGE)["Size"]
     numeric = ds.numeric_distributions()
     failures = []
-    for tag in (backend_image, worker_cpu_image):
+    for tag in (backend_image, worker_cpu_image, worker_cpu_training_image):
         name = tag.split("/")[-1].split(":")[0]
         total = ds.inspect(tag)["Size"]
         stack = sum(ds.installed_bytes(tag, numeric).values())
         if name == "ktrdr-backend":
-            target, ok = (
-                f"<= base + {ds.mb(BACKEND_MAX_OVER_BASE)}",
-                total - base <= BACKEND_MAX_OVER_BASE,
-            )
+            target = f"<= base + {ds.mb(BACKEND_MAX_OVER_BASE)}"
+            ok = total - base <= BACKEND_MAX_OVER_BASE
+        elif name == "ktrdr-worker-cpu":
+            target = f"<= {ds.mb(WORKER_CPU_MAX_TOTAL)} in all"
+            ok = total <= WORKER_CPU_MAX_TOTAL
         else:
-            target = f"- torch+numeric <= {ds.mb(WORKER_MAX_OVER_NUMERIC)}"
-            ok = total - base - stack <= WORKER_MAX_OVER_NUMERIC
+            target = f"- torch+numeric <= {ds.mb(TRAINING_MAX_OVER_NUMERIC)}"
+            ok = total - base - stack <= TRAINING_MAX_OVER_NUMERIC
         ds.SIZES.append(
             {
                 "image": name,
                 "total": total,
                 "minus_base": total - base,
                 "minus_numeric": total - base - stack,
-                "target": f"{target} ({SEED[name]}){'' if ok else '  FAIL'}",
+                "target": f"{target} ({ORIGINAL[name]}){'' if ok else '  FAIL'}",
             }
         )
+        print(f"{name}: {ds.mb(total)} in all, {ds.mb(total - base)} beyond the base; {target}")
         if not ok:
             failures.append(f"{name}: {ds.mb(total)} in all, target {target}")
     ds.SIZES.append(

@@ -29,6 +29,7 @@ def test_every_image_has_a_dockerfile():
     assert names == {
         "backend.Dockerfile",
         "worker-cpu.Dockerfile",
+        "worker-cpu-training.Dockerfile",
         "worker-gpu.Dockerfile",
         "dev.Dockerfile",
     }

@@ -1,13 +1,13 @@
-"""compose/local.yml run for real: the backend and both CPU workers from the built images, on
-the host network (containers here never talk over a bridge), through one training and one
-backtest; and the CPU worker image refusing to start without torch."""
+"""compose/local.yml run for real: the backend, the training worker from
+ktrdr-worker-cpu-training and the backtest worker from the torch-free ktrdr-worker-cpu, on the
+host network (containers here never talk over a bridge), through one training and one model
+backtest; and the torch-free image refusing to start a training worker."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import textwrap
 import time
 
 import pytest
@@ -15,6 +15,7 @@ import yaml
 
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.protocol import OperationState, WorkerStatus
+from ktrdr_worker.models.dependencies import BACKTEST_IMAGE, TRAINING_IMAGES
 from tests.support import docker as ds
 from tests.support.market_data import eurusd_csv
 from tests.support.ports import free_port
@@ -114,7 +115,7 @@ class ComposeStack:
 
 
 @pytest.fixture
-def stack(backend_image, worker_cpu_image, tmp_path):
+def stack(backend_image, worker_cpu_image, worker_cpu_training_image, tmp_path):
     compose = ComposeStack(tmp_path, free_port())
     try:
         with ds.phase("compose up (containers created)"):
@@ -177,51 +178,29 @@ def test_local_stack_trains_and_backtests(stack, tmp_path):
         assert tested.state == OperationState.COMPLETED, f"{tested.error}\n{stack.logs()}"
         report = client.backtest_report(backtest.operation_id)
         assert report["symbol"] == "EURUSD" and report["bars"] > 100
+        assert report["inference"] == "numpy"  # the torch-free backtest worker ran it
         assert len(report["equity"]) == report["bars"]
-    # The containers ran the images under test, not something pulled.
-    assert f"{ds.REGISTRY}/ktrdr-backend:{ds.TAG}" in stack.file.read_text()
+    # The containers ran the images under test, not something pulled: the backtest ran on
+    # the torch-free image, without torch.
+    services = yaml.safe_load(stack.file.read_text())["services"]
+    assert services["backend"]["image"] == f"{ds.REGISTRY}/ktrdr-backend:{ds.TAG}"
+    assert (
+        services["training-worker"]["image"] == f"{ds.REGISTRY}/ktrdr-worker-cpu-training:{ds.TAG}"
+    )
+    assert services["backtest-worker"]["image"] == f"{ds.REGISTRY}/ktrdr-worker-cpu:{ds.TAG}"
 
 
-BLOCK_TORCH = "raise ImportError('torch blocked by the image test')\n"
-
-
-def test_worker_without_torch_exits_at_once_naming_the_images(worker_cpu_image, tmp_path):
-    """torch made unimportable (a shadowing package first on sys.path): the worker stops
-    before registering, with exactly the message of validate_ml_dependencies()."""
-    blocker = tmp_path / "block" / "torch"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text(BLOCK_TORCH)
-    os.chmod(tmp_path, 0o755)
-    os.chmod(tmp_path / "block", 0o755)
-    # The message the worker code itself produces for the same failure, computed here.
-    expected = subprocess.run(
-        [
-            str(ds.VENV_BIN / "python"),
-            "-c",
-            textwrap.dedent("""
-            from ktrdr_worker.models.dependencies import validate_ml_dependencies
-            from ktrdr_worker.runtime import TorchUnavailableError
-            try:
-                validate_ml_dependencies()
-            except TorchUnavailableError as exc:
-                print(exc)
-            """),
-        ],
-        capture_output=True,
-        text=True,
-        env=process_env({"PYTHONPATH": str(tmp_path / "block")}),
-        timeout=120,
-    ).stdout.strip()
-    assert "ktrdr-worker-cpu" in expected and "torch blocked" in expected, expected
+def test_torch_free_image_refuses_a_training_worker_naming_the_training_images(
+    worker_cpu_image,
+):
+    """`ktrdr-worker training` on the image without torch stops before registering (nothing
+    listens at the backend's address), with validate_ml_dependencies()'s message: a training
+    worker needs torch, run one of the training images."""
     result = ds.docker(
         "run",
         "--rm",
         "--network",
         "host",
-        "-v",
-        f"{tmp_path / 'block'}:/block:ro",
-        "-e",
-        "PYTHONPATH=/block",
         "-e",
         "KTRDR_API_URL=http://127.0.0.1:9",
         worker_cpu_image,
@@ -231,4 +210,14 @@ def test_worker_without_torch_exits_at_once_naming_the_images(worker_cpu_image, 
         check=False,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"ktrdr-worker: {expected}" in result.stderr, result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("ktrdr-worker: torch cannot be imported"), result.stderr
+    assert "No module named 'torch'" in message, message
+    assert "a training worker needs torch" in message, message
+    for image in TRAINING_IMAGES:
+        assert image in message, message
+    assert f"the {BACKTEST_IMAGE} image has no torch" in message, message
+    # The same image starts its own role's check: the backtest worker's dependencies are all
+    # there, and it computes with numpy.
+    check = ds.docker("run", "--rm", "--network", "host", worker_cpu_image, "ktrdr-worker", "check")
+    assert json.loads(check.stdout)["torch"] is None, check.stdout

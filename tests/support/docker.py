@@ -6,7 +6,8 @@
   reused when one already answers; left running afterwards, like a system service, so that
   concurrent or later test runs share it and its build cache;
 - the base image (scripts/docker-base: debootstrap bookworm + Python 3.11, cached);
-- the CPU torch wheel of the locked version, served on loopback as a PEP 503 index;
+- the CPU torch wheel of the locked version, served on loopback as a PEP 503 index (for the
+  CPU training image; the torch-free ktrdr-worker-cpu needs none);
 - BuildKit builds through the Debian docker client (20.10) with host networking and the
   machine's CA bundle as a build secret.
 
@@ -345,6 +346,29 @@ def scan_layers(tag: str, needles: dict[str, bytes], max_file_bytes: int = 4 << 
     if proc.wait() != 0:
         raise AssertionError(f"docker save {tag} failed")
     return scan
+
+
+SITE_PACKAGES = "opt/venv/lib/python3.11/site-packages/"
+
+
+def site_packages_entries(scan: LayerScan) -> set[str]:
+    """The top-level names in the image's site-packages (``torch``, ``numpy-2.4.6.dist-info``),
+    over every layer."""
+    return {
+        path[len(SITE_PACKAGES) :].split("/")[0]
+        for path in scan.paths()
+        if path.startswith(SITE_PACKAGES) and len(path) > len(SITE_PACKAGES)
+    }
+
+
+def distribution_names(entries: set[str]) -> set[str]:
+    """The installed distributions' names as the lock spells them, from their .dist-info
+    folders (``scikit_learn-1.7.dist-info`` -> ``scikit-learn``)."""
+    return {
+        entry.removesuffix(".dist-info").rsplit("-", 1)[0].replace("_", "-").lower()
+        for entry in entries
+        if entry.endswith(".dist-info")
+    }
 
 
 def pem_certificates(text: str) -> list[str]:
