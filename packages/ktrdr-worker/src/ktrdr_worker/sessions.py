@@ -37,7 +37,6 @@ __all__ = [
     "SessionsError",
     "exact_gap_report",
     "exchange_year",
-    "expected_bars",
 ]
 
 MAX_LISTED = 200
@@ -145,18 +144,6 @@ def _as_epochs(timestamps: Sequence[int] | np.ndarray | pd.DatetimeIndex) -> np.
 
 def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(int(epoch), tz=UTC)
-
-
-def expected_bars(
-    exchange: str, timeframe: Timeframe | str, first: datetime, last: datetime
-) -> np.ndarray:
-    """The bar opens (epoch seconds, increasing) the sessions of ``exchange`` hold from
-    ``first`` to ``last`` (bar opens, inclusive). Raises UnknownExchange or SessionsError."""
-    tf = parse_timeframe(timeframe)
-    code = exchange_code(exchange)
-    lo, hi = int(first.timestamp()), int(last.timestamp())
-    slots = _slots(_calendar(code, first.date(), last.date()), tf)
-    return slots.opens[(slots.opens >= lo) & (slots.opens <= hi)]
 
 
 def exact_gap_report(
