@@ -83,8 +83,7 @@ def test_gpu_image_size_against_the_original_target(worker_gpu_image):
             "total": total,
             "minus_base": total - base,
             "minus_numeric": total - base - stack,
-            "target": f"original: target {ds.mb(ORIGINAL_TARGET)} ({verdict}), reached 5.42 GB "
-            "here before triton left",
+            "target": f"original: target {ds.mb(ORIGINAL_TARGET)} ({verdict}); 5.42 GB with triton",
         }
     )
     print(f"ktrdr-worker-gpu: {ds.mb(total)} in all against the original's 3.3 GB target")

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lock_boundaries import reachable
+
 from tests.support.leftovers import outlives_the_run, outliving_env
 from tests.support.processes import BIN
 
@@ -422,21 +424,13 @@ NUMERIC_ROOTS = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "ta-lib")
 
 def numeric_distributions() -> list[str]:
     """torch and the numeric stack as the lock installs them: the dependency closure of
-    NUMERIC_ROOTS, minus what ktrdr-core needs anyway (pydantic, httpx, ...)."""
+    NUMERIC_ROOTS (extras included: torch reaches the nvidia-* runtime through cuda-toolkit's
+    extras), minus what ktrdr-core needs anyway (pydantic, httpx, ...)."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    deps = {p["name"]: [d["name"] for d in p.get("dependencies", [])] for p in lock["package"]}
-
-    def closure(start: tuple[str, ...]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(start)
-        while todo:
-            name = todo.pop()
-            if name not in seen and name in deps:
-                seen.add(name)
-                todo += deps[name]
-        return seen
-
-    return sorted(closure(NUMERIC_ROOTS) - closure(("ktrdr-core",)))
+    numeric: set[str] = set()
+    for root in NUMERIC_ROOTS:
+        numeric |= set(reachable(lock, root))
+    return sorted(numeric - set(reachable(lock, "ktrdr-core")))
 
 
 # Run inside an image: bytes installed for each named distribution (its RECORD plus the
