@@ -7,7 +7,8 @@
 # Behind a TLS-intercepting proxy add: --secret id=ca,src=/path/to/ca-bundle.crt
 # Built for linux/amd64 only. The build fails if the installed torch has no CUDA, or if
 # triton is installed: the gpu profile of scripts/install_profile.py leaves it out (700 MB,
-# used only by torch.compile, which no training path calls).
+# used only by torch.compile, which no training path calls; keeping it is a one-line change
+# there).
 # KTRDR_WORKER_REQUIRE_GPU=1: `ktrdr-worker training` refuses to start when no CUDA device
 # is visible (a container started without --gpus), instead of training slowly on the CPU.
 
@@ -50,14 +51,17 @@ RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths
     && rm -rf "$site/pandas/tests" \
     && find "$site/numpy" "$site/scipy" "$site/sklearn" -type d -name tests -prune -exec rm -rf {} + \
     && find "$site" -type f \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
-# The torch build, checked in the build (no GPU needed): the locked version, built with CUDA.
+# The torch build, checked in the build (no GPU needed): the locked version, built with CUDA;
+# and nothing the gpu profile leaves out (triton) installed.
 RUN /opt/venv/bin/python -c 'import sys, tomllib, torch; \
 locked = next(p["version"] for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "torch"); \
 sys.exit(f"ktrdr-worker-gpu: torch {torch.__version__} installed, the lock says {locked}") if torch.__version__.split("+")[0] != locked else None; \
 sys.exit(f"ktrdr-worker-gpu: torch {torch.__version__} has no CUDA; this image must carry the CUDA build from the lock") if torch.version.cuda is None else None; \
-import importlib.util; \
-sys.exit("ktrdr-worker-gpu: triton is installed; the gpu profile of scripts/install_profile.py leaves it out") if importlib.util.find_spec("triton") is not None else None; \
-print(f"ktrdr-worker-gpu: torch {torch.__version__}, CUDA {torch.version.cuda}, no triton")' \
+print(f"ktrdr-worker-gpu: torch {torch.__version__}, CUDA {torch.version.cuda}")' \
+    && python3 scripts/install_profile.py gpu --names \
+    | xargs -r /opt/venv/bin/python -c 'import sys, importlib.metadata as md; \
+found = [n for n in sys.argv[1:] if list(md.distributions(name=n))]; \
+sys.exit(f"ktrdr-worker-gpu: {found} installed; the gpu profile of scripts/install_profile.py leaves them out") if found else None' \
     && /opt/venv/bin/ktrdr-worker --help >/dev/null
 
 FROM ${BASE_IMAGE} AS runtime
