@@ -36,6 +36,7 @@ def test_images_workflow_builds_each_image_for_its_platforms(root):
     assert {m: matrix[m]["platforms"] for m in matrix} == {
         "ktrdr-backend": "linux/amd64,linux/arm64",
         "ktrdr-worker-cpu": "linux/amd64,linux/arm64",
+        "ktrdr-worker-cpu-training": "linux/amd64,linux/arm64",
         "ktrdr-worker-gpu": "linux/amd64",
     }
     for entry in matrix.values():
