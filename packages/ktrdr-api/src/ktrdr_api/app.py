@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
-from ktrdr_api.auth import BodyLimit, ProtocolCheck, TokenAuth
+from ktrdr_api.auth import Access, BodyLimit, ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
@@ -24,6 +24,9 @@ from ktrdr_api.ids import utcnow
 from ktrdr_api.lifecycle import Transition
 from ktrdr_api.metrics import Metrics, RequestTimer
 from ktrdr_api.operations import Operations
+from ktrdr_api.routes import (
+    access as access_routes,
+)
 from ktrdr_api.routes import (
     artifacts,
     backtests,
@@ -38,6 +41,7 @@ from ktrdr_api.routes import (
     workers,
 )
 from ktrdr_api.routes import metrics as metrics_route
+from ktrdr_api.tokens import Tokens, server_key
 from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.protocol import OperationKind
 from ktrdr_core.settings import Settings
@@ -57,6 +61,7 @@ ROUTERS = (
     backtests,
     walkforwards,
     models,
+    access_routes,
 )
 
 
@@ -94,6 +99,13 @@ def create_app(
     ops.on_pending = dispatcher.notify
     metrics = Metrics(ops, dispatcher)
     walkforwards = Orchestrator(ops, sessions)
+    access = Access(
+        bootstrap=settings.api_token,
+        tokens=Tokens(server_key(settings)),
+        sessions=sessions,
+        clock=clock,
+        count_failure=metrics.count_auth_failure,
+    )
     backend = Backend(
         settings=settings,
         sessions=sessions,
@@ -146,16 +158,16 @@ def create_app(
     app.state.instance_id = settings.instance_id or secrets.token_hex(8)
     app.state.engine = engine
     app.state.backend = backend
+    app.state.access = access
     for module in ROUTERS:
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics_route.router)  # /metrics, where Prometheus looks
     errors.install(app)
     app.add_middleware(ProtocolCheck)
     app.add_middleware(BodyLimit)
-    if settings.api_token:
-        # Added after the others, so it runs before them: nothing else sees an
-        # unauthenticated request.
-        app.add_middleware(TokenAuth, token=settings.api_token)
+    # Added after the others, so it runs before them: nothing else sees an unauthenticated
+    # request. With auth off (no KTRDR_API_TOKEN) it lets every caller in as an admin.
+    app.add_middleware(TokenAuth, access=access)
     # Outermost: times every request, refused ones included.
     app.add_middleware(RequestTimer, metrics=metrics)
     return app

@@ -10,10 +10,13 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ktrdr_api import audit
 from ktrdr_api.artifacts import ArtifactStore
+from ktrdr_api.auth import PRINCIPAL_KEY, client_address
 from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.metrics import Metrics
 from ktrdr_api.operations import Operations
+from ktrdr_api.tokens import LOCAL, Principal
 from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.exchanges import exchange_code
 from ktrdr_core.protocol import normalise_symbol
@@ -44,6 +47,39 @@ class Backend:
 
 async def get_backend(request: Request) -> Backend:
     return request.app.state.backend
+
+
+async def get_principal(request: Request) -> Principal:
+    """Who sends the request (TokenAuth resolved it; the route's ``requires`` checked it)."""
+    return request.scope.get(PRINCIPAL_KEY, LOCAL)
+
+
+@dataclass
+class Auditor:
+    """Records an action done for this request in the audit trail (see ktrdr_api.audit)."""
+
+    backend: Backend
+    principal: Principal
+    client: str | None
+
+    def __call__(self, action: str, target: str, detail: str | None = None) -> None:
+        audit.record(
+            self.backend.sessions,
+            self.principal,
+            action,
+            target,
+            now=self.backend.operations.clock(),
+            client=self.client,
+            detail=detail,
+        )
+
+
+async def get_auditor(
+    request: Request,
+    backend: Annotated[Backend, Depends(get_backend)],
+    principal: Annotated[Principal, Depends(get_principal)],
+) -> Auditor:
+    return Auditor(backend, principal, client_address(request))
 
 
 def get_session(backend: Annotated[Backend, Depends(get_backend)]) -> Iterator[Session]:
@@ -97,6 +133,8 @@ OperationIdPath = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$
 (422) before it reaches the database (PostgreSQL text cannot hold a NUL)."""
 
 BackendDep = Annotated[Backend, Depends(get_backend)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+AuditDep = Annotated[Auditor, Depends(get_auditor)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SymbolDep = Annotated[str, Depends(symbol_param)]
 ExchangeDep = Annotated[str | None, Depends(exchange_param)]

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ktrdr_api.artifacts import ArtifactError, ArtifactNotFound, ArtifactTooLarge, StorageFull
+from ktrdr_api.auth import Forbidden
 from ktrdr_api.catalog import ExactReportPending, InUse, NotFound
 from ktrdr_api.datasets import ConcurrentImport, DataInvalid
 from ktrdr_api.fetches import FetchRefused
@@ -26,6 +27,7 @@ from ktrdr_core.exchanges import UnknownExchange
 log = logging.getLogger("ktrdr_api")
 
 STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (Forbidden, 403),
     (OperationNotFound, 404),
     (WorkerNotFound, 404),
     (NotFound, 404),

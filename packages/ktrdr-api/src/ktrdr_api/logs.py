@@ -19,7 +19,7 @@ from typing import IO
 
 __all__ = ["CONTEXT_FIELDS", "configure_logging"]
 
-CONTEXT_FIELDS = ("worker_id", "operation_id", "attempt", "kind", "event", "state")
+CONTEXT_FIELDS = ("worker_id", "operation_id", "attempt", "kind", "event", "state", "audit")
 """Optional fields a record may carry (through ``extra``); written when set."""
 
 LOGGERS = ("ktrdr_api", "uvicorn", "uvicorn.error", "uvicorn.access")

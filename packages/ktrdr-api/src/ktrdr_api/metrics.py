@@ -11,6 +11,8 @@ and counted by this process since it started:
 
 - ``ktrdr_operation_transitions_total{kind,event,state}``: committed state changes (claims,
   completions, lease expiries, requeues, …);
+- ``ktrdr_auth_failures_total{reason}``: requests refused for a missing or invalid token
+  (401) or a role or worker scope that does not cover them (403);
 - ``ktrdr_http_request_duration_seconds{method,route,status}``: a latency histogram per
   route template (``/api/v1/operations/{operation_id}``, so ids never become labels).
 
@@ -49,6 +51,8 @@ LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 """Upper bounds in seconds; up to 60 s because a claim is a long poll of up to a minute."""
+
+AUTH_FAILURE_REASONS = ("missing", "invalid", "role", "scope")
 
 UNMATCHED_ROUTE = "(unmatched)"
 """Route label of a request no route answered (404, or refused before routing: 401, 426)."""
@@ -137,12 +141,25 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "ktrdr_auth_failures",
+            "Requests refused since this process started: missing or invalid (unknown, "
+            "revoked) token (401), a role or worker scope that does not cover it (403).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in AUTH_FAILURE_REASONS:  # every series present from the start, at 0
+            self.auth_failures.labels(reason)
 
     def count_transition(self, transition: Transition) -> None:
         """``Operations.on_transition``: one committed state change."""
         self.transitions.labels(
             transition.kind, str(transition.event), transition.target.value
         ).inc()
+
+    def count_auth_failure(self, reason: str) -> None:
+        """``Access.count_failure``: one refused request."""
+        self.auth_failures.labels(reason).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.latency.labels(method, route, str(status)).observe(seconds)

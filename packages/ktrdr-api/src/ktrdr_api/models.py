@@ -1,4 +1,5 @@
-"""Database tables (SQLAlchemy 2): operations, workers, datasets, symbols, models, artifacts.
+"""Database tables (SQLAlchemy 2): operations, workers, datasets, symbols, models, artifacts,
+tokens and the audit trail.
 
 The schema is created by the migrations under ``migrations/versions``, never by
 ``create_all``; a test checks that these models and the migrations agree.
@@ -121,6 +122,8 @@ class Worker(Base):
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     current_operation_id: Mapped[str | None] = mapped_column(String(32))
+    # The token that registered it: a worker token acts only for the workers it registered.
+    token_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class Artifact(Base):
@@ -204,3 +207,38 @@ class Model(Base):
     # not when a backtest merely needs the model's bundle and data.
     bundle_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    """A bearer token the backend issued; only a keyed hash of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    # HMAC-SHA256 of the secret under the server's token key, hex.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """A destructive or security-relevant action, done or refused (the audit trail)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    token_id: Mapped[str] = mapped_column(String(32))
+    token_name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audit_events_at", "at"),)

@@ -8,6 +8,7 @@ another one answers 426 saying which side to upgrade.
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +81,31 @@ def _dataset(symbol: str, timeframe: str) -> str:
     return f"/data/{_seg(symbol, 'symbol')}/{_seg(timeframe, 'timeframe')}"
 
 
+def tls_verification(ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    """What httpx verifies an https backend with: a context trusting only ``ca_bundle``
+    (PEM), or True (the system trust store). A missing or unreadable bundle is an error
+    naming the file, not a silent fall-back to the system store."""
+    if ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise RequestError(
+            f"KTRDR_CA_BUNDLE {ca_bundle}: cannot load it as a PEM CA bundle ({exc})"
+        ) from None
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class ChecksumError(ApiError):
     """A downloaded file's sha256 is not the one the backend announced."""
 
@@ -97,10 +123,15 @@ class KtrdrClient:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        ca_bundle: Path | None = None,
     ):
-        settings = Settings.from_env() if base_url is None or token is None else None
+        """``base_url``, ``token``: default KTRDR_API_URL and KTRDR_API_TOKEN. An https URL is
+        verified against ``ca_bundle`` (a PEM file), else KTRDR_CA_BUNDLE, else the system's
+        trust store."""
+        settings = Settings.from_env()
         self.base_url = (base_url or settings.effective_api_url).rstrip("/")
         token = settings.api_token if token is None else token
+        self.ca_bundle = ca_bundle or settings.ca_bundle
         headers = {PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -109,6 +140,7 @@ class KtrdrClient:
             headers=headers,
             timeout=timeout,
             transport=transport,
+            verify=tls_verification(self.ca_bundle),
         )
 
     def close(self) -> None:
@@ -125,13 +157,29 @@ class KtrdrClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(
-                f"cannot reach the ktrdr backend: {exc}. Is it running? (`ktrdr local up`)",
-                url=self.base_url,
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.is_error:
             self._raise(response)
         return response
+
+    def _unreachable(self, exc: httpx.TransportError) -> ApiError:
+        """The error for a request that got no answer: a certificate the CA bundle does not
+        vouch for is named as such (with what to set), anything else as an unreachable
+        backend."""
+        if _certificate_refused(exc):
+            trusted = (
+                f"the CA bundle {self.ca_bundle}" if self.ca_bundle else "the system trust store"
+            )
+            return ApiError(
+                f"TLS: the backend's certificate is not trusted by {trusted}: {exc}. Set "
+                "KTRDR_CA_BUNDLE to the PEM file of the CA that signed the backend's "
+                "certificate (compose/README.md, 'TLS').",
+                url=self.base_url,
+            )
+        return ApiError(
+            f"cannot reach the ktrdr backend: {exc}. Is it running? (`ktrdr local up`)",
+            url=self.base_url,
+        )
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/health").json()
@@ -342,7 +390,7 @@ class KtrdrClient:
         try:
             response = self._http.head(f"/artifacts/{_seg(sha256, 'artifact sha256')}")
         except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach the ktrdr backend: {exc}", url=self.base_url) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code == 404:
             return False
         if response.is_error:

@@ -6,7 +6,11 @@
 | KTRDR_DATABASE_URL | SQLAlchemy URL | sqlite:///$KTRDR_HOME/ktrdr.db |
 | KTRDR_API_HOST / KTRDR_API_PORT | where the backend listens | 127.0.0.1 / 8000 |
 | KTRDR_API_URL | where clients and workers find the backend | http://HOST:PORT |
-| KTRDR_API_TOKEN | shared bearer token; empty disables auth (local use) | empty |
+| KTRDR_API_TOKEN | the bootstrap (admin) bearer token; empty disables auth (local use) | empty |
+| KTRDR_TOKEN_SECRET | key of the hashes of created tokens | file `$KTRDR_HOME/token-secret` |
+| KTRDR_TLS_CERT / KTRDR_TLS_KEY | the backend serves HTTPS: certificate chain, key (PEM) | HTTP |
+| KTRDR_INSECURE_HTTP | 1: the backend may listen beyond loopback without TLS | 0 |
+| KTRDR_CA_BUNDLE | PEM file clients and workers verify the backend against | system trust |
 | KTRDR_LEASE_SECONDS | how long a claimed operation stays a worker's without a heartbeat | 30 |
 | KTRDR_MAX_ATTEMPTS | lost leases an operation survives before it fails | 3 |
 | KTRDR_MAX_UPLOAD_MB | largest upload (data file, artifact) the backend accepts, in MiB | 1024 |
@@ -53,6 +57,11 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_url: str | None = None
     api_token: str = ""
+    token_secret: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure_http: bool = False
+    ca_bundle: Path | None = None
     lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_attempts: int = Field(default=3, ge=1, le=100)
     max_upload_mb: int = Field(default=1024, ge=1)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog
 from ktrdr_api.artifacts import ArtifactNotFound, ArtifactTooLarge
-from ktrdr_api.deps import BackendDep, SessionDep
+from ktrdr_api.auth import check_scope, requires
+from ktrdr_api.deps import BackendDep, PrincipalDep, SessionDep
 from ktrdr_api.lifecycle import OperationConflict
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     SHA256_PATTERN,
     ArtifactKind,
@@ -42,14 +44,24 @@ def check_declared_length(request: Request, limit: int) -> None:
         )
 
 
-@router.post("", status_code=201, responses={413: {}, 422: {}})
+@router.post(
+    "", status_code=201, responses={413: {}, 422: {}}, dependencies=[requires(Role.WORKER)]
+)
 async def upload(
     request: Request,
     kind: ArtifactKind,
     backend: BackendDep,
+    principal: PrincipalDep,
     x_content_sha256: Annotated[str | None, Header(pattern=SHA256_PATTERN)] = None,
+    operation_id: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> ArtifactView:
-    """Store the raw request body; with ``X-Content-SHA256`` a corrupted transfer is refused."""
+    """Store the raw request body; with ``X-Content-SHA256`` a corrupted transfer is refused.
+
+    ``operation_id`` and ``attempt`` name the attempt the upload belongs to: a worker token
+    must name them, and they must be the attempt its worker holds (403 otherwise)."""
+    if principal.role == Role.WORKER:
+        await check_scope(request, principal, "upload", operation_id, attempt)
     limit = backend.settings.max_upload_bytes
     check_declared_length(request, limit)
     stored = await backend.store.put_async(
@@ -62,7 +74,9 @@ async def upload(
         return catalog.artifact_view(session, row)
 
 
-@router.get("/{sha256}/info", responses={404: {}})
+@router.get(
+    "/{sha256}/info", responses={404: {}}, dependencies=[requires(Role.READER, Role.WORKER)]
+)
 def info(sha256: ShaPath, session: SessionDep) -> ArtifactView:
     row = catalog.artifact(session, sha256)
     if row is None:
@@ -70,7 +84,7 @@ def info(sha256: ShaPath, session: SessionDep) -> ArtifactView:
     return catalog.artifact_view(session, row)
 
 
-@router.head("/{sha256}", responses={404: {}})
+@router.head("/{sha256}", responses={404: {}}, dependencies=[requires(Role.READER, Role.WORKER)])
 def exists(sha256: ShaPath, session: SessionDep, backend: BackendDep) -> Response:
     """200 when stored (upload can be skipped), 404 otherwise."""
     row = catalog.artifact(session, sha256)
@@ -79,7 +93,12 @@ def exists(sha256: ShaPath, session: SessionDep, backend: BackendDep) -> Respons
     return Response(status_code=200, headers={"content-length": str(row.size)})
 
 
-@router.get("/{sha256}", response_class=FileResponse, responses={404: {}})
+@router.get(
+    "/{sha256}",
+    response_class=FileResponse,
+    responses={404: {}},
+    dependencies=[requires(Role.READER, Role.WORKER)],
+)
 def download(sha256: ShaPath, session: SessionDep, backend: BackendDep) -> FileResponse:
     """The file's bytes; verify them against the sha256 in the URL."""
     row = catalog.artifact(session, sha256)

@@ -8,11 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
+from ktrdr_api.auth import requires
 from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.lifecycle import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
 from ktrdr_api.strategies import backtest_inputs, check_backtest_settings
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     ArtifactKind,
     BacktestRequest,
@@ -31,7 +33,13 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-@router.post("", status_code=201, response_model=OperationView, responses={404: {}, 422: {}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=OperationView,
+    responses={404: {}, 422: {}},
+    dependencies=[requires(Role.RESEARCHER)],
+)
 def start_backtest(request: BacktestRequest, backend: BackendDep) -> ModelResponse:
     """Backtest a model on the newest data of the symbols and timeframe it was trained on.
 
@@ -50,7 +58,7 @@ def start_backtest(request: BacktestRequest, backend: BackendDep) -> ModelRespon
     return model_response(view, status_code=201)
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_backtests(
     backend: BackendDep,
     state: OperationState | None = None,
@@ -68,12 +76,17 @@ def _backtest(backend: BackendDep, operation_id: str) -> OperationView:
     return view
 
 
-@router.get("/{operation_id}", responses={404: {}})
+@router.get("/{operation_id}", responses={404: {}}, dependencies=[requires(Role.READER)])
 def get_backtest(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
     return _backtest(backend, operation_id)
 
 
-@router.get("/{operation_id}/report", response_class=FileResponse, responses={404: {}, 409: {}})
+@router.get(
+    "/{operation_id}/report",
+    response_class=FileResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.READER)],
+)
 def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     """The report JSON (metrics, trades, equity) the worker uploaded."""
     result = finished_result(_backtest(backend, operation_id), "backtest")
@@ -85,7 +98,12 @@ def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     )
 
 
-@router.get("/{operation_id}/chart", response_class=FileResponse, responses={404: {}, 409: {}})
+@router.get(
+    "/{operation_id}/chart",
+    response_class=FileResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.READER)],
+)
 def chart(
     operation_id: OperationIdPath,
     backend: BackendDep,

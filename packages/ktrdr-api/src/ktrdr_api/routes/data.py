@@ -14,11 +14,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from ktrdr_api import catalog, datasets
-from ktrdr_api.deps import BackendDep, ExchangeDep, SessionDep, SymbolDep, checked_symbol
+from ktrdr_api.auth import requires
+from ktrdr_api.deps import AuditDep, BackendDep, ExchangeDep, SessionDep, SymbolDep, checked_symbol
 from ktrdr_api.fetches import fetch_inputs
 from ktrdr_api.lifecycle import OperationConflict
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import ArtifactKind, DataFetchRequest, DatasetView, OperationView
 from ktrdr_core.timeframes import Timeframe
 from ktrdr_core.version import installed_distributions
@@ -36,6 +38,7 @@ VersionQuery = Annotated[
     status_code=201,
     response_model=OperationView,
     responses={422: {"description": "unknown provider, bad symbol or range, nothing stored"}},
+    dependencies=[requires(Role.RESEARCHER)],
 )
 def fetch(request: DataFetchRequest, backend: BackendDep) -> ModelResponse:
     """Start a data-fetch operation: a worker downloads bars from the provider, merges them
@@ -59,6 +62,7 @@ def fetch(request: DataFetchRequest, backend: BackendDep) -> ModelResponse:
         422: {"description": "the file broke validation rules; each issue names its line"},
     },
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    dependencies=[requires(Role.RESEARCHER)],
 )
 async def upload(
     symbol: SymbolDep,
@@ -102,7 +106,7 @@ async def upload(
     return view
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_data(
     session: SessionDep,
     symbol: Annotated[str | None, Query(max_length=32)] = None,
@@ -119,7 +123,7 @@ def list_data(
     return [catalog.dataset_view(session, row) for row in rows]
 
 
-@router.get("/{symbol}/{timeframe}", responses={404: {}})
+@router.get("/{symbol}/{timeframe}", responses={404: {}}, dependencies=[requires(Role.READER)])
 def show(
     symbol: SymbolDep, timeframe: Timeframe, session: SessionDep, version: VersionQuery = None
 ) -> DatasetView:
@@ -127,7 +131,12 @@ def show(
     return catalog.dataset_view(session, catalog.dataset(session, symbol, timeframe.value, version))
 
 
-@router.get("/{symbol}/{timeframe}/csv", response_class=FileResponse, responses={404: {}})
+@router.get(
+    "/{symbol}/{timeframe}/csv",
+    response_class=FileResponse,
+    responses={404: {}},
+    dependencies=[requires(Role.READER)],
+)
 def download(
     symbol: SymbolDep,
     timeframe: Timeframe,
@@ -145,11 +154,14 @@ def download(
     )
 
 
-@router.delete("/{symbol}/{timeframe}", responses={404: {}, 409: {}})
+@router.delete(
+    "/{symbol}/{timeframe}", responses={404: {}, 409: {}}, dependencies=[requires(Role.RESEARCHER)]
+)
 def delete(
     symbol: SymbolDep,
     timeframe: Timeframe,
     backend: BackendDep,
+    audit: AuditDep,
     version: VersionQuery = None,
     force: bool = False,
 ) -> list[DatasetView]:
@@ -168,4 +180,9 @@ def delete(
         if status is not None and not status.state.is_terminal:
             with contextlib.suppress(OperationConflict):  # it finished meanwhile
                 backend.operations.request_cancel(status.operation_id)
+    audit(
+        "data.delete",
+        f"{symbol} {timeframe.value} " + ", ".join(f"v{view.version}" for view in deleted),
+        detail="force" if force else None,
+    )
     return deleted

@@ -10,13 +10,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from ktrdr_api.auth import requires
 from ktrdr_api.deps import BackendDep
 from ktrdr_api.metrics import CONTENT_TYPE
+from ktrdr_core.access import Role
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[requires(Role.READER)])
 def scrape(backend: BackendDep) -> PlainTextResponse:
     """Queue depth, operations by state, workers by status, transitions, request latencies
     (Prometheus text format 0.0.4)."""

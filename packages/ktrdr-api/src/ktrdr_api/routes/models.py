@@ -13,8 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ktrdr_api import catalog, model_bundles
 from ktrdr_api.artifacts import ChecksumMismatch
-from ktrdr_api.deps import Backend, BackendDep, SessionDep
+from ktrdr_api.auth import requires
+from ktrdr_api.deps import AuditDep, Backend, BackendDep, SessionDep
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
+from ktrdr_core.access import Role
 from ktrdr_core.checksums import file_sha256
 from ktrdr_core.protocol import ID_PATTERN, SHA256_PATTERN, ArtifactKind, ModelView
 
@@ -37,11 +39,13 @@ ModelIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
         }
     },
+    dependencies=[requires(Role.RESEARCHER)],
 )
 async def import_model(
     request: Request,
     response: Response,
     backend: BackendDep,
+    audit: AuditDep,
     x_content_sha256: Annotated[str | None, Header(pattern=SHA256_PATTERN)] = None,
 ) -> ModelView:
     """Import a bundle zip trained elsewhere (the raw request body, streamed, size-limited).
@@ -62,6 +66,8 @@ async def import_model(
         staged.unlink(missing_ok=True)
     if not created:
         response.status_code = 200
+    else:
+        audit("model.import", f"{view.model_id} {view.name}", detail=f"bundle {view.bundle_sha256}")
     return view
 
 
@@ -108,18 +114,23 @@ def _import(
     return view, True
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_models(session: SessionDep) -> list[ModelView]:
     """Newest first."""
     return [catalog.model_view(session, row) for row in catalog.models(session)]
 
 
-@router.get("/{model_id}", responses={404: {}})
+@router.get("/{model_id}", responses={404: {}}, dependencies=[requires(Role.READER)])
 def get_model(model_id: ModelIdPath, session: SessionDep) -> ModelView:
     return catalog.model_view(session, catalog.model(session, model_id))
 
 
-@router.get("/{model_id}/bundle", response_class=FileResponse, responses={404: {}})
+@router.get(
+    "/{model_id}/bundle",
+    response_class=FileResponse,
+    responses={404: {}},
+    dependencies=[requires(Role.READER)],
+)
 def download(model_id: ModelIdPath, session: SessionDep, backend: BackendDep) -> FileResponse:
     """The bundle zip; ``X-Content-SHA256`` carries its checksum."""
     row = catalog.model(session, model_id)
@@ -128,8 +139,12 @@ def download(model_id: ModelIdPath, session: SessionDep, backend: BackendDep) ->
     )
 
 
-@router.delete("/{model_id}", responses={404: {}, 409: {}})
-def delete(model_id: ModelIdPath, backend: BackendDep, force: bool = False) -> ModelView:
+@router.delete(
+    "/{model_id}", responses={404: {}, 409: {}}, dependencies=[requires(Role.RESEARCHER)]
+)
+def delete(
+    model_id: ModelIdPath, backend: BackendDep, audit: AuditDep, force: bool = False
+) -> ModelView:
     """Delete a model; 409 names the live backtests using it unless ``force``."""
     with backend.sessions.begin() as session:
         row = catalog.model(session, model_id)
@@ -150,4 +165,5 @@ def delete(model_id: ModelIdPath, backend: BackendDep, force: bool = False) -> M
         unused = [sha for sha in used if catalog.release_artifact(session, sha)]
     for sha in unused:
         backend.store.delete(sha)
+    audit("model.delete", f"{view.model_id} {view.name}", detail="force" if force else None)
     return view

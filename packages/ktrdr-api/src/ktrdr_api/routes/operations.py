@@ -8,15 +8,17 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from ktrdr_api import workers
-from ktrdr_api.deps import Backend, BackendDep, OperationIdPath
+from ktrdr_api.auth import requires
+from ktrdr_api.deps import AuditDep, Backend, BackendDep, OperationIdPath
 from ktrdr_api.dispatch import waiting_reason
 from ktrdr_api.responses import ModelResponse, model_response
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import OperationKind, OperationState, OperationView
 
 router = APIRouter(prefix="/operations", tags=["operations"])
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_operations(
     backend: BackendDep,
     kind: OperationKind | None = None,
@@ -34,7 +36,12 @@ def list_operations(
     return with_waiting_reasons(backend, views)
 
 
-@router.get("/{operation_id}", response_model=OperationView, responses={404: {}})
+@router.get(
+    "/{operation_id}",
+    response_model=OperationView,
+    responses={404: {}},
+    dependencies=[requires(Role.READER)],
+)
 async def get_operation(operation_id: OperationIdPath, backend: BackendDep) -> ModelResponse:
     """One operation with its progress and reproducibility record (the status CLIs poll)."""
     if backend.local_database:
@@ -58,13 +65,22 @@ def with_waiting_reasons(backend: Backend, views: list[OperationView]) -> list[O
     return [v.model_copy(update={"waiting": waiting_reason(v, registry)}) for v in views]
 
 
-@router.post("/{operation_id}/cancel", responses={404: {}, 409: {}})
-def cancel(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
+@router.post(
+    "/{operation_id}/cancel", responses={404: {}, 409: {}}, dependencies=[requires(Role.RESEARCHER)]
+)
+def cancel(operation_id: OperationIdPath, backend: BackendDep, audit: AuditDep) -> OperationView:
     """A pending operation is cancelled at once; a running one when its worker confirms."""
-    return backend.operations.request_cancel(operation_id)
+    view = backend.operations.request_cancel(operation_id)
+    audit("operation.cancel", f"{view.operation_id} {view.kind}", detail=f"state {view.state}")
+    return view
 
 
-@router.post("/{operation_id}/retry", status_code=201, responses={404: {}, 409: {}})
+@router.post(
+    "/{operation_id}/retry",
+    status_code=201,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.RESEARCHER)],
+)
 def retry(operation_id: OperationIdPath, backend: BackendDep) -> OperationView:
     """A new operation with the same inputs, resuming from the last checkpoint if any."""
     return backend.operations.retry(operation_id)

@@ -6,7 +6,9 @@ import asyncio
 
 from fastapi import APIRouter
 
+from ktrdr_api.auth import requires
 from ktrdr_api.strategies import check_strategy
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import StrategyValidation, StrategyValidationRequest
 
 router = APIRouter(prefix="/strategies", tags=["strategies"])
@@ -15,6 +17,7 @@ router = APIRouter(prefix="/strategies", tags=["strategies"])
 @router.post(
     "/validate",
     responses={422: {"description": "every problem, each with its key path (`issues`)"}},
+    dependencies=[requires(Role.READER)],
 )
 async def validate(request: StrategyValidationRequest) -> StrategyValidation:
     """200 with the name, hash and ordered feature names; 422 listing every issue."""

@@ -10,9 +10,11 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from ktrdr_api import datasets
+from ktrdr_api.auth import requires
 from ktrdr_api.catalog import NotFound
 from ktrdr_api.deps import BackendDep, SessionDep, SymbolDep
 from ktrdr_api.models import SymbolSetting
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import SymbolSettings, SymbolView
 
 router = APIRouter(prefix="/symbols", tags=["data"])
@@ -22,14 +24,14 @@ def _view(row: SymbolSetting) -> SymbolView:
     return SymbolView(symbol=row.symbol, exchange=row.exchange, updated_at=row.updated_at)
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_symbols(session: SessionDep) -> list[SymbolView]:
     """Every symbol with a setting, by name."""
     rows = session.scalars(select(SymbolSetting).order_by(SymbolSetting.symbol))
     return [_view(row) for row in rows]
 
 
-@router.get("/{symbol}", responses={404: {}})
+@router.get("/{symbol}", responses={404: {}}, dependencies=[requires(Role.READER)])
 def show(symbol: SymbolDep, session: SessionDep) -> SymbolView:
     """One symbol's settings."""
     row = session.get(SymbolSetting, symbol)
@@ -41,7 +43,11 @@ def show(symbol: SymbolDep, session: SessionDep) -> SymbolView:
     return _view(row)
 
 
-@router.put("/{symbol}", responses={422: {"description": "an unknown exchange"}})
+@router.put(
+    "/{symbol}",
+    responses={422: {"description": "an unknown exchange"}},
+    dependencies=[requires(Role.RESEARCHER)],
+)
 def update(symbol: SymbolDep, settings: SymbolSettings, backend: BackendDep) -> SymbolView:
     """Set the symbol's exchange (null clears it); ``queued`` lists the exact gap reports
     this queued for the newest version of each of its timeframes."""

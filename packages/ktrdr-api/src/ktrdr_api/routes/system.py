@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from ktrdr_api.auth import requires
 from ktrdr_api.db import ping
+from ktrdr_core.access import Role
 from ktrdr_core.version import PROTOCOL_VERSION, __version__, installed_distributions
 
 router = APIRouter(tags=["system"])
@@ -28,7 +30,7 @@ def health(request: Request) -> JSONResponse:
     return JSONResponse(content={"status": "ok", "database": "ok", "instance": instance})
 
 
-@router.get("/version")
+@router.get("/version", dependencies=[requires(Role.READER, Role.WORKER)])
 def version() -> dict[str, object]:
     return {
         "version": __version__,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ktrdr_api.auth import requires
 from ktrdr_api.deps import BackendDep
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.strategies import (
@@ -12,6 +13,7 @@ from ktrdr_api.strategies import (
     required_data,
     training_inputs,
 )
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import OperationView, TrainingRequest
 
 router = APIRouter(prefix="/training", tags=["training"])
@@ -22,6 +24,7 @@ router = APIRouter(prefix="/training", tags=["training"])
     status_code=201,
     response_model=OperationView,
     responses={422: {"description": "strategy issues (`issues`) or missing data (`missing`)"}},
+    dependencies=[requires(Role.RESEARCHER)],
 )
 def start_training(request: TrainingRequest, backend: BackendDep) -> ModelResponse:
     """Create a pending training operation recording everything that reproduces it."""

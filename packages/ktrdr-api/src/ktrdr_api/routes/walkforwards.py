@@ -11,10 +11,12 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from ktrdr_api.auth import requires
 from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.lifecycle import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     ArtifactKind,
     OperationKind,
@@ -32,6 +34,7 @@ router = APIRouter(prefix="/walkforwards", tags=["walkforwards"])
     status_code=201,
     response_model=OperationView,
     responses={422: {"description": "strategy issues, missing data, or folds that do not fit"}},
+    dependencies=[requires(Role.RESEARCHER)],
 )
 async def start_walkforward(request: WalkforwardRequest, backend: BackendDep) -> ModelResponse:
     """Plan the folds and start training them on every available training worker."""
@@ -39,7 +42,7 @@ async def start_walkforward(request: WalkforwardRequest, backend: BackendDep) ->
     return model_response(view, status_code=201)
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_walkforwards(
     backend: BackendDep,
     state: OperationState | None = None,
@@ -59,14 +62,19 @@ def _walkforward(backend: BackendDep, operation_id: str) -> OperationView:
     return view
 
 
-@router.get("/{operation_id}", responses={404: {}})
+@router.get("/{operation_id}", responses={404: {}}, dependencies=[requires(Role.READER)])
 def get_walkforward(operation_id: OperationIdPath, backend: BackendDep) -> WalkforwardView:
     """The walk-forward and its children: per fold, a training and a backtest; the report."""
     view = _walkforward(backend, operation_id)
     return WalkforwardView(operation=view, children=backend.operations.children(operation_id))
 
 
-@router.get("/{operation_id}/report", response_class=FileResponse, responses={404: {}, 409: {}})
+@router.get(
+    "/{operation_id}/report",
+    response_class=FileResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.READER)],
+)
 def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     """The aggregate report JSON: stitched equity, overall and per-fold metrics, stability."""
     result = finished_result(_walkforward(backend, operation_id), "walk-forward")
@@ -78,7 +86,12 @@ def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
     )
 
 
-@router.get("/{operation_id}/chart", response_class=FileResponse, responses={404: {}, 409: {}})
+@router.get(
+    "/{operation_id}/chart",
+    response_class=FileResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.READER)],
+)
 def chart(
     operation_id: OperationIdPath,
     backend: BackendDep,

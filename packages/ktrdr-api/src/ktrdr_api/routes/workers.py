@@ -10,10 +10,14 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from ktrdr_api import workers
-from ktrdr_api.deps import BackendDep, OperationIdPath
+from ktrdr_api.auth import check_scope, requires
+from ktrdr_api.deps import BackendDep, OperationIdPath, PrincipalDep
 from ktrdr_api.responses import ModelResponse, model_response
+from ktrdr_api.tokens import Principal
+from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     WORKER_ID_PATTERN,
     AttemptRef,
@@ -36,12 +40,30 @@ log = logging.getLogger("ktrdr_api.workers")
 WorkerIdPath = Annotated[str, Path(pattern=WORKER_ID_PATTERN)]
 
 
-@router.post("", responses={409: {}, 426: {"description": "protocol versions differ"}})
-def register(registration: WorkerRegistration, backend: BackendDep) -> WorkerView:
-    """Register (or re-register) a worker; 426 names the side to upgrade on a mismatch."""
+@router.post(
+    "",
+    responses={409: {}, 426: {"description": "protocol versions differ"}},
+    dependencies=[requires(Role.WORKER)],
+)
+async def register(
+    registration: WorkerRegistration, http: Request, backend: BackendDep, principal: PrincipalDep
+) -> WorkerView:
+    """Register (or re-register) a worker; 426 names the side to upgrade on a mismatch.
+
+    The worker is bound to the token registering it: a worker token then acts only for the
+    workers it registered (an idle worker may move to a new token: a rotation)."""
+    if principal.role == Role.WORKER:
+        await check_scope(http, principal, "registration", registration.worker_id)
+    return await run_in_threadpool(_register, registration, backend, principal)
+
+
+def _register(
+    registration: WorkerRegistration, backend: BackendDep, principal: Principal
+) -> WorkerView:
     ops = backend.operations
     with backend.sessions.begin() as session:
         row = workers.register(session, registration, ops.clock())
+        row.token_id = principal.token_id
         waiting = {w for w, _, _ in backend.dispatcher.waiting()}
         view = workers.view(
             row, now=ops.clock(), waiting=waiting, lease_seconds=ops.lease.total_seconds()
@@ -57,7 +79,7 @@ def register(registration: WorkerRegistration, backend: BackendDep) -> WorkerVie
     return view
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Role.READER)])
 def list_workers(backend: BackendDep, kind: OperationKind | None = None) -> list[WorkerView]:
     return workers.registry(backend, kind)
 
@@ -66,6 +88,7 @@ def list_workers(backend: BackendDep, kind: OperationKind | None = None) -> list
     "/{worker_id}/claim",
     response_model=ClaimResponse,
     responses={204: {"description": "nothing to do within the timeout"}, 404: {}},
+    dependencies=[requires(Role.WORKER)],
 )
 async def claim(
     worker_id: WorkerIdPath,
@@ -80,7 +103,10 @@ async def claim(
 
 
 @router.post(
-    "/{worker_id}/heartbeat", response_model=HeartbeatResponse, responses={404: {}, 409: {}}
+    "/{worker_id}/heartbeat",
+    response_model=HeartbeatResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.WORKER)],
 )
 def heartbeat(worker_id: WorkerIdPath, beat: Heartbeat, backend: BackendDep) -> ModelResponse:
     """Renew liveness (and the lease, with progress); ``cancel: true`` means stop now."""
@@ -88,7 +114,9 @@ def heartbeat(worker_id: WorkerIdPath, beat: Heartbeat, backend: BackendDep) -> 
 
 
 @router.post(
-    "/{worker_id}/operations/{operation_id}/complete", responses={404: {}, 409: {}, 422: {}}
+    "/{worker_id}/operations/{operation_id}/complete",
+    responses={404: {}, 409: {}, 422: {}},
+    dependencies=[requires(Role.WORKER)],
 )
 def complete(
     worker_id: WorkerIdPath,
@@ -100,14 +128,22 @@ def complete(
     return backend.operations.complete(worker_id, operation_id, completion)
 
 
-@router.post("/{worker_id}/operations/{operation_id}/fail", responses={404: {}, 409: {}})
+@router.post(
+    "/{worker_id}/operations/{operation_id}/fail",
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.WORKER)],
+)
 def fail(
     worker_id: WorkerIdPath, operation_id: OperationIdPath, failure: Failure, backend: BackendDep
 ) -> OperationView:
     return backend.operations.fail(worker_id, operation_id, failure)
 
 
-@router.post("/{worker_id}/operations/{operation_id}/cancelled", responses={404: {}, 409: {}})
+@router.post(
+    "/{worker_id}/operations/{operation_id}/cancelled",
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.WORKER)],
+)
 def cancelled(
     worker_id: WorkerIdPath, operation_id: OperationIdPath, ack: AttemptRef, backend: BackendDep
 ) -> OperationView:
@@ -115,7 +151,11 @@ def cancelled(
     return backend.operations.acknowledge_cancel(worker_id, operation_id, ack.attempt)
 
 
-@router.post("/{worker_id}/operations/{operation_id}/release", responses={404: {}, 409: {}})
+@router.post(
+    "/{worker_id}/operations/{operation_id}/release",
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.WORKER)],
+)
 def release(
     worker_id: WorkerIdPath, operation_id: OperationIdPath, release: Release, backend: BackendDep
 ) -> OperationView:
