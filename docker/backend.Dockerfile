@@ -72,6 +72,6 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/v1/health' % os.environ.get('KTRDR_API_PORT', '8000'), timeout=4)"]
+    CMD ["python3", "-c", "import os, ssl, urllib.request; tls = bool(os.environ.get('KTRDR_TLS_CERT')); urllib.request.urlopen('%s://127.0.0.1:%s/api/v1/health' % ('https' if tls else 'http', os.environ.get('KTRDR_API_PORT', '8000')), timeout=4, context=ssl._create_unverified_context() if tls else None)"]
 ENTRYPOINT ["tini", "--"]
 CMD ["ktrdr-api", "serve"]

@@ -1,4 +1,9 @@
-"""`ktrdr-api serve | migrate`: run the backend or bring its database schema up to date."""
+"""`ktrdr-api serve | migrate`: run the backend or bring its database schema up to date.
+
+``serve`` speaks HTTPS through uvicorn's own TLS when given a certificate and key, and refuses
+to listen beyond loopback without TLS (unless told ``--insecure-http``, which it then logs as
+a warning at every start) or without a token.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import argparse
 import ipaddress
 import logging
 import socket
+import ssl
 import sys
+from pathlib import Path
 
 from ktrdr_core.settings import Settings, SettingsError
 
@@ -17,6 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the API server (settings from KTRDR_*)")
     serve.add_argument("--host", help="listen address (default: KTRDR_API_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: KTRDR_API_PORT or 8000)")
+    serve.add_argument(
+        "--tls-cert", type=Path, help="serve HTTPS with this PEM certificate chain (KTRDR_TLS_CERT)"
+    )
+    serve.add_argument("--tls-key", type=Path, help="its PEM private key (KTRDR_TLS_KEY)")
+    serve.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP beyond loopback (KTRDR_INSECURE_HTTP=1); tokens cross the "
+        "network readable",
+    )
     commands.add_parser("migrate", help="apply database migrations and exit")
     args = parser.parse_args(argv)
 
@@ -35,6 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     host = args.host or settings.api_host
+    cert = args.tls_cert or settings.tls_cert
+    key = args.tls_key or settings.tls_key
+    insecure = args.insecure_http or settings.insecure_http
+    problem = tls_problem(cert, key)
+    if problem is not None:
+        print(f"ktrdr-api: {problem}", file=sys.stderr)
+        return 2
+    if cert is None and not insecure and not is_loopback(host):
+        print(
+            f"ktrdr-api: refusing to listen on {host} without TLS: tokens would cross the "
+            "network readable. Give --tls-cert and --tls-key (KTRDR_TLS_CERT, KTRDR_TLS_KEY; "
+            "compose/README.md shows how to make them), or --insecure-http "
+            "(KTRDR_INSECURE_HTTP=1) behind a TLS proxy.",
+            file=sys.stderr,
+        )
+        return 2
     if not settings.api_token and not is_loopback(host):
         print(
             f"ktrdr-api: refusing to listen on {host} without a token: anyone who can reach "
@@ -61,8 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     database = settings.effective_database_url.partition(":")[0].partition("+")[0]
     name, port = sock.getsockname()[:2]
-    logging.getLogger("ktrdr_api").info(
-        "serving on http://%s:%d (%s database, token %s)",
+    log = logging.getLogger("ktrdr_api")
+    if cert is None and not is_loopback(host):
+        log.warning(
+            "INSECURE: serving plain HTTP on %s (--insecure-http): tokens and data cross the "
+            "network readable; serve TLS (--tls-cert/--tls-key) unless a TLS proxy fronts it",
+            host,
+        )
+    log.info(
+        "serving on %s://%s:%d (%s database, token %s)",
+        "https" if cert else "http",
         f"[{name}]" if ":" in name else name,
         port,
         database,
@@ -75,9 +116,28 @@ def main(argv: list[str] | None = None) -> int:
         # No line per request: /metrics carries latencies per route, and a log write per
         # request would cost a large share of the status-read throughput.
         access_log=False,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(key) if key else None,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def tls_problem(cert: Path | None, key: Path | None) -> str | None:
+    """Why ``cert`` and ``key`` cannot serve TLS (one without the other, a file that is not
+    there or not PEM, a key that does not match), or None."""
+    if (cert is None) != (key is None):
+        return "TLS needs both --tls-cert and --tls-key (KTRDR_TLS_CERT, KTRDR_TLS_KEY)"
+    if cert is None or key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        return f"TLS: {exc.filename}: no such file"
+    except (OSError, ssl.SSLError) as exc:
+        return f"TLS: cannot use certificate {cert} with key {key}: {exc}"
+    return None
 
 
 def listen(host: str, port: int) -> socket.socket:

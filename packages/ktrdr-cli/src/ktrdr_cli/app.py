@@ -76,6 +76,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Registered workers: kind, device, status and current operation.",
     ),
     "health": ("ktrdr_cli.commands.ops", "health", "Check that the backend answers."),
+    "tokens": (
+        "ktrdr_cli.commands.access",
+        "tokens_app",
+        "Bearer tokens with a role (admin, researcher, worker, reader): create, list, revoke.",
+    ),
+    "audit": (
+        "ktrdr_cli.commands.access",
+        "audit",
+        "The audit trail: deletes, imports, cancels, token changes and refused requests.",
+    ),
 }
 
 

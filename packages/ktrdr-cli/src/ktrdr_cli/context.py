@@ -92,6 +92,10 @@ def handles_api_errors(func: F) -> F:
             )
             fail(f"invalid input: {problems}", code=2)
         except ApiError as exc:
+            from ktrdr_core.client import CertificateRefused
+
+            if isinstance(exc, CertificateRefused):
+                fail(str(exc))
             if exc.status is None:
                 fail(
                     f"cannot reach the backend at {exc.url}: is the backend running? "

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from ktrdr_core.access import AuditEventView, Role, TokenCreated, TokenRequest, TokenView
 from ktrdr_core.checksums import file_sha256
 from ktrdr_core.errors import ApiError, RequestError
 from ktrdr_core.protocol import (
@@ -106,6 +107,11 @@ def _certificate_refused(exc: BaseException) -> bool:
     return False
 
 
+class CertificateRefused(ApiError):
+    """The backend's TLS certificate is not signed by a CA this side trusts: a setting to
+    fix (KTRDR_CA_BUNDLE), not a backend that is away."""
+
+
 class ChecksumError(ApiError):
     """A downloaded file's sha256 is not the one the backend announced."""
 
@@ -170,7 +176,7 @@ class KtrdrClient:
             trusted = (
                 f"the CA bundle {self.ca_bundle}" if self.ca_bundle else "the system trust store"
             )
-            return ApiError(
+            return CertificateRefused(
                 f"TLS: the backend's certificate is not trusted by {trusted}: {exc}. Set "
                 "KTRDR_CA_BUNDLE to the PEM file of the CA that signed the backend's "
                 "certificate (compose/README.md, 'TLS').",
@@ -335,6 +341,33 @@ class KtrdrClient:
         path = f"/workers/{_worker(worker_id)}/operations/{_op(operation_id)}/release"
         return self._model(OperationView, "POST", path, json=body)
 
+    # --- tokens and the audit trail (admin) -----------------------------------------------
+
+    def create_token(self, name: str, role: Role | str) -> TokenCreated:
+        body = TokenRequest(name=name, role=Role(role)).model_dump(mode="json")
+        return self._model(TokenCreated, "POST", "/tokens", json=body)
+
+    def list_tokens(self, *, include_revoked: bool = False) -> list[TokenView]:
+        params = {"include_revoked": "true"} if include_revoked else None
+        return self._models(TokenView, "GET", "/tokens", params=params)
+
+    def revoke_token(self, token_id: str) -> TokenView:
+        return self._model(TokenView, "DELETE", f"/tokens/{_seg(token_id, 'token id')}")
+
+    def audit_events(
+        self,
+        *,
+        limit: int = 100,
+        token_id: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+    ) -> list[AuditEventView]:
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (("token_id", token_id), ("action", action), ("outcome", outcome)):
+            if value:
+                params[key] = value
+        return self._models(AuditEventView, "GET", "/audit", params=params)
+
     # --- operations ---------------------------------------------------------------------
 
     def list_operations(
@@ -365,20 +398,31 @@ class KtrdrClient:
     # --- artifacts ----------------------------------------------------------------------
 
     def upload_artifact(
-        self, path: Path, kind: ArtifactKind, *, sha256: str | None = None
+        self,
+        path: Path,
+        kind: ArtifactKind,
+        *,
+        sha256: str | None = None,
+        operation_id: str | None = None,
+        attempt: int | None = None,
     ) -> ArtifactView:
         """Upload a file (streamed) with its sha256, so a corrupted transfer is refused.
 
         Pass ``sha256`` when the caller has already hashed the file, to skip a second read.
+        A worker names the ``operation_id`` and ``attempt`` it uploads for (a worker token's
+        uploads are accepted only for the attempt its worker holds).
         """
         path = Path(path)
         sha256 = sha256 or file_sha256(path)
+        params: dict[str, Any] = {"kind": kind.value}
+        if operation_id is not None and attempt is not None:
+            params.update(operation_id=operation_id, attempt=attempt)
         with path.open("rb") as file:
             return self._model(
                 ArtifactView,
                 "POST",
                 "/artifacts",
-                params={"kind": kind.value},
+                params=params,
                 content=self._chunks(file),
                 headers={
                     "X-Content-SHA256": sha256,

@@ -114,6 +114,7 @@ class WorkerConfig:
     kind: OperationKind
     api_url: str
     api_token: str = ""
+    ca_bundle: Path | None = None
     worker_id: str = ""
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     cache_max_mb: int = 10240
@@ -155,6 +156,7 @@ class WorkerConfig:
             kind=OperationKind(kind),
             api_url=settings.effective_api_url,
             api_token=settings.api_token,
+            ca_bundle=settings.ca_bundle,
             worker_id=settings.worker_id,
             cache_dir=settings.worker_cache,
             cache_max_mb=settings.worker_cache_max_mb,

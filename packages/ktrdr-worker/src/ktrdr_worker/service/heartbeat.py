@@ -228,7 +228,13 @@ class Heartbeater:
             return
         sha = file_sha256(pending.path)
         if sha != self.named_checkpoint:
-            self.client.upload_artifact(pending.path, ArtifactKind.CHECKPOINT, sha256=sha)
+            self.client.upload_artifact(
+                pending.path,
+                ArtifactKind.CHECKPOINT,
+                sha256=sha,
+                operation_id=self.attempt.operation_id,
+                attempt=self.attempt.number,
+            )
             log.info("uploaded checkpoint %s for %s", sha[:12], self.attempt.operation_id)
         pending.sha256 = sha
 

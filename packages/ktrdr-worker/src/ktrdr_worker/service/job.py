@@ -137,7 +137,10 @@ class Job:
     def upload(self, path: Path, kind: ArtifactKind) -> str:
         """Upload a file as an artifact; returns its sha256."""
         view = self.call(
-            lambda: self.client.upload_artifact(path, kind), f"upload of {path.name} ({kind})"
+            lambda: self.client.upload_artifact(
+                path, kind, operation_id=self.attempt.operation_id, attempt=self.attempt.number
+            ),
+            f"upload of {path.name} ({kind})",
         )
         return view.sha256
 

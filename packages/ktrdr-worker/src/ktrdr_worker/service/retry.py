@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ktrdr_core.client import ChecksumError
+from ktrdr_core.client import CertificateRefused, ChecksumError
 from ktrdr_core.errors import ApiError
 
 __all__ = ["Backoff", "is_transient", "retry"]
@@ -26,9 +26,12 @@ log = logging.getLogger("ktrdr_worker.service")
 
 
 def is_transient(exc: ApiError) -> bool:
-    """True when asking again later may succeed: no answer, 5xx, or 429 (busy)."""
+    """True when asking again later may succeed: no answer (but for a refused certificate),
+    5xx, or 429 (busy)."""
     if isinstance(exc, ChecksumError):
         return False  # bytes arrived but were wrong: the caller decides
+    if isinstance(exc, CertificateRefused):
+        return False  # a certificate this side does not trust stays untrusted
     return exc.status is None or exc.status >= 500 or exc.status == 429
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ktrdr_core.client import KtrdrClient
+from ktrdr_core.client import CertificateRefused, KtrdrClient
 from ktrdr_core.errors import ApiError, KtrdrError
 from ktrdr_core.protocol import (
     BacktestResult,
@@ -178,7 +178,12 @@ class Worker:
         return host.registration(self.config.worker_id, self.config.kind, self.runtime)
 
     def _new_client(self, timeout: float = 30.0) -> KtrdrClient:
-        return KtrdrClient(self.config.api_url, token=self.config.api_token, timeout=timeout)
+        return KtrdrClient(
+            self.config.api_url,
+            token=self.config.api_token,
+            timeout=timeout,
+            ca_bundle=self.config.ca_bundle,
+        )
 
     def _set_state(self, state: str, attempt: Attempt | None = None, **changes: Any) -> None:
         with self._status_lock:
@@ -206,6 +211,8 @@ class Worker:
         try:
             return retry(call, what=what, cap=self.config.backoff_max_seconds, abort=abort)
         except ApiError as exc:
+            if isinstance(exc, CertificateRefused):
+                raise WorkerFatalError(str(exc)) from exc
             if exc.status in (401, 403, 426):
                 raise WorkerFatalError(f"the backend refuses this worker: {exc}") from exc
             raise
