@@ -27,6 +27,7 @@ PLAUSIBLE = {
     "worker_id": "w1",
     "model_id": "mdl_0123456789ab",
     "sha256": "0" * 64,
+    "token_id": "tok_0123456789ab",
 }
 HOSTILE = ["a..b", "..%2F..%2Fetc%2Fpasswd", "a%2Fb", "a%00b", "%00", "AAPL%00", "%2E%2E"]
 _PARAM = re.compile(r"{(\w+)}")

@@ -1,7 +1,8 @@
 """The backend's OpenAPI schema fuzzed with schemathesis against a real `ktrdr-api serve`
-(token auth on, SQLite): no 5xx, and every answer conforms to the schema (status code,
-content type, body). One test per operation of the app's schema, so a new route is fuzzed
-as soon as it exists."""
+(token auth on, SQLite), once with the admin token and once with a worker token: no 5xx, and
+every answer conforms to the schema (status code, content type, body; the worker's 403s are
+documented on every route). One test per operation of the app's schema and token, so a new
+route is fuzzed as soon as it exists."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from schemathesis.checks import (
 )
 
 from ktrdr_api.app import create_app
+from ktrdr_core.access import Role
 from ktrdr_core.settings import Settings
 from tests.support.stack import start_api
 
 TOKEN = "fuzz-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -63,8 +64,19 @@ def fuzzed_api(tmp_path_factory):
     api.stop()
 
 
+@pytest.fixture(scope="module")
+def tokens(fuzzed_api) -> dict[str, str]:
+    """The bearer token of each role fuzzed: the bootstrap admin, and a worker token."""
+    with fuzzed_api.client() as admin:
+        worker = admin.create_token("fuzz-worker", Role.WORKER)
+    return {"admin": TOKEN, "worker": worker.secret}
+
+
+@pytest.mark.parametrize("role", ["admin", "worker"])
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op.method.upper()} {op.path}")
-def test_operation_conforms_to_the_schema(operation, fuzzed_api):
+def test_operation_conforms_to_the_schema(operation, role, fuzzed_api, tokens):
+    auth = {"Authorization": f"Bearer {tokens[role]}"}
+
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
@@ -77,7 +89,7 @@ def test_operation_conforms_to_the_schema(operation, fuzzed_api):
         if case.path.endswith("/claim") and isinstance(case.body, dict):
             # A valid claim long-polls up to its timeout_s: keep the run short.
             case.body["timeout_s"] = 0
-        case.call_and_validate(base_url=fuzzed_api.url, headers=AUTH, checks=CHECKS, timeout=30)
+        case.call_and_validate(base_url=fuzzed_api.url, headers=auth, checks=CHECKS, timeout=30)
 
     fuzz()
 

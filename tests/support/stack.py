@@ -18,11 +18,12 @@ from typing import Any
 
 import httpx
 
-from ktrdr_core.client import KtrdrClient
+from ktrdr_core.client import KtrdrClient, tls_verification
 from ktrdr_core.protocol import OperationState, OperationView
 from tests.support.blocked import blocking_path
 from tests.support.ports import free_port
 from tests.support.processes import BIN, log_tail, process_env
+from tests.support.tls import Pki
 from tests.support.waiting import wait_until
 
 # The tiny strategy the service tests train: one hourly symbol, two indicators, a small MLP.
@@ -66,11 +67,14 @@ class ApiServer:
 
     def __init__(self, home: Path, *, lease_seconds: float | None = 3.0,
                  database_url: str | None = None, token: str = "", port: int | None = None,
-                 extra_env: dict[str, str] | None = None):  # fmt: skip
+                 extra_env: dict[str, str] | None = None, tls: Pki | None = None):  # fmt: skip
+        """``tls``: serve HTTPS with its certificate; clients and workers made here trust
+        its CA (KTRDR_CA_BUNDLE)."""
         self.home = home
         self.extra_env = extra_env or {}
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.lease_seconds = lease_seconds
         self.database_url = database_url
         self.token = token
@@ -98,6 +102,8 @@ class ApiServer:
             env["KTRDR_LEASE_SECONDS"] = str(self.lease_seconds)
         if self.database_url:
             env["KTRDR_DATABASE_URL"] = self.database_url
+        if self.tls:
+            env.update(KTRDR_TLS_CERT=str(self.tls.cert), KTRDR_TLS_KEY=str(self.tls.key))
         env.update(self.extra_env)
         self.process = subprocess.Popen(
             [str(BIN / "ktrdr-api"), "serve"],
@@ -112,7 +118,9 @@ class ApiServer:
                 raise AssertionError(f"ktrdr-api exited with {self.process.returncode}\n"
                                      f"{log_tail(self.log)}")  # fmt: skip
             try:
-                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+                answer = httpx.get(f"{self.url}/api/v1/health", timeout=1,
+                                   verify=tls_verification(self.ca_bundle))  # fmt: skip
+                return answer.status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -134,8 +142,14 @@ class ApiServer:
                 self.process.kill()
                 self.process.wait()
 
-    def client(self) -> KtrdrClient:
-        return KtrdrClient(self.url, token=self.token)
+    @property
+    def ca_bundle(self) -> Path | None:
+        return self.tls.ca if self.tls else None
+
+    def client(self, token: str | None = None) -> KtrdrClient:
+        """A client with ``token`` (default the backend's own, admin)."""
+        return KtrdrClient(self.url, token=self.token if token is None else token,
+                           ca_bundle=self.ca_bundle)  # fmt: skip
 
 
 def start_api(home: Path, *, database_url: str | None = None, token: str = "",
@@ -170,6 +184,7 @@ class WorkerProcess:
                     "KTRDR_HOME": str(self.home),
                     "KTRDR_API_URL": api.url,
                     "KTRDR_API_TOKEN": api.token,
+                    **({"KTRDR_CA_BUNDLE": str(api.ca_bundle)} if api.ca_bundle else {}),
                     "KTRDR_WORKER_ID": worker_id,
                     "KTRDR_WORKER_CACHE": str(folder / "cache"),
                     "KTRDR_WORKER_HEALTH_PORT": str(self.health_port),

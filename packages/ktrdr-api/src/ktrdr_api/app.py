@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
-from ktrdr_api.auth import Access, BodyLimit, ProtocolCheck, TokenAuth
+from ktrdr_api.auth import REFUSALS, Access, BodyLimit, ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
@@ -160,8 +160,8 @@ def create_app(
     app.state.backend = backend
     app.state.access = access
     for module in ROUTERS:
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(metrics_route.router)  # /metrics, where Prometheus looks
+        app.include_router(module.router, prefix="/api/v1", responses=REFUSALS)
+    app.include_router(metrics_route.router, responses=REFUSALS)  # where Prometheus looks
     errors.install(app)
     app.add_middleware(ProtocolCheck)
     app.add_middleware(BodyLimit)

@@ -200,6 +200,12 @@ class Access:
         return None
 
 
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, unknown or revoked bearer token"},
+    403: {"description": "the token's role (or a worker token's scope) does not cover this"},
+}
+"""The answers every route but health may give before it runs, documented on each."""
+
 PRINCIPAL_KEY = "ktrdr.principal"
 """Where TokenAuth leaves the caller's Principal in the ASGI scope."""
 
