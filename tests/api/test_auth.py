@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -10,6 +12,8 @@ from ktrdr_api.app import create_app
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import OperationKind, WorkerRegistration
+from tests.support.stack import ApiServer
+from tests.support.tls import make_pki
 
 API = "/api/v1"
 TOKEN = "s3cret-token"
@@ -85,8 +89,46 @@ def test_client_with_another_protocol_is_told_which_side_to_upgrade(client, head
 def test_serve_refuses_a_non_loopback_address_without_a_token(monkeypatch, capsys, tmp_path, host):
     monkeypatch.setenv("KTRDR_HOME", str(tmp_path))
     monkeypatch.delenv("KTRDR_API_TOKEN", raising=False)
-    assert cli.main(["serve", "--host", host]) == 2
+    assert cli.main(["serve", "--host", host, "--insecure-http"]) == 2
     assert "refusing to listen" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
+def test_serve_refuses_plain_http_beyond_loopback(monkeypatch, capsys, tmp_path, host):
+    monkeypatch.setenv("KTRDR_HOME", str(tmp_path))
+    monkeypatch.setenv("KTRDR_API_TOKEN", TOKEN)
+    assert cli.main(["serve", "--host", host]) == 2
+    err = capsys.readouterr().err
+    assert f"refusing to listen on {host} without TLS" in err
+    assert "--tls-cert" in err and "--insecure-http" in err
+
+
+def test_serve_names_what_is_wrong_with_its_tls_files(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("KTRDR_HOME", str(tmp_path))
+    pki = make_pki(tmp_path / "pki")
+    assert cli.main(["serve", "--tls-cert", str(pki.cert)]) == 2
+    assert "needs both --tls-cert and --tls-key" in capsys.readouterr().err
+    missing = tmp_path / "nope.key"
+    assert cli.main(["serve", "--tls-cert", str(pki.cert), "--tls-key", str(missing)]) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+    # The key of another certificate (the wrong CA's).
+    other_key = pki.wrong_ca.with_suffix(".key")
+    assert cli.main(["serve", "--tls-cert", str(pki.cert), "--tls-key", str(other_key)]) == 2
+    assert f"cannot use certificate {pki.cert} with key {other_key}" in capsys.readouterr().err
+
+
+def test_insecure_http_beyond_loopback_is_logged_at_every_start(tmp_path):
+    everywhere = {"KTRDR_API_HOST": "0.0.0.0", "KTRDR_INSECURE_HTTP": "1"}
+    api = ApiServer(tmp_path / "home", token=TOKEN, extra_env=everywhere)
+    try:
+        api.start()
+        api.stop()
+        api.start()
+    finally:
+        api.stop()
+    warnings = [line for line in api.log.read_text().splitlines() if "INSECURE" in line]
+    assert len(warnings) == 2
+    assert json.loads(warnings[0])["level"] == "warning"
 
 
 @pytest.mark.parametrize(

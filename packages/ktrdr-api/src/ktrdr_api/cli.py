@@ -130,11 +130,12 @@ def tls_problem(cert: Path | None, key: Path | None) -> str | None:
         return "TLS needs both --tls-cert and --tls-key (KTRDR_TLS_CERT, KTRDR_TLS_KEY)"
     if cert is None or key is None:
         return None
+    for path in (cert, key):
+        if not path.is_file():
+            return f"TLS: {path}: no such file"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        return f"TLS: {exc.filename}: no such file"
     except (OSError, ssl.SSLError) as exc:
         return f"TLS: cannot use certificate {cert} with key {key}: {exc}"
     return None
