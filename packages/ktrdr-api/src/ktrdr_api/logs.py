@@ -4,7 +4,7 @@ On a terminal the lines are plain text; otherwise (containers, files) each line 
 object with the same field names as the worker's logs (``time``, ``level``, ``logger``,
 ``message``, ``worker_id``, ``operation_id``, ``exception``), so one log collector query
 follows an operation across the backend and its workers. State transitions add ``event``,
-``state``, ``attempt`` and ``kind``.
+``state``, ``attempt`` and ``kind``; audit events (ktrdr_api.audit) add ``audit``.
 
 Code attaches the fields per record: ``log.info(..., extra={"operation_id": op_id})``.
 """

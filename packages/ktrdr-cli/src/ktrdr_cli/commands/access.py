@@ -9,7 +9,9 @@ import typer
 
 from ktrdr_cli.context import client, emit, group, handles_api_errors, short_time, table
 
-tokens_app = group("Bearer tokens: create one per host or person with a role, list, revoke.")
+tokens_app = group(
+    "Bearer tokens with a role (admin, researcher, worker, reader): create, list, revoke."
+)
 
 ROLES = "admin, researcher, worker or reader"
 
@@ -86,7 +88,9 @@ def audit(
     ] = None,
     refused: Annotated[bool, typer.Option("--refused", help="only refused requests")] = False,
 ) -> None:
-    """The audit trail, newest first: deletes, imports, cancels, token changes, refusals."""
+    """The audit trail: deletes, imports, cancels, token changes and refused requests.
+
+    Newest first: when, who (token name, id, role), what, the outcome, from where."""
     with client() as api:
         events = api.audit_events(
             limit=limit, token_id=token, action=action, outcome="refused" if refused else None
