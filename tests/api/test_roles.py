@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from ktrdr_api.app import create_app
 from ktrdr_core.access import GRANTS, Role
 from tests.support.api import API, claim, training_inputs
+from tests.support.bundles import bundle_bytes
 from tests.support.market_data import packaged_csv
 
 ADMIN = "bootstrap-admin-token"
@@ -279,3 +280,25 @@ def test_a_reader_reads_but_changes_nothing(app, admin):
         assert client.delete(f"{API}/data/GOOG/1d").status_code == 403
         assert client.post(f"{API}/tokens", json={"name": "x", "role": "admin"}).status_code == 403
     assert len(admin.get(f"{API}/data").json()) == 1
+
+
+def test_a_model_import_and_its_forced_delete_are_audited(app, admin):
+    researcher = _token(admin, "researcher", "carol")
+    with _as(app, researcher["secret"]) as carol:
+        imported = carol.post(
+            f"{API}/models",
+            content=bundle_bytes(),
+            headers={"Content-Type": "application/zip"},
+        )
+        assert imported.status_code == 201, imported.text
+        model = imported.json()
+        again = carol.post(f"{API}/models", content=bundle_bytes())
+        assert again.status_code == 200  # nothing new: nothing audited
+        deleted = carol.delete(f"{API}/models/{model['model_id']}", params={"force": True})
+        assert deleted.status_code == 200, deleted.text
+    events = admin.get(f"{API}/audit", params={"token_id": researcher["token_id"]}).json()
+    target = f"{model['model_id']} {model['name']}"
+    assert [(e["action"], e["target"], e["detail"]) for e in events] == [
+        ("model.delete", target, "force"),
+        ("model.import", target, f"bundle {model['bundle_sha256']}"),
+    ]

@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from ktrdr_api import audit, tokens
-from ktrdr_api.auth import client_address, requires
-from ktrdr_api.deps import BackendDep, PrincipalDep, SessionDep
+from ktrdr_api.auth import requires
+from ktrdr_api.deps import AuditDep, BackendDep, SessionDep
 from ktrdr_core.access import (
     TOKEN_ID_PATTERN,
     AuditEventView,
@@ -29,24 +29,19 @@ TokenIdPath = Annotated[str, Path(pattern=TOKEN_ID_PATTERN)]
 
 @router.post("/tokens", status_code=201, dependencies=[requires(Role.ADMIN)])
 def create_token(
-    body: TokenRequest, request: Request, backend: BackendDep, principal: PrincipalDep
+    body: TokenRequest, request: Request, backend: BackendDep, auditor: AuditDep
 ) -> TokenCreated:
     """A new token for ``name`` with ``role``; ``secret`` is shown this once."""
     access = request.app.state.access
-    now = backend.operations.clock()
     with backend.sessions.begin() as session:
         created = access.tokens.create(
-            session, body.name, body.role, now=now, created_by=principal.name
+            session,
+            body.name,
+            body.role,
+            now=backend.operations.clock(),
+            created_by=auditor.principal.name,
         )
-    audit.record(
-        backend.sessions,
-        principal,
-        "token.create",
-        f"{created.token_id} {created.name}",
-        now=now,
-        client=client_address(request),
-        detail=f"role {created.role}",
-    )
+    auditor("token.create", f"{created.token_id} {created.name}", detail=f"role {created.role}")
     return created
 
 
@@ -57,22 +52,11 @@ def list_tokens(session: SessionDep, include_revoked: bool = False) -> list[Toke
 
 
 @router.delete("/tokens/{token_id}", responses={404: {}}, dependencies=[requires(Role.ADMIN)])
-def revoke_token(
-    token_id: TokenIdPath, request: Request, backend: BackendDep, principal: PrincipalDep
-) -> TokenView:
+def revoke_token(token_id: TokenIdPath, backend: BackendDep, auditor: AuditDep) -> TokenView:
     """Revoke at once: the next request carrying it is refused (401)."""
-    now = backend.operations.clock()
     with backend.sessions.begin() as session:
-        revoked = tokens.revoke(session, token_id, now)
-    audit.record(
-        backend.sessions,
-        principal,
-        "token.revoke",
-        f"{revoked.token_id} {revoked.name}",
-        now=now,
-        client=client_address(request),
-        detail=f"role {revoked.role}",
-    )
+        revoked = tokens.revoke(session, token_id, backend.operations.clock())
+    auditor("token.revoke", f"{revoked.token_id} {revoked.name}", detail=f"role {revoked.role}")
     return revoked
 
 

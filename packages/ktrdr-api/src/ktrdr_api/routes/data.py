@@ -161,7 +161,7 @@ def delete(
     symbol: SymbolDep,
     timeframe: Timeframe,
     backend: BackendDep,
-    audit: AuditDep,
+    auditor: AuditDep,
     version: VersionQuery = None,
     force: bool = False,
 ) -> list[DatasetView]:
@@ -180,7 +180,7 @@ def delete(
         if status is not None and not status.state.is_terminal:
             with contextlib.suppress(OperationConflict):  # it finished meanwhile
                 backend.operations.request_cancel(status.operation_id)
-    audit(
+    auditor(
         "data.delete",
         f"{symbol} {timeframe.value} " + ", ".join(f"v{view.version}" for view in deleted),
         detail="force" if force else None,

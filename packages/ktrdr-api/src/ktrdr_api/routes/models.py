@@ -45,7 +45,7 @@ async def import_model(
     request: Request,
     response: Response,
     backend: BackendDep,
-    audit: AuditDep,
+    auditor: AuditDep,
     x_content_sha256: Annotated[str | None, Header(pattern=SHA256_PATTERN)] = None,
 ) -> ModelView:
     """Import a bundle zip trained elsewhere (the raw request body, streamed, size-limited).
@@ -67,7 +67,9 @@ async def import_model(
     if not created:
         response.status_code = 200
     else:
-        audit("model.import", f"{view.model_id} {view.name}", detail=f"bundle {view.bundle_sha256}")
+        auditor(
+            "model.import", f"{view.model_id} {view.name}", detail=f"bundle {view.bundle_sha256}"
+        )
     return view
 
 
@@ -143,7 +145,7 @@ def download(model_id: ModelIdPath, session: SessionDep, backend: BackendDep) ->
     "/{model_id}", responses={404: {}, 409: {}}, dependencies=[requires(Role.RESEARCHER)]
 )
 def delete(
-    model_id: ModelIdPath, backend: BackendDep, audit: AuditDep, force: bool = False
+    model_id: ModelIdPath, backend: BackendDep, auditor: AuditDep, force: bool = False
 ) -> ModelView:
     """Delete a model; 409 names the live backtests using it unless ``force``."""
     with backend.sessions.begin() as session:
@@ -165,5 +167,5 @@ def delete(
         unused = [sha for sha in used if catalog.release_artifact(session, sha)]
     for sha in unused:
         backend.store.delete(sha)
-    audit("model.delete", f"{view.model_id} {view.name}", detail="force" if force else None)
+    auditor("model.delete", f"{view.model_id} {view.name}", detail="force" if force else None)
     return view

@@ -68,10 +68,10 @@ def with_waiting_reasons(backend: Backend, views: list[OperationView]) -> list[O
 @router.post(
     "/{operation_id}/cancel", responses={404: {}, 409: {}}, dependencies=[requires(Role.RESEARCHER)]
 )
-def cancel(operation_id: OperationIdPath, backend: BackendDep, audit: AuditDep) -> OperationView:
+def cancel(operation_id: OperationIdPath, backend: BackendDep, auditor: AuditDep) -> OperationView:
     """A pending operation is cancelled at once; a running one when its worker confirms."""
     view = backend.operations.request_cancel(operation_id)
-    audit("operation.cancel", f"{view.operation_id} {view.kind}", detail=f"state {view.state}")
+    auditor("operation.cancel", f"{view.operation_id} {view.kind}", detail=f"state {view.state}")
     return view
 
 
