@@ -4,7 +4,10 @@ A real ``ktrdr-api serve`` (token auth on) per database; a child process drives 
 keep-alive connections (stdlib ``http.client``, so the server is what is measured) for a fixed
 duration per mix:
 
-- reads: ``GET /api/v1/operations/{id}`` over a set of pending backtests;
+- reads: ``GET /api/v1/operations/{id}`` over a set of pending backtests, with the bootstrap
+  token (one constant-time comparison);
+- reads/reader: the same with a ``reader`` token made by ``POST /tokens`` (a keyed hash and a
+  look-up of the token table per request: what a created token costs);
 - submissions: ``POST /api/v1/backtests`` for an imported model (no worker claims them, so
   each one is a validated insert of a pending operation plus its dispatch notification).
 
@@ -32,15 +35,17 @@ from typing import Any
 # it loads) are shared, not copied.
 import backend
 
+from ktrdr_core.access import Role
 
-def _drive(port: int, mix: str, targets: list[str], threads: int, warmup_s: float,
+
+def _drive(port: int, mix: str, targets: list[str], token: str, threads: int, warmup_s: float,
            duration_s: float, results: Any) -> None:  # fmt: skip
-    """Child process: ``threads`` keep-alive connections sending ``mix`` requests; latencies
-    (seconds) of the requests that started inside the measured window."""
+    """Child process: ``threads`` keep-alive connections sending ``mix`` requests with
+    ``token``; latencies (seconds) of the requests that started inside the measured window."""
     import http.client
     import threading
 
-    headers = {"Authorization": f"Bearer {backend.TOKEN}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     begin = time.monotonic() + warmup_s
     end = begin + duration_s
     latencies: list[list[float]] = [[] for _ in range(threads)]
@@ -51,7 +56,7 @@ def _drive(port: int, mix: str, targets: list[str], threads: int, warmup_s: floa
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         i = index
         while (start := time.monotonic()) < end:
-            if mix == "reads":
+            if mix.startswith("reads"):
                 connection.request("GET", targets[i % len(targets)], headers=headers)
             else:
                 body = json.dumps({"model_id": targets[0]})
@@ -84,12 +89,18 @@ def measure(label: str, work: Path, database_url: str | None, duration_s: float,
         model_id = backend.seed_model(api, work)
         with api.client() as client:
             pending = [client.start_backtest(model_id).operation_id for _ in range(20)]
-        mixes = {"reads": [f"/api/v1/operations/{op}" for op in pending], "submissions": [model_id]}
-        for mix, targets in mixes.items():
+            reader = client.create_token("bench-reader", Role.READER).secret
+        reads = [f"/api/v1/operations/{op}" for op in pending]
+        mixes = {
+            "reads": (reads, backend.TOKEN),
+            "reads/reader": (reads, reader),
+            "submissions": ([model_id], backend.TOKEN),
+        }
+        for mix, (targets, token) in mixes.items():
             results = ctx.Queue()
             child = ctx.Process(
                 target=_drive,
-                args=(api.port, mix, targets, threads, 1.0, duration_s, results),
+                args=(api.port, mix, targets, token, threads, 1.0, duration_s, results),
                 daemon=True,
             )
             child.start()

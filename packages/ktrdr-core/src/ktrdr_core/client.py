@@ -179,7 +179,7 @@ class KtrdrClient:
             return CertificateRefused(
                 f"TLS: the backend's certificate is not trusted by {trusted}: {exc}. Set "
                 "KTRDR_CA_BUNDLE to the PEM file of the CA that signed the backend's "
-                "certificate (compose/README.md, 'TLS').",
+                "certificate (compose/README.md, 'TLS and tokens').",
                 url=self.base_url,
             )
         return ApiError(
