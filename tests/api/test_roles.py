@@ -302,3 +302,27 @@ def test_a_model_import_and_its_forced_delete_are_audited(app, admin):
         ("model.delete", target, "force"),
         ("model.import", target, f"bundle {model['bundle_sha256']}"),
     ]
+
+
+def test_a_worker_token_downloads_the_data_of_a_gap_report_it_holds(app, admin):
+    # An exact gap report's data is no recorded reference (it must not block a delete): the
+    # worker token reaches it through the operation's inputs.
+    imported = admin.post(
+        f"{API}/data/GOOG/1d",
+        params={"exchange": "XNYS"},
+        content=packaged_csv("GOOG.csv").read_bytes(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 201, imported.text
+    checksum = imported.json()["checksum"]
+    worker = _token(admin, "worker", "cpu-box")
+    with _as(app, worker["secret"]) as client:
+        response = client.post(
+            f"{API}/workers",
+            json={"worker_id": "wg", "kind": "backtest", "capabilities": {"device": "cpu"}},
+        )
+        assert response.status_code == 200, response.text
+        assert client.get(f"{API}/artifacts/{checksum}").status_code == 403  # nothing held yet
+        offer = claim(client, "wg")
+        assert offer["kind"] == "gap_report"
+        assert client.get(f"{API}/artifacts/{checksum}").status_code == 200

@@ -144,19 +144,19 @@ class Access:
             )
 
     def download_scope(self, principal: Principal, sha256: str) -> str | None:
-        """Why a worker token may not download artifact ``sha256``: none of the operations its
-        workers hold uses it."""
+        """Why a worker token may not download artifact ``sha256``: no operation its workers
+        hold uses it (as a recorded reference, in its inputs, or as its checkpoint)."""
         with self.sessions() as session:
             held = session.execute(
-                select(Operation.id, Operation.checkpoint_sha256)
+                select(Operation.id, Operation.inputs, Operation.checkpoint_sha256)
                 .join(Worker, Worker.id == Operation.worker_id)
                 .where(
                     Worker.token_id == principal.token_id,
                     Operation.state == OperationState.RUNNING.value,
                 )
             ).all()
-            for operation_id, checkpoint in held:
-                if checkpoint == sha256:
+            for operation_id, inputs, checkpoint in held:
+                if checkpoint == sha256 or _mentions(inputs, sha256):
                     return None
                 used = session.scalar(
                     select(ArtifactRef.id).where(
@@ -205,6 +205,19 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {"description": "the token's role (or a worker token's scope) does not cover this"},
 }
 """The answers every route but health may give before it runs, documented on each."""
+
+def _mentions(value: Any, sha256: str) -> bool:
+    """Whether an operation's inputs (JSON) name ``sha256`` anywhere: data checksums, a
+    bundle, fold reports. (Some inputs, such as an exact gap report's data, are deliberately
+    not recorded as references.)"""
+    if isinstance(value, str):
+        return value == sha256
+    if isinstance(value, dict):
+        return any(_mentions(item, sha256) for item in value.values())
+    if isinstance(value, list):
+        return any(_mentions(item, sha256) for item in value)
+    return False
+
 
 PRINCIPAL_KEY = "ktrdr.principal"
 """Where TokenAuth leaves the caller's Principal in the ASGI scope."""
