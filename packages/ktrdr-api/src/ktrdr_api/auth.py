@@ -206,6 +206,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 """The answers every route but health may give before it runs, documented on each."""
 
+
 def _mentions(value: Any, sha256: str) -> bool:
     """Whether an operation's inputs (JSON) name ``sha256`` anywhere: data checksums, a
     bundle, fold reports. (Some inputs, such as an exact gap report's data, are deliberately
