@@ -59,14 +59,16 @@ class ModelBacktestOutcome:
     paths: dict[str, Path] | None = None
 
 
-def _timestamp(value: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+def utc_timestamp(value: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+    """``value`` as a UTC timestamp (naive times are UTC); None stays None."""
     if value is None:
         return None
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
-def _base_frame(data: pd.DataFrame | Mapping[str, pd.DataFrame], timeframe: str) -> pd.DataFrame:
+def base_frame(data: pd.DataFrame | Mapping[str, pd.DataFrame], timeframe: str) -> pd.DataFrame:
+    """The frame on ``timeframe`` of one symbol's data (a frame, or timeframe → frame)."""
     if isinstance(data, pd.DataFrame):
         return data
     for key, frame in data.items():
@@ -103,7 +105,8 @@ def _json_number(value: Any) -> float | int | None:
     return None
 
 
-def _metrics(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+def json_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """Metrics as JSON numbers: NaN and infinities become None."""
     return {key: _json_number(value) for key, value in metrics.items()}
 
 
@@ -171,14 +174,14 @@ def backtest_model(
         symbol = manifest.symbols[0]
     strategy = load_strategy(manifest.strategy.config)
     timeframe = manifest.timeframe
-    base = _base_frame(data, timeframe)
+    base = base_frame(data, timeframe)
     if not isinstance(base.index, pd.DatetimeIndex) or len(base) < 2:
         raise ModelBacktestError("data: expected a canonical ohlcv frame with at least 2 bars")
 
     test = manifest.splits["test"]
     period = "test" if start is None and end is None else "custom"
-    first = _timestamp(start) if start is not None else _timestamp(test.start)
-    last = _timestamp(end) if end is not None else _timestamp(test.end)
+    first = utc_timestamp(start) if start is not None else utc_timestamp(test.start)
+    last = utc_timestamp(end) if end is not None else utc_timestamp(test.end)
     if first is None or last is None or first > last:
         raise ModelBacktestError(f"the period {first} … {last} is empty")
     in_period = (base.index >= first) & (base.index <= last)
@@ -253,8 +256,8 @@ def backtest_model(
             "decisions": settings.to_dict(),
             "config": config.to_dict(),
             "calendar": {k: v for k, v in asdict(result.calendar).items() if k != "inferred"},
-            "metrics": _metrics(result.metrics),
-            "buy_and_hold": _metrics(held_metrics),
+            "metrics": json_metrics(result.metrics),
+            "buy_and_hold": json_metrics(held_metrics),
             "signal_counts": decided.counts,
             "zero_trade_reason": no_trade_reason(decided, settings, n_trades, len(ohlcv)),
             "trades": _trades(result.trades),
