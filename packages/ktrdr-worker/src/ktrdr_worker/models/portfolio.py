@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -275,13 +276,7 @@ def backtest_portfolio(
             "portfolio": {
                 "capital": capital,
                 "weights": weights,
-                "calendar": {
-                    "timeframe": calendar.timeframe,
-                    "calendar": calendar.calendar,
-                    "bars_per_year": calendar.bars_per_year,
-                    "exchange": calendar.exchange,
-                    "union_of": symbols,
-                },
+                "calendar": {k: v for k, v in asdict(calendar).items() if k != "inferred"},
                 "metrics": json_metrics(metrics),
                 "buy_and_hold": json_metrics(held_metrics),
                 "contributions": {

@@ -249,8 +249,10 @@ def run_data_fetch(job: Job) -> DataFetchResult:
 def run_walkforward_report(job: Job) -> WalkforwardReportResult:
     """Download every fold's backtest report and the data; stitch them into the
     walk-forward's report and chart; upload those."""
+    import pandas as pd
+
     from ktrdr_worker.models.charts import write_equity_chart
-    from ktrdr_worker.walkforward import stitch_walkforward
+    from ktrdr_worker.walkforward import basket_close, stitch_walkforward
 
     inputs = job.claim.inputs
     if not isinstance(inputs, WalkforwardReportInputs):
@@ -261,15 +263,27 @@ def run_walkforward_report(job: Job) -> WalkforwardReportResult:
         path = job.fetch(fold.report_sha256)
         reports[fold.index] = json.loads(path.read_text(encoding="utf-8"))
     frames = job.load_data(inputs.data)
-    frame = next(iter(frames.values()))
-    if isinstance(frame, dict):  # one symbol, several timeframes: the reports' own one
-        frame = frame[reports[inputs.folds[0].index]["timeframe"]]
+    first = reports[min(reports)]
+    closes = {}
+    for symbol, frame in frames.items():
+        if isinstance(frame, dict):  # several timeframes: the reports' own one
+            frame = frame[first["timeframe"]]
+        closes[symbol] = frame["close"]
+    if "portfolio" in first:
+        # Each symbol's share of the capital held from the first test bar on.
+        start = pd.Timestamp(first["start"])
+        close = basket_close(
+            {symbol: series.loc[series.index >= start] for symbol, series in closes.items()},
+            first["portfolio"]["weights"],
+        )
+    else:
+        close = next(iter(closes.values()))
     job.check()
     job.progress(50.0, "stitching the folds", now=True)
     report, images = stitch_walkforward(
         inputs.folds,
         reports,
-        frame["close"],
+        close,
         walkforward_id=inputs.walkforward_id,
         strategy_name=inputs.strategy_name,
         window=inputs.window.value,
