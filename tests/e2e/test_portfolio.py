@@ -147,7 +147,7 @@ def test_train_backtest_show_a_portfolio_of_two_real_series(stack, tmp_path):
     assert as_json["portfolio"]["metrics"] == portfolio["metrics"]
 
 
-def test_walk_forward_over_both_symbols(stack):
+def test_walk_forward_over_both_symbols(stack, tmp_path):
     api, workers, _ = stack
     with api.client() as client:
         started = client.start_walkforward(TWO_SYMBOL_STRATEGY, folds=2, train_blocks=2)
@@ -157,11 +157,8 @@ def test_walk_forward_over_both_symbols(stack):
         assert done.state == OperationState.COMPLETED, done.error
         report = client.walkforward_report(started.operation_id)
         view = client.get_walkforward(started.operation_id)
-        by_role = {
-            child.role: client.backtest_report(child.operation_id)
-            for child in view.children
-            if child.role.startswith("backtest:")
-        }
+        tests = {c.role: c.operation_id for c in view.children if c.role.startswith("backtest:")}
+        by_role = {role: client.backtest_report(op) for role, op in tests.items()}
     fold_reports = list(by_role.values())
     assert report["symbols"] == ["GOOG", "SP500"] and report["summary"]["folds"] == 2
     assert all(r["format"] == "ktrdr-backtest-report/2" for r in fold_reports)
@@ -173,3 +170,19 @@ def test_walk_forward_over_both_symbols(stack):
         fold = by_role[f"backtest:{row['fold']}"]["portfolio"]
         assert row["total_return"] == fold["metrics"]["total_return"]
         assert row["buy_and_hold_return"] == fold["buy_and_hold"]["total_return"]
+
+    # compare and runs diff read a portfolio's numbers as the whole's, each symbol's beside.
+    def ktrdr(*args: str):
+        return run_ktrdr(
+            "--url", api.url, "--token", TOKEN, *args, home=tmp_path / "cli", cwd=tmp_path
+        )
+
+    fold0 = by_role["backtest:0"]["portfolio"]["metrics"]
+    compared = ktrdr("backtests", "compare", tests["backtest:0"], started.operation_id)
+    assert compared.returncode == 0, compared.stderr
+    [row] = [line for line in compared.stdout.splitlines() if line.startswith("total_return")]
+    assert f"{fold0['total_return'] * 100:.2f}%" in row
+    assert f"{report['metrics']['total_return'] * 100:.2f}%" in row
+    diffed = ktrdr("runs", "diff", tests["backtest:0"], tests["backtest:1"])
+    assert diffed.returncode == 0, diffed.stderr
+    assert "GOOG.total_return" in diffed.stdout and "SP500.sharpe" in diffed.stdout

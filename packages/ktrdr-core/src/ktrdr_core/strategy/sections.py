@@ -541,7 +541,7 @@ class BacktestConfig(_Section):
             return None
         bad = sorted(symbol for symbol, share in weights.items() if not 0 < share <= 1)
         if bad:
-            raise ValueError(f"each weight must be in (0, 1]; {', '.join(bad)} is not")
+            raise ValueError(f"each weight must be in (0, 1], not those of {', '.join(bad)}")
         total = sum(weights.values())
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"weights must sum to 1, they sum to {total:g}")
