@@ -183,6 +183,9 @@ def test_walk_forward_over_both_symbols(stack, tmp_path):
     [row] = [line for line in compared.stdout.splitlines() if line.startswith("total_return")]
     assert f"{fold0['total_return'] * 100:.2f}%" in row
     assert f"{report['metrics']['total_return'] * 100:.2f}%" in row
+    shown = ktrdr("walkforwards", "show", started.operation_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "a portfolio of GOOG, SP500 in every fold" in shown.stdout
     diffed = ktrdr("runs", "diff", tests["backtest:0"], tests["backtest:1"])
     assert diffed.returncode == 0, diffed.stderr
     assert "GOOG.total_return" in diffed.stdout and "SP500.sharpe" in diffed.stdout

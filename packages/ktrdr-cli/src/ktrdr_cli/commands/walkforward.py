@@ -222,6 +222,12 @@ def _show_report(
     summary = report.get("summary") or {}
     rows = [[key, number(key, metrics.get(key))] for key in HEADLINE]
     rows.append(["buy_and_hold_return", number("total_return", metrics.get("buy_and_hold_return"))])
+    symbols = report.get("symbols") or []
+    if len(symbols) > 1:
+        typer.echo(
+            f"a portfolio of {', '.join(symbols)} in every fold: the stitched numbers are the "
+            "portfolio's; buy & hold holds each symbol's share of the capital throughout"
+        )
     table(rows, ["out of sample (stitched)", "value"])
     typer.echo(
         f"profitable folds: {summary.get('profitable_folds')}/{summary.get('folds')}, "
