@@ -104,3 +104,28 @@ def test_a_symbol_without_data_over_the_window_is_refused_with_every_gap(trained
     start = pd.Timestamp(_test_start(trained))
     assert f"GOOG: no bars from {start}" in message
     assert f"SP500: no bars from {start} to 2012-06-01" in message and "warm-up" in message
+
+
+def test_the_union_calendar_is_read_from_every_sleeves_bars():
+    from ktrdr_worker.models.portfolio import union_calendar
+
+    exchange_days = pd.bdate_range("2021-01-04", "2021-12-31", tz="UTC").drop(
+        pd.DatetimeIndex(["2021-01-18", "2021-02-15", "2021-04-02"], tz="UTC")
+    )
+    # One exchange for all: its sessions count the year (2021: 252 NYSE sessions).
+    both_nyse = union_calendar(exchange_days, "1d", ["XNYS", "XNYS"])
+    assert (both_nyse.calendar, both_nyse.exchange) == ("exchange", "XNYS")
+    assert both_nyse.bars_per_year == pytest.approx(252, abs=1)
+    # A 24/5 market beside the exchange days: the union trades every weekday.
+    weekdays = exchange_days.union(pd.bdate_range("2021-01-04", "2021-12-31", tz="UTC"))
+    mixed = union_calendar(weekdays, "1d", ["XNYS", None])
+    assert (mixed.calendar, mixed.bars_per_year, mixed.exchange) == ("weekdays", 260, None)
+    # A 24/7 market beside them: every day.
+    every_day = weekdays.union(pd.date_range("2021-01-01", "2021-12-31", tz="UTC"))
+    assert union_calendar(every_day, "1d", [None, None]).calendar == "24/7"
+
+
+def test_without_weights_the_sleeves_are_equal(trained, pair):
+    report = backtest_portfolio(trained.bundle, pair, backtest={"weights": None}).report
+    assert report["portfolio"]["weights"] == {"GOOG": 0.5, "SP500": 0.5}
+    assert report["symbols"]["GOOG"]["config"]["capital"] == 50_000

@@ -42,11 +42,6 @@ class StrategyInvalid(KtrdrError):
 Gap = tuple[str, str, date | None, date | None]
 """(symbol, timeframe, first day missing, last day missing); no days: nothing imported."""
 
-COVERAGE_SLACK = timedelta(days=10)
-"""Days a series may start after (or end before) a requested range and still cover it: a
-market is closed on weekends and holidays, and its longest regular closures (a holiday week)
-last under ten days, so a shorter stretch at either end is no missing data."""
-
 
 class MissingData(KtrdrError):
     """The strategy needs data that is not imported, or not over the whole period asked for
@@ -73,7 +68,9 @@ class MissingData(KtrdrError):
 
 def coverage_gaps(data: list[DataRef], first: date, last: date) -> list[Gap]:
     """The stretches of ``first`` … ``last`` (days, both included) each series leaves
-    without bars, past ``COVERAGE_SLACK`` at either end."""
+    without bars, past ``CLOSURE_SLACK`` at either end (weekends and holidays)."""
+    from ktrdr_core.market_data.gaps import CLOSURE_SLACK
+
     gaps: list[Gap] = []
     for ref in data:
         have_first = ref.first.astimezone(UTC).date()
@@ -81,9 +78,9 @@ def coverage_gaps(data: list[DataRef], first: date, last: date) -> list[Gap]:
         if have_first > last or have_last < first:
             gaps.append((ref.symbol, ref.timeframe.value, first, last))
             continue
-        if have_first - first > COVERAGE_SLACK:
+        if have_first - first > CLOSURE_SLACK:
             gaps.append((ref.symbol, ref.timeframe.value, first, have_first - timedelta(days=1)))
-        if last - have_last > COVERAGE_SLACK:
+        if last - have_last > CLOSURE_SLACK:
             gaps.append((ref.symbol, ref.timeframe.value, have_last + timedelta(days=1), last))
     return gaps
 

@@ -38,10 +38,11 @@ import numpy as np
 import pandas as pd
 
 from ktrdr_core.bundles import BundleSource, read_manifest
+from ktrdr_core.market_data.gaps import CLOSURE_SLACK
 from ktrdr_core.reports import PortfolioReport, in_sample_parts
 from ktrdr_core.timeframes import parse_timeframe
 from ktrdr_worker.backtest.metrics import compute_metrics
-from ktrdr_worker.calendars import resolve_calendar
+from ktrdr_worker.calendars import TradingCalendar, resolve_calendar
 from ktrdr_worker.models.backtest import (
     CHART_STEM,
     REPORT_NAME,
@@ -54,7 +55,13 @@ from ktrdr_worker.models.backtest import (
 )
 from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
 
-__all__ = ["PortfolioCoverageError", "backtest_portfolio", "sleeve_weights", "uncovered"]
+__all__ = [
+    "PortfolioCoverageError",
+    "backtest_portfolio",
+    "sleeve_weights",
+    "uncovered",
+    "union_calendar",
+]
 
 
 class PortfolioCoverageError(ModelBacktestError):
@@ -93,9 +100,9 @@ def uncovered(
     """What of ``first`` … ``last`` (plus ``warmup_bars`` before it) one symbol's bars
     (``index``, open times, UTC) leave uncovered, each as a sentence naming the period.
 
-    The end counts as covered when the gap after the last bar is no longer than the longest
-    gap already inside the data (a weekend, a holiday): the market being closed there is no
-    missing data.
+    The end counts as covered when the last bar's close comes no more than
+    ``ktrdr_core.market_data.gaps.CLOSURE_SLACK`` before it (weekends, holidays): the rule the
+    backend refuses data by.
     """
     problems = []
     if len(index) == 0:
@@ -109,12 +116,21 @@ def uncovered(
             f"warm-up: give data from {warmup_bars - before} bars before {index[0]} on"
         )
     bar = pd.Timedelta(seconds=parse_timeframe(timeframe).seconds)
-    longest = pd.Timedelta(int(np.diff(ns).max()), "ns") if len(ns) > 1 else bar
-    if index[-1] + max(bar, longest) < last:
+    if index[-1] + bar + CLOSURE_SLACK < last:
         problems.append(f"{symbol}: no bars from {max(index[-1] + bar, first)} to {last}")
     if not problems and not ((index >= first) & (index <= last)).any():
         problems.append(f"{symbol}: no bar inside {first} … {last}")
     return problems
+
+
+def union_calendar(
+    union: pd.DatetimeIndex, timeframe: str, exchanges: list[str | None]
+) -> TradingCalendar:
+    """The calendar that annualises a portfolio, read from the union of its sleeves' bar
+    times by ``resolve_calendar`` (the one rule): the exchange's sessions when every symbol
+    names the same exchange, else the calendar the union's bars show."""
+    named = set(exchanges)
+    return resolve_calendar(union, timeframe, None, named.pop() if len(named) == 1 else None)
 
 
 def _series(pairs: list[Any]) -> pd.Series:
@@ -203,7 +219,7 @@ def backtest_portfolio(
     exchanges = dict(exchanges or {})
     reports: dict[str, dict[str, Any]] = {}
     for symbol in symbols:
-        reports[symbol] = backtest_model(
+        report = backtest_model(
             raw,
             data[symbol],
             symbol=symbol,
@@ -214,6 +230,7 @@ def backtest_portfolio(
             inference=inference,
             exchange=exchanges.get(symbol),
         ).report
+        reports[symbol] = {**report, "charts": {}}  # the portfolio's chart is the one drawn
 
     sleeves = {symbol: _series(report["equity"]) for symbol, report in reports.items()}
     union = sleeves[symbols[0]].index
