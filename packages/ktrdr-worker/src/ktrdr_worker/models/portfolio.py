@@ -250,8 +250,7 @@ def backtest_portfolio(
         (_on_union(held_sleeves[s], union, capital * weights[s]) for s in symbols),
         start=pd.Series(0.0, index=union),
     )
-    named = {exchanges.get(symbol) for symbol in symbols}
-    calendar = resolve_calendar(union, timeframe, None, named.pop() if len(named) == 1 else None)
+    calendar = union_calendar(union, timeframe, [exchanges.get(symbol) for symbol in symbols])
     trades = _union_trades(reports, union)
     metrics = compute_metrics(
         index=union,
