@@ -169,7 +169,9 @@ def test_full_loop(kc, goog, tmp_path):
     assert kc.list_data() == []
 
 
-def test_live_backtest_guards_its_model(kc, client, goog, tmp_path):
+def _trained_model(kc, tmp_path):
+    """A training of the example on GOOG, completed by the test as worker "t" with the test
+    bundle (its test period: 2012-01-03 … 2012-06-01); the model it made."""
     bundle_path = tmp_path / "b.zip"
     bundle_path.write_bytes(bundle_bytes())
     kc.start_training(STRATEGY, ON_GOOG)
@@ -178,6 +180,12 @@ def test_live_backtest_guards_its_model(kc, client, goog, tmp_path):
     sha = kc.upload_artifact(bundle_path, ArtifactKind.BUNDLE).sha256
     kc.complete_operation("t", offer.operation_id, offer.attempt, TrainingResult(bundle_sha256=sha))
     [model] = kc.list_models()
+    return model
+
+
+def test_live_backtest_guards_its_model(kc, client, goog, tmp_path):
+    model = _trained_model(kc, tmp_path)
+    sha = model.bundle_sha256
     backtest = kc.start_backtest(model.model_id)
     with pytest.raises(ApiError) as caught:
         kc.delete_model(model.model_id)
@@ -268,14 +276,7 @@ def test_training_lists_every_symbol_short_of_the_range(kc, goog, tmp_path):
 
 
 def test_backtest_refuses_data_short_of_the_test_period(kc, client, goog, tmp_path):
-    bundle_path = tmp_path / "b.zip"
-    bundle_path.write_bytes(bundle_bytes())  # its test period: 2012-01-03 … 2012-06-01
-    kc.start_training(STRATEGY, ON_GOOG)
-    kc.register_worker(WorkerRegistration(worker_id="t", kind=OperationKind.TRAINING))
-    offer = kc.claim("t", timeout_s=0)
-    sha = kc.upload_artifact(bundle_path, ArtifactKind.BUNDLE).sha256
-    kc.complete_operation("t", offer.operation_id, offer.attempt, TrainingResult(bundle_sha256=sha))
-    [model] = kc.list_models()
+    model = _trained_model(kc, tmp_path)
     # A newer GOOG version that stops at the end of 2011: the test period is not in it.
     lines = packaged_csv("GOOG.csv").read_text().splitlines(keepends=True)
     short = tmp_path / "GOOG.csv"

@@ -61,44 +61,20 @@ backtest: {capital: 10000.0, commission: 0.0001, slippage: 0.0, position_size: 1
 """
 
 # GOOG and the S&P 500, daily: one model over both real series (tests of portfolios).
-TWO_SYMBOL_STRATEGY = """\
-name: tiny_pair
-description: Daily RSI zones and rate of change on GOOG and the S&P 500; small enough for tests.
-data:
-  symbols: [GOOG, SP500]
-  timeframe: 1d
-  start: 2005-01-01
-  split: {train: 0.6, validation: 0.2, test: 0.2}
-  embargo_bars: 5
-indicators:
-  rsi_14: {type: rsi, params: {period: 14}}
-  roc_10: {type: roc, params: {period: 10}}
-fuzzy_sets:
-  rsi_zone:
-    indicator: rsi_14
-    oversold: {type: trapezoidal, params: [null, 0, 30, 45]}
-    overbought: {type: trapezoidal, params: [55, 70, 100, null]}
-inputs:
-  - fuzzy_set: rsi_zone
-  - raw: roc_10
-model: {type: mlp, hidden_layers: [8], dropout: 0.0}
-training:
-  epochs: 3
-  batch_size: 256
-  learning_rate: 0.005
-  seed: 3
-  device: cpu
-  checkpoint_interval: 1
-labels:
-  forward_return: {horizon: 5, buy_threshold: 0.002, sell_threshold: -0.002}
-decisions: {confidence_threshold: 0.34, min_separation_bars: 0, mode: long_short}
-backtest:
-  capital: 100000.0
-  commission: 0.0005
-  slippage: 0.0
-  position_size: 1.0
-  weights: {GOOG: 0.25, SP500: 0.75}
-"""
+TWO_SYMBOL_STRATEGY = (
+    TINY_STRATEGY.replace("name: tiny_eurusd", "name: tiny_pair")
+    .replace("Hourly RSI zones and rate of change on EURUSD", "The same on GOOG and the S&P 500")
+    .replace(
+        "symbols: [EURUSD]\n  timeframe: 1h",
+        "symbols: [GOOG, SP500]\n  timeframe: 1d\n  start: 2005-01-01",
+    )
+    .replace("confidence_threshold: 0.4", "confidence_threshold: 0.34")
+    .replace(
+        "backtest: {capital: 10000.0, commission: 0.0001,",
+        "backtest: {capital: 100000.0, weights: {GOOG: 0.25, SP500: 0.75}, commission: 0.0005,",
+    )
+)
+assert TWO_SYMBOL_STRATEGY.count("GOOG, SP500") == 1 and "weights" in TWO_SYMBOL_STRATEGY
 
 
 class ApiServer:

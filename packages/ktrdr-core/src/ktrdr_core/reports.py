@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -256,6 +256,24 @@ class SignalCounts(_Doc):
     position_changes: int
 
 
+Period = Annotated[str, Field(description="'test' (the bundle's test period) or 'custom'.")]
+InSample = Annotated[
+    list[Literal["train", "validation"]],
+    Field(
+        description="The model's training parts these bars overlap (empty: out of sample). "
+        "Numbers over bars the model learned from look better than they will on new data."
+    ),
+]
+Inference = Annotated[
+    Literal["numpy", "torch"] | None,
+    Field(
+        description="The forward pass that computed the model's probabilities: 'numpy' "
+        "(float32, no torch: the backtest worker's image) or 'torch'. They agree within 1e-5. "
+        "Null in reports written before it was recorded."
+    ),
+]
+
+
 class BacktestReport(_Doc):
     """A model backtest: metrics, trades, equity and drawdown, buy-and-hold, signal counts."""
 
@@ -270,18 +288,9 @@ class BacktestReport(_Doc):
     end: datetime = Field(description="Last traded bar (open time, UTC).")
     bars: int
     warmup_bars: int = Field(description="Bars before `start` used only to warm indicators up.")
-    period: str = Field(description="'test' (the bundle's test period) or 'custom'.")
-    in_sample: list[Literal["train", "validation"]] = Field(
-        default_factory=list,
-        description="The model's training parts these bars overlap (empty: out of sample). "
-        "Numbers over bars the model learned from look better than they will on new data.",
-    )
-    inference: Literal["numpy", "torch"] | None = Field(
-        default=None,
-        description="The forward pass that computed the model's probabilities: 'numpy' "
-        "(float32, no torch: the backtest worker's image) or 'torch'. They agree within 1e-5. "
-        "Null in reports written before it was recorded.",
-    )
+    period: Period
+    in_sample: InSample = []
+    inference: Inference = None
     decisions: dict[str, Any]
     config: dict[str, Any] = Field(description="Backtest settings: capital, costs, sizing.")
     calendar: dict[str, Any]
@@ -345,9 +354,9 @@ class PortfolioReport(_Doc):
     start: datetime = Field(description="The shared window's first bar (open time, UTC).")
     end: datetime = Field(description="The shared window's last bar (open time, UTC).")
     bars: int = Field(description="Bars on the union of the symbols' bar times.")
-    period: str = Field(description="'test' (the bundle's test period) or 'custom'.")
-    in_sample: list[Literal["train", "validation"]] = Field(default_factory=list)
-    inference: Literal["numpy", "torch"] | None = None
+    period: Period
+    in_sample: InSample = []
+    inference: Inference = None
     portfolio: PortfolioSection
     symbols: dict[str, BacktestReport]
     charts: dict[str, str] = Field(default_factory=dict)

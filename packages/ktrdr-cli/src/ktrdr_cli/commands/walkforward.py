@@ -44,8 +44,9 @@ def walkforward(
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show every fold")] = False,
     charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:
-    """Walk-forward a strategy: train and backtest it fold after fold, on every worker
-    (several symbols: each fold backtests the portfolio, on the span they share)."""
+    """Walk-forward a strategy: train and backtest it fold after fold, on every worker.
+
+    Several symbols: each fold backtests the portfolio, on the span the symbols share."""
     if not strategy.is_file():
         fail(f"{strategy}: no such file")
     if window not in ("rolling", "expanding"):

@@ -266,15 +266,34 @@ def backtest_model(
             "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
         }
     )
-    total = report.metrics.get("total_return")
-    worst = report.metrics.get("max_drawdown")
-    title = f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades"
+    return finish_outcome(
+        report.model_dump(mode="json", by_alias=True),
+        report.metrics,
+        equity,
+        held,
+        f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades",
+        out_dir,
+    )
+
+
+def finish_outcome(
+    document: dict[str, Any],
+    metrics: Mapping[str, Any],
+    equity: pd.Series,
+    held: pd.Series,
+    head: str,
+    out_dir: str | Path | None,
+) -> ModelBacktestOutcome:
+    """Draw the equity chart (``equity`` beside buy-and-hold ``held``, titled ``head`` and the
+    return and drawdown in ``metrics``) and, with ``out_dir``, write it beside the report
+    ``document`` there."""
+    total, worst = metrics.get("total_return"), metrics.get("max_drawdown")
+    title = head
     if total is not None:
         title += f", return {total * 100:+.1f}%"
     if worst is not None:
         title += f", max DD {worst * 100:.1f}%"
     images = render_equity_chart(equity, buy_and_hold=held, title=title)
-    document = report.model_dump(mode="json", by_alias=True)
     paths = None
     if out_dir is not None:
         folder = Path(out_dir)

@@ -27,7 +27,6 @@ add up to the portfolio's total return.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -45,15 +44,14 @@ from ktrdr_worker.backtest.metrics import compute_metrics
 from ktrdr_worker.calendars import TradingCalendar, resolve_calendar
 from ktrdr_worker.models.backtest import (
     CHART_STEM,
-    REPORT_NAME,
     ModelBacktestError,
     ModelBacktestOutcome,
     backtest_model,
     base_frame,
+    finish_outcome,
     json_metrics,
     utc_timestamp,
 )
-from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
 
 __all__ = [
     "PortfolioCoverageError",
@@ -306,16 +304,12 @@ def backtest_portfolio(
             "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
         }
     ).model_dump(mode="json", by_alias=True)
-    total = document["portfolio"]["metrics"].get("total_return")
-    title = (
+    return finish_outcome(
+        document,
+        document["portfolio"]["metrics"],
+        equity,
+        held,
         f"{manifest.strategy.name} portfolio of {', '.join(symbols)} {timeframe}: "
-        f"{len(trades)} trades" + (f", return {total * 100:+.1f}%" if total is not None else "")
+        f"{len(trades)} trades",
+        out_dir,
     )
-    images = render_equity_chart(equity, buy_and_hold=held, title=title)
-    paths = None
-    if out_dir is not None:
-        folder = Path(out_dir)
-        paths = write_equity_chart(folder, CHART_STEM, images)
-        paths["report"] = folder / REPORT_NAME
-        paths["report"].write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    return ModelBacktestOutcome(report=document, png=images.png, svg=images.svg, paths=paths)
