@@ -38,7 +38,13 @@ from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
 from ktrdr_worker.models.decisions import DecisionSettings, decide_positions, no_trade_reason
 from ktrdr_worker.models.inference import BundleModel
 
-__all__ = ["ModelBacktestError", "ModelBacktestOutcome", "backtest_model"]
+__all__ = [
+    "ModelBacktestError",
+    "ModelBacktestOutcome",
+    "SymbolRun",
+    "backtest_model",
+    "simulate_symbol",
+]
 
 REPORT_NAME = "report.json"
 CHART_STEM = "equity"
@@ -132,6 +138,17 @@ def _trades(trades: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class SymbolRun:
+    """One symbol's backtest before any chart: the report (JSON-ready dict), the equity and
+    buy-and-hold equity at each bar's close, and the chart's title."""
+
+    report: dict[str, Any]
+    equity: pd.Series
+    held: pd.Series
+    title: str
+
+
 def backtest_model(
     bundle: BundleSource,
     data: pd.DataFrame | Mapping[str, pd.DataFrame],
@@ -161,6 +178,36 @@ def backtest_model(
     not cover the period with enough warm-up, and ``FeatureMismatchError`` when the features
     the strategy builds are not the ones the model was trained on.
     """
+    run = simulate_symbol(
+        bundle,
+        data,
+        symbol=symbol,
+        start=start,
+        end=end,
+        decisions=decisions,
+        backtest=backtest,
+        inference=inference,
+        exchange=exchange,
+    )
+    return finish_outcome(
+        run.report, run.report["metrics"], run.equity, run.held, run.title, out_dir
+    )
+
+
+def simulate_symbol(
+    bundle: BundleSource,
+    data: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *,
+    symbol: str | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    decisions: Mapping[str, Any] | None = None,
+    backtest: Mapping[str, Any] | None = None,
+    inference: str = "auto",
+    exchange: str | None = None,
+) -> SymbolRun:
+    """:func:`backtest_model` without the chart and files (same inputs, same report): what a
+    portfolio's sleeve runs. Out: :class:`SymbolRun`."""
     model = BundleModel(bundle, inference)
     manifest = model.manifest
     bundle_sha = hashlib.sha256(
@@ -266,13 +313,11 @@ def backtest_model(
             "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
         }
     )
-    return finish_outcome(
-        report.model_dump(mode="json", by_alias=True),
-        report.metrics,
-        equity,
-        held,
-        f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades",
-        out_dir,
+    return SymbolRun(
+        report=report.model_dump(mode="json", by_alias=True),
+        equity=equity,
+        held=held,
+        title=f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades",
     )
 
 

@@ -7,7 +7,7 @@
    it — enough warm-up bars before its start, bars up to its end — and every shortfall of
    every symbol is refused in one :class:`PortfolioCoverageError`;
 2. **the sleeves**: the capital is split by ``backtest.weights`` (equal shares when left out)
-   and each symbol is backtested by :func:`ktrdr_worker.models.backtest.backtest_model` with
+   and each symbol is backtested by :func:`ktrdr_worker.models.backtest.simulate_symbol` with
    its sleeve's capital over the window: the very single-symbol backtest, report and all
    (trades, metrics, buy-and-hold, signal counts, no-trade reasons);
 3. **the portfolio**: the sleeves' equity summed on the union of their bar times, each sleeve
@@ -46,10 +46,10 @@ from ktrdr_worker.models.backtest import (
     CHART_STEM,
     ModelBacktestError,
     ModelBacktestOutcome,
-    backtest_model,
     base_frame,
     finish_outcome,
     json_metrics,
+    simulate_symbol,
     utc_timestamp,
 )
 
@@ -217,7 +217,7 @@ def backtest_portfolio(
     exchanges = dict(exchanges or {})
     reports: dict[str, dict[str, Any]] = {}
     for symbol in symbols:
-        report = backtest_model(
+        report = simulate_symbol(
             raw,
             data[symbol],
             symbol=symbol,
