@@ -272,6 +272,7 @@ def test_training_lists_every_symbol_short_of_the_range(kc, goog, tmp_path):
     )
     message = str(caught.value)
     assert "MSFT 1d" in message and "SP500 1d from 2005-01-01 to 2008-01-01" in message
+    assert "or ask for a period every symbol covers" in message
     assert kc.list_operations(kind="training") == []
 
 

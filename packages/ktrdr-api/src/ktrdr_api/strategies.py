@@ -53,9 +53,14 @@ class MissingData(KtrdrError):
             for s, tf, first, last in gaps
         )
         first_symbol, first_tf = gaps[0][:2]
+        narrower = (
+            ", or ask for a period every symbol covers (data.start/data.end, --start/--end)"
+            if any(first for _, _, first, _ in gaps)
+            else ""
+        )
         super().__init__(
             f"no data for {names}: import or fetch it first, e.g. "
-            f"`ktrdr data import {first_symbol} {first_tf} FILE.csv`"
+            f"`ktrdr data import {first_symbol} {first_tf} FILE.csv`{narrower}"
         )
         self.details = {
             "missing": [
