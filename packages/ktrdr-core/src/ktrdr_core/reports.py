@@ -32,6 +32,7 @@ __all__ = [
     "CLASS_NAMES",
     "PORTFOLIO_REPORT_FORMAT",
     "TRAINING_RESULT_FORMAT",
+    "AnyBacktestReport",
     "BacktestReport",
     "Baseline",
     "ClassMetrics",
