@@ -12,6 +12,7 @@ from ktrdr_api.app import create_app
 from ktrdr_core.client import KtrdrClient
 from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import OperationKind, WorkerRegistration
+from ktrdr_core.version import PROTOCOL_VERSION
 from tests.support.stack import ApiServer
 from tests.support.tls import make_pki
 
@@ -65,7 +66,11 @@ def test_typed_client_sends_the_token(secured):
 
 
 @pytest.mark.parametrize(
-    ("protocol", "upgrade"), [(0, "upgrade the worker"), (2, "upgrade the backend")]
+    ("protocol", "upgrade"),
+    [
+        (1, "upgrade the worker"),  # protocol 1: one report per backtest, before portfolios
+        (PROTOCOL_VERSION + 1, "upgrade the backend"),
+    ],
 )
 def test_worker_with_another_protocol_is_told_which_side_to_upgrade(client, protocol, upgrade):
     body = WorkerRegistration(worker_id="w1", kind=OperationKind.TRAINING, protocol=protocol)
@@ -76,13 +81,18 @@ def test_worker_with_another_protocol_is_told_which_side_to_upgrade(client, prot
 
 
 @pytest.mark.parametrize(
-    ("header", "upgrade"), [("0", "upgrade the client"), ("7", "upgrade the backend")]
+    ("header", "upgrade"), [("1", "upgrade the client"), ("7", "upgrade the backend")]
 )
 def test_client_with_another_protocol_is_told_which_side_to_upgrade(client, header, upgrade):
     response = client.get(f"{API}/operations", headers={"X-Ktrdr-Protocol": header})
     assert response.status_code == 426
     assert upgrade in response.json()["detail"]
-    assert client.get(f"{API}/operations", headers={"X-Ktrdr-Protocol": "1"}).status_code == 200
+    assert (
+        client.get(
+            f"{API}/operations", headers={"X-Ktrdr-Protocol": str(PROTOCOL_VERSION)}
+        ).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "ktrdr.example.org"])

@@ -169,7 +169,9 @@ def test_full_loop(kc, goog, tmp_path):
     assert kc.list_data() == []
 
 
-def test_live_backtest_guards_its_model(kc, client, goog, tmp_path):
+def _trained_model(kc, tmp_path):
+    """A training of the example on GOOG, completed by the test as worker "t" with the test
+    bundle (its test period: 2012-01-03 … 2012-06-01); the model it made."""
     bundle_path = tmp_path / "b.zip"
     bundle_path.write_bytes(bundle_bytes())
     kc.start_training(STRATEGY, ON_GOOG)
@@ -178,6 +180,12 @@ def test_live_backtest_guards_its_model(kc, client, goog, tmp_path):
     sha = kc.upload_artifact(bundle_path, ArtifactKind.BUNDLE).sha256
     kc.complete_operation("t", offer.operation_id, offer.attempt, TrainingResult(bundle_sha256=sha))
     [model] = kc.list_models()
+    return model
+
+
+def test_live_backtest_guards_its_model(kc, client, goog, tmp_path):
+    model = _trained_model(kc, tmp_path)
+    sha = model.bundle_sha256
     backtest = kc.start_backtest(model.model_id)
     with pytest.raises(ApiError) as caught:
         kc.delete_model(model.model_id)
@@ -241,3 +249,44 @@ def test_artifact_upload_round_trip_and_corruption(kc, client, tmp_path):
     assert corrupted.status_code == 422 and "announced" in corrupted.json()["detail"]
     assert client.get(f"{API}/artifacts/{'0' * 64}").status_code == 404
     assert client.get(f"{API}/artifacts/..%2F..%2Fktrdr.db").status_code in (404, 422)
+
+
+def test_training_lists_every_symbol_short_of_the_range(kc, goog, tmp_path):
+    from tests.support.market_data import sp500_daily_csv
+
+    # Asked for 2005 … 2015: the data reaches 2013-12-31 (the S&P 500's, from 2008 only);
+    # GOOG ends 2013-03-01, and MSFT was never imported. One refusal names all three.
+    sp500 = sp500_daily_csv(tmp_path / "sp500.csv", first="2008-01-01", last="2013-12-31")
+    kc.import_data("SP500", "1d", sp500)
+    both = {"data.symbols": ["GOOG", "SP500", "MSFT"], "data.start": "2005-01-01",
+            "data.end": "2015-12-31"}  # fmt: skip
+    with pytest.raises(ApiError) as caught:
+        kc.start_training(STRATEGY, both)
+    assert caught.value.status == 422
+    missing = caught.value.body["missing"]
+    assert {"symbol": "MSFT", "timeframe": "1d"} in missing
+    goog_gap = {"symbol": "GOOG", "timeframe": "1d", "start": "2013-03-02", "end": "2013-12-31"}
+    assert goog_gap in missing
+    assert {"symbol": "SP500", "timeframe": "1d", "start": "2005-01-01", "end": "2008-01-01"} in (
+        missing
+    )
+    message = str(caught.value)
+    assert "MSFT 1d" in message and "SP500 1d from 2005-01-01 to 2008-01-01" in message
+    assert "or ask for a period every symbol covers" in message
+    assert kc.list_operations(kind="training") == []
+
+
+def test_backtest_refuses_data_short_of_the_test_period(kc, client, goog, tmp_path):
+    model = _trained_model(kc, tmp_path)
+    # A newer GOOG version that stops at the end of 2011: the test period is not in it.
+    lines = packaged_csv("GOOG.csv").read_text().splitlines(keepends=True)
+    short = tmp_path / "GOOG.csv"
+    short.write_text("".join(line for line in lines if line[:4] < "2012"))
+    kc.import_data("GOOG", "1d", short)
+    with pytest.raises(ApiError) as caught:
+        kc.start_backtest(model.model_id)
+    assert caught.value.status == 422
+    assert caught.value.body["missing"] == [
+        {"symbol": "GOOG", "timeframe": "1d", "start": "2012-01-03", "end": "2012-06-01"}
+    ]
+    assert kc.list_operations(kind="backtest") == []

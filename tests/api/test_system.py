@@ -24,7 +24,7 @@ def test_fresh_home_gets_a_database_and_reports_healthy(tmp_path):
 def test_version_names_protocol_and_distributions(tmp_path):
     with TestClient(create_app(Settings(home=tmp_path))) as client:
         body = client.get("/api/v1/version").json()
-    assert body["protocol"] == 1
+    assert body["protocol"] == 2
     assert body["distributions"]["ktrdr-api"] == body["version"]
 
 

@@ -143,4 +143,30 @@ def test_folds_that_do_not_fit_the_data_are_a_422_naming_the_problem(kc):
     assert "10 days cannot hold 4 folds" in str(caught.value)
     with pytest.raises(ApiError) as caught:
         kc.start_walkforward(STRATEGY, {**ON_GOOG, "data.symbols": ["GOOG", "AAPL"]}, folds=2)
-    assert caught.value.status == 422 and "one symbol" in str(caught.value)
+    assert caught.value.status == 422 and "no data for AAPL 1d" in str(caught.value)
+
+
+def test_several_symbols_walk_forward_on_the_calendar_they_share(kc, tmp_path):
+    from tests.support.market_data import sp500_daily_csv
+
+    # GOOG runs to 2013-03-01; these S&P 500 bars from 2009-06-01 to 2012-06-29.
+    csv = sp500_daily_csv(tmp_path / "sp500.csv", first="2009-06-01", last="2012-06-29")
+    kc.import_data("SP500", "1d", csv)
+    both = {**ON_GOOG, "data.symbols": ["GOOG", "SP500"]}
+    with pytest.raises(ApiError) as caught:  # the example asks for 2010 … 2023
+        kc.start_walkforward(STRATEGY, both, folds=2)
+    assert caught.value.status == 422
+    assert "SP500 1d from 2012-06-30 to 2013-03-01" in str(caught.value)
+
+    started = kc.start_walkforward(STRATEGY, {**both, "data.end": "2012-06-29"}, folds=2)
+    plan = started.inputs.folds
+    assert plan[0].train_start.isoformat() == "2010-01-01"
+    assert plan[-1].test_end.isoformat() == "2012-06-29"
+    assert {ref.symbol for ref in started.inputs.data} == {"GOOG", "SP500"}
+    trainings = [c for role, c in _roles(kc, started.operation_id).items() if "train" in role]
+    assert len(trainings) == 2
+    for child in trainings:
+        assert {ref.symbol for ref in kc.get_operation(child.operation_id).inputs.data} == {
+            "GOOG",
+            "SP500",
+        }

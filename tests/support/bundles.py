@@ -72,9 +72,11 @@ def bundle_manifest(
     """A complete ``bundle.json`` (the ktrdr-core schema) for a small model on ``symbol``."""
     features = feature_names or ["1d_rsi_zone_oversold", "1d_rsi_zone_overbought"]
     per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
+    # Inside GOOG's daily bars (tests.support.market_data: 2004-08-19 … 2013-03-01), which the
+    # backend checks a backtest's data against.
     part = {
-        "start": "2020-01-01T00:00:00Z",
-        "end": "2020-06-01T00:00:00Z",
+        "start": "2012-01-03T00:00:00Z",
+        "end": "2012-06-01T00:00:00Z",
         "samples": 30,
         "class_counts": {"BUY": 10, "HOLD": 10, "SELL": 10},
     }
@@ -97,8 +99,8 @@ def bundle_manifest(
                 "timeframe": timeframe,
                 "checksum": "cd" * 32,
                 "rows": 100,
-                "first": "2020-01-01T00:00:00Z",
-                "last": "2020-12-31T00:00:00Z",
+                "first": "2012-01-03T00:00:00Z",
+                "last": "2012-12-31T00:00:00Z",
                 "samples": {"train": 30, "validation": 30, "test": 30},
             }
         ],

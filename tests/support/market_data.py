@@ -42,6 +42,38 @@ def eurusd_csv(dest: Path) -> Path:
     return dest
 
 
+def sp500_daily_csv(dest: Path, first: str = "2004-01-01", last: str = "2013-03-01") -> Path:
+    """The S&P 500's real daily bars shipped in the `arch` wheel (1999-2018), from ``first`` to
+    ``last`` (YYYY-MM-DD, both included), rewritten as a canonical ktrdr CSV without pandas."""
+    import gzip
+
+    path = packaged_file("arch", "data", "sp500", "sp500.csv.gz")
+    with gzip.open(path, "rt", newline="") as raw, dest.open("w", newline="") as out:
+        rows = csv.reader(raw)
+        assert next(rows) == ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["timestamp", "open", "high", "low", "close", "volume"])
+        for day, open_, high, low, close, _adjusted, volume in rows:
+            month, dom, year = (int(part) for part in day.split("/"))
+            stamp = date(year, month, dom).isoformat()
+            if first <= stamp <= last:
+                writer.writerow([f"{stamp}T00:00:00Z", open_, high, low, close, volume])
+    return dest
+
+
+def goog_canonical_csv(dest: Path) -> Path:
+    """GOOG's real daily bars (the `backtesting` wheel, 2004-08-19 to 2013-03-01) as a
+    canonical ktrdr CSV."""
+    with packaged_csv("GOOG.csv").open(newline="") as raw, dest.open("w", newline="") as out:
+        rows = csv.reader(raw)
+        assert next(rows)[1:] == ["Open", "High", "Low", "Close", "Volume"]
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["timestamp", "open", "high", "low", "close", "volume"])
+        for day, *values in rows:
+            writer.writerow([f"{day}T00:00:00Z", *values])
+    return dest
+
+
 HEADER = "timestamp,open,high,low,close,volume"
 
 # Three good hourly bars, in canonical form (lines 2..4 of the file under HEADER).

@@ -61,6 +61,22 @@ decisions: {confidence_threshold: 0.4, min_separation_bars: 0, mode: long_short}
 backtest: {capital: 10000.0, commission: 0.0001, slippage: 0.0, position_size: 1.0}
 """
 
+# GOOG and the S&P 500, daily: one model over both real series (tests of portfolios).
+TWO_SYMBOL_STRATEGY = (
+    TINY_STRATEGY.replace("name: tiny_eurusd", "name: tiny_pair")
+    .replace("Hourly RSI zones and rate of change on EURUSD", "The same on GOOG and the S&P 500")
+    .replace(
+        "symbols: [EURUSD]\n  timeframe: 1h",
+        "symbols: [GOOG, SP500]\n  timeframe: 1d\n  start: 2005-01-01",
+    )
+    .replace("confidence_threshold: 0.4", "confidence_threshold: 0.34")
+    .replace(
+        "backtest: {capital: 10000.0, commission: 0.0001,",
+        "backtest: {capital: 100000.0, weights: {GOOG: 0.25, SP500: 0.75}, commission: 0.0005,",
+    )
+)
+assert TWO_SYMBOL_STRATEGY.count("GOOG, SP500") == 1 and "weights" in TWO_SYMBOL_STRATEGY
+
 
 class ApiServer:
     """`ktrdr-api serve` on a fixed loopback port, restartable (same port, same or new home)."""

@@ -436,3 +436,26 @@ def test_the_loader_runs_the_cross_section_checks_the_plain_sections_leave_out(m
 def test_missing_file_is_an_issue_not_a_crash(tmp_path):
     issue = only_issue(tmp_path / "absent.yaml")
     assert issue.path == "" and "cannot read the strategy file" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("weights", "path", "needle"),
+    [
+        ("{AAPL: 0.5, MSFT: 0.4}", "backtest.weights", "weights must sum to 1, they sum to 0.9"),
+        ("{AAPL: 1.5, MSFT: -0.5}", "backtest.weights", "each weight must be in (0, 1]"),
+        ("{AAPL: 0.5, MSFT: 0.25, TSLA: 0.25}", "backtest.weights", "TSLA not in data.symbols"),
+        ("{AAPL: 1.0}", "backtest.weights", "no weight for MSFT: name every symbol"),
+    ],
+)
+def test_backtest_weights_must_share_the_capital_between_the_symbols(weights, path, needle):
+    text = mutate("symbols: [AAPL]", "symbols: [AAPL, MSFT]") + f"backtest:\n  weights: {weights}\n"
+    issue = only_issue(text)
+    assert issue.path == path
+    assert needle in issue.message
+
+
+def test_backtest_weights_that_share_the_capital_are_kept():
+    text = mutate("symbols: [AAPL]", "symbols: [AAPL, MSFT]")
+    strategy = load_strategy(text + "backtest:\n  weights: {AAPL: 0.25, MSFT: 0.75}\n")
+    assert strategy.backtest.weights == {"AAPL": 0.25, "MSFT": 0.75}
+    assert load_strategy(text).backtest.weights is None  # equal shares

@@ -4,8 +4,11 @@ the backend again after a restart without anyone's help."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from ktrdr_core.errors import ApiError
 from ktrdr_core.protocol import AttemptOutcome, OperationState, WorkerStatus
 from tests.support.stack import TINY_STRATEGY, held_with_checkpoint, wait_for_state
 from tests.support.waiting import wait_until
@@ -93,13 +96,19 @@ def test_a_job_that_cannot_run_fails_with_the_reason(api, eurusd, thread_worker)
         trained = client.start_training(TINY_STRATEGY, {"training.epochs": 1})
         assert wait_for_state(api, trained.operation_id, DONE, "to end").state == "completed"
         [model] = client.list_models()
-        # A period after the last bar: the engine's own words come back as the error.
-        backtest = client.start_backtest(
-            model.model_id, start="2030-01-01T00:00:00Z", end="2030-02-01T00:00:00Z"
-        )
+        # A period after the last bar never reaches a worker: the backend names what is missing.
+        with pytest.raises(ApiError) as refused:
+            client.start_backtest(
+                model.model_id, start="2030-01-01T00:00:00Z", end="2030-02-01T00:00:00Z"
+            )
+        assert refused.value.status == 422 and "from 2030-01-01 to 2030-02-01" in str(refused.value)
+        # From the very first bar: no warm-up before it, which only the worker can count; the
+        # engine's own words come back as the error.
+        first = model.data[0].first
+        backtest = client.start_backtest(model.model_id, start=first, end=first + timedelta(days=5))
         view = wait_for_state(api, backtest.operation_id, DONE, "to end", logs=_logs(api))
     assert view.state == OperationState.FAILED
-    assert "ModelBacktestError" in view.error and "2030-01-01" in view.error
+    assert "ModelBacktestError" in view.error and "warm-up" in view.error
 
 
 def test_worker_registers_again_after_the_backend_restarts_on_a_fresh_database(

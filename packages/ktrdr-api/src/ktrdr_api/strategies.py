@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -39,17 +39,55 @@ class StrategyInvalid(KtrdrError):
         self.details = {"issues": [i.model_dump() for i in issues]}
 
 
-class MissingData(KtrdrError):
-    """The strategy needs data that is not imported (HTTP 422), named in ``details``."""
+Gap = tuple[str, str, date | None, date | None]
+"""(symbol, timeframe, first day missing, last day missing); no days: nothing imported."""
 
-    def __init__(self, missing: list[tuple[str, str]]):
-        names = ", ".join(f"{s} {tf}" for s, tf in missing)
-        first_symbol, first_tf = missing[0]
-        super().__init__(
-            f"no data for {names}: import it first, e.g. "
-            f"`ktrdr data import {first_symbol} {first_tf} FILE.csv`"
+
+class MissingData(KtrdrError):
+    """The strategy needs data that is not imported, or not over the whole period asked for
+    (HTTP 422): every missing symbol, timeframe and period, named in ``details``."""
+
+    def __init__(self, gaps: list[Gap]):
+        names = ", ".join(
+            f"{s} {tf}" + (f" from {first} to {last}" if first else "")
+            for s, tf, first, last in gaps
         )
-        self.details = {"missing": [{"symbol": s, "timeframe": tf} for s, tf in missing]}
+        first_symbol, first_tf = gaps[0][:2]
+        narrower = (
+            ", or ask for a period every symbol covers (data.start/data.end, --start/--end)"
+            if any(first for _, _, first, _ in gaps)
+            else ""
+        )
+        super().__init__(
+            f"no data for {names}: import or fetch it first, e.g. "
+            f"`ktrdr data import {first_symbol} {first_tf} FILE.csv`{narrower}"
+        )
+        self.details = {
+            "missing": [
+                {"symbol": s, "timeframe": tf}
+                | ({"start": first.isoformat(), "end": last.isoformat()} if first and last else {})
+                for s, tf, first, last in gaps
+            ]
+        }
+
+
+def coverage_gaps(data: list[DataRef], first: date, last: date) -> list[Gap]:
+    """The stretches of ``first`` … ``last`` (days, both included) each series leaves
+    without bars, past ``CLOSURE_SLACK`` at either end (weekends and holidays)."""
+    from ktrdr_core.market_data.gaps import CLOSURE_SLACK
+
+    gaps: list[Gap] = []
+    for ref in data:
+        have_first = ref.first.astimezone(UTC).date()
+        have_last = ref.last.astimezone(UTC).date()
+        if have_first > last or have_last < first:
+            gaps.append((ref.symbol, ref.timeframe.value, first, last))
+            continue
+        if have_first - first > CLOSURE_SLACK:
+            gaps.append((ref.symbol, ref.timeframe.value, first, have_first - timedelta(days=1)))
+        if last - have_last > CLOSURE_SLACK:
+            gaps.append((ref.symbol, ref.timeframe.value, have_last + timedelta(days=1), last))
+    return gaps
 
 
 def _issue(path: str, message: str, line: int | None = None) -> StrategyIssue:
@@ -132,20 +170,39 @@ def required_data(session: Session, strategy: Strategy) -> list[DataRef]:
     """The newest version of each (symbol, base timeframe) the strategy trains on.
 
     Longer timeframes are resampled from the base one by the worker, so only the base is
-    needed. Raises MissingData naming every pair not imported.
+    needed. Several symbols train on one chronological split, so each must cover the range
+    asked for: ``data.start`` … ``data.end``, each end left open standing for as far as any
+    of the symbols' data reaches (one symbol is never short of its own span; a range that
+    selects none of it is :func:`check_data_overlap`'s). Raises one MissingData naming every
+    pair not imported and every period a symbol lacks.
     """
     timeframe = strategy.data.timeframe.value
-    refs, missing = [], []
+    refs: list[DataRef] = []
+    missing: list[Gap] = []
     for raw in strategy.data.symbols:
         symbol = normalise_symbol(raw)
         row = catalog.latest_dataset(session, symbol, timeframe)
         if row is None:
-            missing.append((symbol, timeframe))
+            missing.append((symbol, timeframe, None, None))
         else:
             refs.append(catalog.data_ref(row))
+    if refs:
+        first = max(
+            strategy.data.start or date.min, min(r.first.astimezone(UTC).date() for r in refs)
+        )
+        last = min(strategy.data.end or date.max, max(r.last.astimezone(UTC).date() for r in refs))
+        if first <= last:
+            missing += coverage_gaps(refs, first, last)
     if missing:
         raise MissingData(missing)
     return refs
+
+
+def _moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def check_data_overlap(strategy: Strategy, data: list[DataRef]) -> None:
@@ -211,15 +268,22 @@ def backtest_inputs(
     settings: Mapping[str, Any],
 ) -> tuple[BacktestInputs, str]:
     """A backtest of ``model_id`` on the newest data of the symbols and timeframe it was
-    trained on, and the model's strategy name. Raises MissingData when that data is gone."""
+    trained on, and the model's strategy name. Raises one MissingData naming every symbol
+    whose data is gone or misses part of the period (``start`` … ``end``, by default the
+    model's test period), before any worker is asked."""
     model = catalog.model(session, model_id)
-    refs, missing = [], []
+    refs: list[DataRef] = []
+    missing: list[Gap] = []
     for used in model.data:
         row = catalog.latest_dataset(session, used["symbol"], used["timeframe"])
         if row is None:
-            missing.append((used["symbol"], used["timeframe"]))
+            missing.append((used["symbol"], used["timeframe"], None, None))
         else:
             refs.append(catalog.data_ref(row))
+    test = (model.bundle_metadata.get("splits") or {}).get("test") or {}
+    first, last = start or _moment(test.get("start")), end or _moment(test.get("end"))
+    if refs and first is not None and last is not None and first <= last:
+        missing += coverage_gaps(refs, first.astimezone(UTC).date(), last.astimezone(UTC).date())
     if missing:
         raise MissingData(missing)
     inputs = BacktestInputs(

@@ -106,25 +106,20 @@ class Orchestrator:
 
         check_backtest_settings(request.settings)
         strategy, effective_text = check_strategy(request.strategy, request.overrides)
-        if len(strategy.data.symbols) != 1:
-            raise StrategyInvalid(
-                [
-                    StrategyIssue(
-                        path="data.symbols",
-                        message=f"a walk-forward backtests one symbol; this strategy trains on "
-                        f"{', '.join(strategy.data.symbols)}",
-                    )
-                ]
-            )
         with self.sessions() as session:
             data = required_data(session, strategy)
             # With an exchange named, its sessions (the exact gap report's count) space the
             # embargo's bars, as they annualise the backtests: one calendar per dataset.
-            exchange_bars = catalog.exchange_bars(session, data[0])
+            exchange_bars = [catalog.exchange_bars(session, ref) for ref in data]
         check_data_overlap(strategy, data)
-        ref = data[0]
-        first = max(ref.first.astimezone(UTC).date(), strategy.data.start or date.min)
-        last = min(ref.last.astimezone(UTC).date(), strategy.data.end or date.max)
+        # Several symbols: the folds are cut on the calendar they share, from the latest
+        # first day to the earliest last day (required_data refused any symbol short of it).
+        first = max(
+            max(ref.first.astimezone(UTC).date() for ref in data), strategy.data.start or date.min
+        )
+        last = min(
+            min(ref.last.astimezone(UTC).date() for ref in data), strategy.data.end or date.max
+        )
         embargo_bars = (
             request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
         )
@@ -135,12 +130,12 @@ class Orchestrator:
                 folds=request.folds,
                 window=request.window,
                 train_blocks=request.train_blocks,
-                embargo=embargo_days(
-                    embargo_bars,
-                    ref.first.date(),
-                    ref.last.date(),
-                    ref.rows,
-                    exchange_bars=exchange_bars,
+                # The embargo spans ``embargo_bars`` bars of every symbol: the widest in days.
+                embargo=max(
+                    embargo_days(
+                        embargo_bars, ref.first.date(), ref.last.date(), ref.rows, exchange_bars=n
+                    )
+                    for ref, n in zip(data, exchange_bars, strict=True)
                 ),
             )
         except WalkforwardError as exc:

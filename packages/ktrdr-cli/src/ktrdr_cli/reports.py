@@ -118,12 +118,40 @@ def show_training(result: dict[str, Any]) -> None:
         )
 
 
-def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
-    """Metrics beside buy-and-hold, trades summary, signal counts and the chart's path."""
-    metrics = report.get("metrics") or {}
-    hold = report.get("buy_and_hold") or {}
+def show_backtest(report: dict[str, Any], chart: Path | None, symbol: str | None = None) -> None:
+    """A single symbol's report: metrics beside buy-and-hold, trades, signal counts. A
+    portfolio's: the portfolio table, then one table per symbol (only ``symbol``'s when
+    given; a symbol not in the report exits 1 naming those that are). Then the chart's path."""
+    sections = report.get("symbols")
+    if not isinstance(sections, dict):
+        if symbol is not None and symbol.upper() != report.get("symbol"):
+            _no_symbol(symbol, [str(report.get("symbol"))])
+        _show_symbol(report, f"on {report.get('symbol')}")
+    else:
+        if symbol is not None:
+            wanted = symbol.upper()
+            if wanted not in sections:
+                _no_symbol(symbol, list(sections))
+            _show_symbol(sections[wanted], f"on {wanted}, a sleeve of a portfolio")
+        else:
+            _show_portfolio(report)
+            for name, section in sections.items():
+                typer.echo("")
+                _show_symbol(section, f"on {name}, its sleeve")
+    if chart is not None:
+        typer.echo(f"chart: {chart}")
+
+
+def _no_symbol(symbol: str, known: list[str]) -> None:
     typer.echo(
-        f"backtest {report.get('strategy_name')} on {report.get('symbol')} "
+        f"error: this backtest has no symbol {symbol!r}: it covers {', '.join(known)}", err=True
+    )
+    raise typer.Exit(1)
+
+
+def _header(report: dict[str, Any], what: str) -> None:
+    typer.echo(
+        f"backtest {report.get('strategy_name')} {what} "
         f"{report.get('timeframe')}: {report.get('start')} → {report.get('end')} "
         f"({report.get('bars')} bars, {report.get('period')} period"
         + (f", {report['inference']} inference" if report.get("inference") else "")
@@ -134,13 +162,57 @@ def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
             f"IN SAMPLE: these bars overlap the model's {' and '.join(report['in_sample'])} "
             "data; the numbers look better than they will on data it never saw"
         )
+
+
+def _metrics_table(metrics: dict[str, Any], hold: dict[str, Any], what: str) -> None:
     table(
         [
             [k, number(k, metric_value(metrics[k])), number(k, metric_value(hold.get(k)))]
             for k in ordered_keys(metrics)
         ],
-        ["metric", "strategy", "buy & hold"],
+        ["metric", what, "buy & hold"],
     )
+
+
+def _show_portfolio(report: dict[str, Any]) -> None:
+    portfolio = report["portfolio"]
+    _header(report, f"as a portfolio of {', '.join(report['symbols'])}")
+    _metrics_table(portfolio.get("metrics") or {}, portfolio.get("buy_and_hold") or {}, "portfolio")
+    calendar = portfolio.get("calendar") or {}
+    typer.echo(
+        f"sleeves, never rebalanced; equity summed on the union of their bars, annualised on "
+        f"that union's calendar ({calendar.get('calendar')}, "
+        f"{number('bars_per_year', calendar.get('bars_per_year'))} bars a year"
+        + (f", {calendar['exchange']} sessions" if calendar.get("exchange") else "")
+        + ")"
+    )
+    table(
+        [
+            [
+                name,
+                f"{weight * 100:.1f}%",
+                number("final_equity", portfolio["capital"] * weight),
+                number("total_return", portfolio["contributions"].get(name)),
+                number(
+                    "total_return",
+                    metric_value(
+                        (report["symbols"][name].get("metrics") or {}).get("total_return")
+                    ),
+                ),
+                number("num_trades", len(report["symbols"][name].get("trades") or [])),
+            ]
+            for name, weight in portfolio["weights"].items()
+        ],
+        ["symbol", "weight", "capital", "contribution", "sleeve return", "trades"],
+    )
+    typer.echo(
+        "contribution: the sleeve's profit over the whole capital; they add up to total_return"
+    )
+
+
+def _show_symbol(report: dict[str, Any], what: str) -> None:
+    _header(report, what)
+    _metrics_table(report.get("metrics") or {}, report.get("buy_and_hold") or {}, "strategy")
     typer.echo("buy & hold: the asset held from the first bar's close to the last bar's, no costs")
     counts = report.get("signal_counts") or {}
     if counts:
@@ -154,5 +226,3 @@ def show_backtest(report: dict[str, Any], chart: Path | None) -> None:
         )
     if report.get("zero_trade_reason"):
         typer.echo(f"no trades: {report['zero_trade_reason']}")
-    if chart is not None:
-        typer.echo(f"chart: {chart}")

@@ -1,5 +1,11 @@
 """Schemas of the documents a worker produces: training results and model-backtest reports.
 
+A model trained on one symbol is backtested into a ``ktrdr-backtest-report/1``
+(:class:`BacktestReport`); a model trained on several into a ``ktrdr-backtest-report/2``
+(:class:`PortfolioReport`): a ``portfolio`` section and one ``ktrdr-backtest-report/1`` per
+symbol under ``symbols``. :func:`load_backtest_report` reads both, and :func:`headline` gives
+the part that describes a report as a whole (its metrics, buy-and-hold, equity).
+
 Both are plain JSON, written by ``ktrdr_worker`` and read here with pydantic alone, so the
 backend and the CLI validate, store and render them without numpy or torch. Conventions:
 
@@ -17,14 +23,16 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "BACKTEST_REPORT_FORMAT",
     "CLASS_NAMES",
+    "PORTFOLIO_REPORT_FORMAT",
     "TRAINING_RESULT_FORMAT",
+    "AnyBacktestReport",
     "BacktestReport",
     "Baseline",
     "ClassMetrics",
@@ -32,15 +40,19 @@ __all__ = [
     "EpochRecord",
     "ExplanationRow",
     "PartRange",
+    "PortfolioReport",
+    "PortfolioSection",
     "SignalCounts",
     "TradeRecord",
     "TrainingSummary",
+    "headline",
     "load_backtest_report",
     "load_training_result",
 ]
 
 TRAINING_RESULT_FORMAT = "ktrdr-training-result/1"
 BACKTEST_REPORT_FORMAT = "ktrdr-backtest-report/1"
+PORTFOLIO_REPORT_FORMAT = "ktrdr-backtest-report/2"
 CLASS_NAMES = ("BUY", "HOLD", "SELL")
 """The classes a model predicts, by output index (``CLASS_NAMES[0] == "BUY"``): the one
 definition; labels, training, decisions and every report use this order."""
@@ -245,6 +257,24 @@ class SignalCounts(_Doc):
     position_changes: int
 
 
+Period = Annotated[str, Field(description="'test' (the bundle's test period) or 'custom'.")]
+InSample = Annotated[
+    list[Literal["train", "validation"]],
+    Field(
+        description="The model's training parts these bars overlap (empty: out of sample). "
+        "Numbers over bars the model learned from look better than they will on new data."
+    ),
+]
+Inference = Annotated[
+    Literal["numpy", "torch"] | None,
+    Field(
+        description="The forward pass that computed the model's probabilities: 'numpy' "
+        "(float32, no torch: the backtest worker's image) or 'torch'. They agree within 1e-5. "
+        "Null in reports written before it was recorded."
+    ),
+]
+
+
 class BacktestReport(_Doc):
     """A model backtest: metrics, trades, equity and drawdown, buy-and-hold, signal counts."""
 
@@ -259,18 +289,9 @@ class BacktestReport(_Doc):
     end: datetime = Field(description="Last traded bar (open time, UTC).")
     bars: int
     warmup_bars: int = Field(description="Bars before `start` used only to warm indicators up.")
-    period: str = Field(description="'test' (the bundle's test period) or 'custom'.")
-    in_sample: list[Literal["train", "validation"]] = Field(
-        default_factory=list,
-        description="The model's training parts these bars overlap (empty: out of sample). "
-        "Numbers over bars the model learned from look better than they will on new data.",
-    )
-    inference: Literal["numpy", "torch"] | None = Field(
-        default=None,
-        description="The forward pass that computed the model's probabilities: 'numpy' "
-        "(float32, no torch: the backtest worker's image) or 'torch'. They agree within 1e-5. "
-        "Null in reports written before it was recorded.",
-    )
+    period: Period
+    in_sample: InSample = []
+    inference: Inference = None
     decisions: dict[str, Any]
     config: dict[str, Any] = Field(description="Backtest settings: capital, costs, sizing.")
     calendar: dict[str, Any]
@@ -294,6 +315,65 @@ class BacktestReport(_Doc):
     )
 
 
+class PortfolioSection(_Doc):
+    """The sleeves together: one account holding every symbol's sleeve.
+
+    The capital is split into one sleeve per symbol (``weights``: fractions summing to 1). A
+    sleeve trades its symbol exactly as a single-symbol backtest with ``capital × weight``
+    would, and the sleeves are never rebalanced: a sleeve that grows holds a larger share of
+    the account from then on. ``equity`` is the sum of the sleeves' equity on the union of
+    their bar times, each sleeve carried forward where its market has no bar (and holding its
+    capital before its first bar). ``calendar`` annualises ``metrics`` over that union (see
+    ``ktrdr_worker.models.portfolio``). ``contributions``: each sleeve's profit as a fraction of
+    the whole capital; they add up to ``metrics.total_return``. ``buy_and_hold``: every sleeve's
+    capital held in its asset over the same bars, summed the same way.
+    """
+
+    capital: float = Field(description="The whole capital, quote currency.")
+    weights: dict[str, float]
+    rebalancing: Literal["none"] = Field(
+        "none", description="How sleeves are brought back to their weights: never, for now."
+    )
+    calendar: dict[str, Any]
+    metrics: dict[str, Metric]
+    buy_and_hold: dict[str, Metric]
+    contributions: dict[str, float]
+    equity: list[tuple[datetime, float]] = Field(description="(union bar time, summed equity).")
+    drawdown: list[tuple[datetime, float]]
+
+
+class PortfolioReport(_Doc):
+    """A backtest of a model trained on several symbols over the window they share: the
+    portfolio, then each symbol's own report (``symbols``, in the strategy's order)."""
+
+    format: Literal["ktrdr-backtest-report/2"] = PORTFOLIO_REPORT_FORMAT
+    created_at: datetime
+    strategy_name: str
+    strategy_hash: str
+    bundle_sha256: str
+    timeframe: str
+    start: datetime = Field(description="The shared window's first bar (open time, UTC).")
+    end: datetime = Field(description="The shared window's last bar (open time, UTC).")
+    bars: int = Field(description="Bars on the union of the symbols' bar times.")
+    period: Period
+    in_sample: InSample = []
+    inference: Inference = None
+    portfolio: PortfolioSection
+    symbols: dict[str, BacktestReport]
+    charts: dict[str, str] = Field(default_factory=dict)
+
+
+AnyBacktestReport = BacktestReport | PortfolioReport
+
+
+def headline(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The part of a backtest report (a parsed JSON document of either format) that describes
+    it as a whole — ``metrics``, ``buy_and_hold``, ``equity``, ``calendar``: the portfolio
+    section of a ``/2`` report, the report itself for a single symbol's ``/1``."""
+    portfolio = report.get("portfolio")
+    return portfolio if isinstance(portfolio, Mapping) else report
+
+
 def _load(model: type[BaseModel], source: str | bytes | Path | dict[str, Any]) -> Any:
     if isinstance(source, dict):
         return model.model_validate(source)
@@ -307,6 +387,12 @@ def load_training_result(source: str | bytes | Path | dict[str, Any]) -> Trainin
     return _load(TrainingSummary, source)
 
 
-def load_backtest_report(source: str | bytes | Path | dict[str, Any]) -> BacktestReport:
-    """Validate a backtest report from JSON text/bytes, a file path or a parsed dict."""
-    return _load(BacktestReport, source)
+def load_backtest_report(source: str | bytes | Path | dict[str, Any]) -> AnyBacktestReport:
+    """Validate a backtest report from JSON text/bytes, a file path or a parsed dict: a
+    :class:`PortfolioReport` when its format is ``ktrdr-backtest-report/2``, else a
+    :class:`BacktestReport` (every report written before portfolios existed)."""
+    if not isinstance(source, dict):
+        source = json.loads(source.read_bytes() if isinstance(source, Path) else source)
+    if isinstance(source, dict) and source.get("format") == PORTFOLIO_REPORT_FORMAT:
+        return PortfolioReport.model_validate(source)
+    return BacktestReport.model_validate(source)

@@ -123,6 +123,10 @@ def run_record(
         metrics = _numbers(summary.get("test_metrics"))
     else:
         metrics = _numbers(summary.get("metrics"))
+        # A portfolio's numbers are the whole's; each symbol's sleeve follows (GOOG.sharpe).
+        for symbol, section in (summary.get("per_symbol") or {}).items():
+            sleeve = _numbers(section.get("metrics"))
+            metrics |= {f"{symbol}.{key}": value for key, value in sleeve.items()}
     notes = []
     if view.kind == "backtest" and strategy_yaml is None:
         notes.append("strategy parameters unknown (the model's training is not on record)")

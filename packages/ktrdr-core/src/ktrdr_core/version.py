@@ -12,7 +12,7 @@ import platform
 from collections.abc import Iterable
 from importlib import metadata
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DISTRIBUTIONS = ("ktrdr-core", "ktrdr-api", "ktrdr-worker", "ktrdr-cli")
 # What decides a computed result (a trained model, a backtest): recorded with each one.
 COMPUTING_DISTRIBUTIONS = ("ktrdr-core", "ktrdr-worker", "torch", "numpy", "pandas", "scikit-learn")

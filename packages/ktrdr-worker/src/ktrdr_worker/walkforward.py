@@ -7,6 +7,12 @@ the same factor (returns unchanged), and the metrics are computed over the stitc
 with the same code and definitions as any backtest (:mod:`ktrdr_worker.backtest.metrics`).
 The test windows are contiguous, so buy-and-hold is holding the asset over the whole span
 (close to close, no costs: the one definition, in :mod:`ktrdr_worker.backtest.metrics`).
+
+A model trained on several symbols backtests each fold as a portfolio
+(``ktrdr-backtest-report/2``): the stitched record is the portfolio's — its equity, capital
+and calendar, every symbol's trades — and buy-and-hold holds each symbol's share of the
+capital over the whole span (``close`` is then that basket's value, see
+:func:`basket_close`).
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ import numpy as np
 import pandas as pd
 
 from ktrdr_core.protocol import FoldOutcome
+from ktrdr_core.reports import headline
 from ktrdr_core.walkforward import ranking_stability
 from ktrdr_worker.backtest.metrics import buy_and_hold_equity, compute_metrics
 from ktrdr_worker.calendars import TradingCalendar
 from ktrdr_worker.models.charts import ChartImages, render_equity_chart
 
-__all__ = ["FOLD_METRICS", "WALKFORWARD_REPORT_FORMAT", "stitch_walkforward"]
+__all__ = ["FOLD_METRICS", "WALKFORWARD_REPORT_FORMAT", "basket_close", "stitch_walkforward"]
 
 WALKFORWARD_REPORT_FORMAT = "ktrdr-walkforward-report/1"
 
@@ -48,6 +55,32 @@ def _series(pairs: Sequence[Sequence[Any]]) -> pd.Series:
     return pd.Series([float(v) for _, v in pairs], index=index, dtype=np.float64)
 
 
+def _capital(report: Mapping[str, Any]) -> float:
+    whole = headline(report)
+    return float(whole["capital"] if "capital" in whole else report["config"]["capital"])
+
+
+def _trades(report: Mapping[str, Any]) -> list[Any]:
+    sections = report.get("symbols")
+    if isinstance(sections, Mapping):  # a portfolio: every sleeve's trades
+        return [trade for section in sections.values() for trade in section.get("trades", [])]
+    return list(report.get("trades", []))
+
+
+def basket_close(closes: Mapping[str, pd.Series], weights: Mapping[str, float]) -> pd.Series:
+    """The value of holding ``weights[s]`` of one unit of money in each symbol from the first
+    bar on (``Σ w_s · close_s(t) / close_s(t₀)``), on the union of their bar times, each
+    symbol carried forward where it has no bar: a portfolio's buy-and-hold "price"."""
+    union = closes[next(iter(closes))].index
+    for close in closes.values():
+        union = union.union(close.index)
+    total = pd.Series(0.0, index=union)
+    for symbol, close in closes.items():
+        carried = close.reindex(union).ffill().bfill()
+        total = total + weights[symbol] * carried / float(close.iloc[0])
+    return total
+
+
 def stitch_walkforward(
     folds: Sequence[FoldOutcome],
     reports: Mapping[int, Mapping[str, Any]],
@@ -59,29 +92,30 @@ def stitch_walkforward(
 ) -> tuple[dict[str, Any], ChartImages]:
     """The aggregate report and its chart.
 
-    ``reports``: fold index -> that fold's backtest report (``ktrdr-backtest-report/1``);
-    ``close``: the symbol's close prices on the base timeframe (any span covering the test
-    windows).
+    ``reports``: fold index -> that fold's backtest report (``ktrdr-backtest-report/1``, or
+    ``/2`` for a portfolio); ``close``: the symbol's close prices on the base timeframe (any
+    span covering the test windows), or a portfolio's :func:`basket_close` from the first
+    test window's start.
     """
     ordered = sorted(folds, key=lambda f: f.index)
     first = reports[ordered[0].index]
-    capital = float(first["config"]["capital"])
+    capital = _capital(first)
     level = capital  # where the stitched account stands when the next fold starts
     pieces: list[pd.Series] = []
     trades: list[pd.DataFrame] = []
     per_fold = []
     for fold in ordered:
         report = reports[fold.index]
-        equity = _series(report["equity"])
+        whole = headline(report)
+        equity = _series(whole["equity"])
         if pieces and len(equity) and equity.index[0] <= pieces[-1].index[-1]:
             raise ValueError(
                 f"fold {fold.index}'s test window starts at {equity.index[0]}, before fold "
                 f"{fold.index - 1}'s ended at {pieces[-1].index[-1]}: the folds overlap"
             )
-        fold_capital = float(report["config"]["capital"])
-        scale = level / fold_capital
+        scale = level / _capital(report)
         pieces.append(equity * scale)
-        frame = pd.DataFrame(report.get("trades", []))
+        frame = pd.DataFrame(_trades(report))
         if len(frame):
             trades.append(
                 pd.DataFrame(
@@ -98,7 +132,7 @@ def stitch_walkforward(
             )
         if len(equity):
             level = float(equity.iloc[-1]) * scale
-        metrics = report.get("metrics", {})
+        metrics = whole.get("metrics", {})
         per_fold.append(
             {
                 "fold": fold.index,
@@ -106,7 +140,7 @@ def stitch_walkforward(
                 "test_end": fold.test_end.isoformat(),
                 "bars": int(report.get("bars", len(equity))),
                 **{key: metrics.get(key) for key in FOLD_METRICS},
-                "buy_and_hold_return": report.get("buy_and_hold", {}).get("total_return"),
+                "buy_and_hold_return": whole.get("buy_and_hold", {}).get("total_return"),
                 "model_id": fold.model_id,
                 "training_operation_id": fold.training_operation_id,
                 "backtest_operation_id": fold.backtest_operation_id,
@@ -122,7 +156,7 @@ def stitch_walkforward(
         index.searchsorted(all_trades["exit_time"]), len(index) - 1
     ).astype(np.int64)
     prices = close.reindex(index, method="ffill").to_numpy(dtype=np.float64)
-    calendar = TradingCalendar(**{**first["calendar"], "inferred": ()})
+    calendar = TradingCalendar(**{**headline(first)["calendar"], "inferred": ()})
     metrics = compute_metrics(
         index=index,
         equity=stitched.to_numpy(dtype=np.float64),
@@ -153,7 +187,8 @@ def stitch_walkforward(
         "walkforward_id": walkforward_id,
         "strategy_name": strategy_name,
         "window": window,
-        "symbol": first.get("symbol"),
+        "symbol": first.get("symbol"),  # None for a portfolio: see symbols
+        "symbols": list(first["symbols"]) if "symbols" in first else [first.get("symbol")],
         "timeframe": first.get("timeframe"),
         "metrics": {key: _number(value) for key, value in metrics.items()},
         "summary": summary,

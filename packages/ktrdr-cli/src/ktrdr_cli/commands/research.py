@@ -195,11 +195,15 @@ def list_backtests(
 def show_report(
     operation_id: str,
     charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
+    symbol: Annotated[
+        str | None, typer.Option(help="a portfolio's: only this symbol's table")
+    ] = None,
 ) -> None:
-    """The report of a finished backtest; saves its chart."""
+    """The report of a finished backtest; saves its chart. A model trained on several
+    symbols: the portfolio's table, then one per symbol."""
     with client() as api:
         report, chart = _report_and_chart(api, operation_id, charts)
-    emit(report, lambda: show_backtest(report, chart))
+    emit(report, lambda: show_backtest(report, chart, symbol))
 
 
 @backtests_app.command("compare")
@@ -221,9 +225,13 @@ def compare(
                 reports[op] = api.walkforward_report(op)
             else:
                 reports[op] = api.backtest_report(op)
+    from ktrdr_core.reports import headline
+
+    # A portfolio's numbers are its portfolio section's: the whole, as for one symbol.
+    metrics = {op: headline(report).get("metrics") or {} for op, report in reports.items()}
     keys: list[str] = []
-    for report in reports.values():
-        keys += [k for k in ordered_keys(report.get("metrics") or {}) if k not in keys]
+    for values in metrics.values():
+        keys += [k for k in ordered_keys(values) if k not in keys]
 
     def human() -> None:
         from ktrdr_core.runs import result_period
@@ -235,10 +243,7 @@ def compare(
         rows += [
             [
                 key,
-                *(
-                    number(key, metric_value((r.get("metrics") or {}).get(key)))
-                    for r in reports.values()
-                ),
+                *(number(key, metric_value(metrics[op].get(key))) for op in reports),
             ]
             for key in keys
         ]

@@ -26,6 +26,9 @@ HEADLINE = ("total_return", "cagr", "sharpe", "max_drawdown", "num_trades", "win
 @handles_api_errors
 def walkforward(
     strategy: Annotated[Path, typer.Argument(help="strategy YAML file")],
+    symbol: Annotated[
+        list[str] | None, typer.Option(help="walk forward over these symbols instead")
+    ] = None,
     folds: Annotated[int, typer.Option(help="number of folds (test windows)")] = 4,
     window: Annotated[
         str, typer.Option(help="rolling (fixed-length training window) or expanding")
@@ -41,13 +44,17 @@ def walkforward(
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show every fold")] = False,
     charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:
-    """Walk-forward a strategy: train and backtest it fold after fold, on every worker."""
+    """Walk-forward a strategy: train and backtest it fold after fold, on every worker.
+
+    Several symbols: each fold backtests the portfolio, on the span the symbols share."""
     if not strategy.is_file():
         fail(f"{strategy}: no such file")
     if window not in ("rolling", "expanding"):
         fail(f"--window {window!r}: use rolling or expanding", code=2)
     options.period(start, end)
     overrides: dict[str, Any] = {}
+    if symbol:
+        overrides["data.symbols"] = list(symbol)
     for key, value in (
         ("data.start", start),
         ("data.end", end),
@@ -216,6 +223,12 @@ def _show_report(
     summary = report.get("summary") or {}
     rows = [[key, number(key, metrics.get(key))] for key in HEADLINE]
     rows.append(["buy_and_hold_return", number("total_return", metrics.get("buy_and_hold_return"))])
+    symbols = report.get("symbols") or []
+    if len(symbols) > 1:
+        typer.echo(
+            f"a portfolio of {', '.join(symbols)} in every fold: the stitched numbers are the "
+            "portfolio's; buy & hold holds each symbol's share of the capital throughout"
+        )
     table(rows, ["out of sample (stitched)", "value"])
     typer.echo(
         f"profitable folds: {summary.get('profitable_folds')}/{summary.get('folds')}, "

@@ -53,13 +53,14 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import compress, count, islice, pairwise, repeat
 from typing import Any, Literal
 
 from ktrdr_core.timeframes import Timeframe, parse_timeframe
 
 __all__ = [
+    "CLOSURE_SLACK",
     "GAP_KINDS",
     "CalendarKind",
     "Gap",
@@ -72,6 +73,12 @@ __all__ = [
 ]
 
 GapKind = Literal["weekend", "session_break", "holiday", "unexpected"]
+
+CLOSURE_SLACK = timedelta(days=10)
+"""How far a series may start after, or end before, a period asked of it and still cover it:
+a market closes for weekends and holidays, and its longest regular closures (a holiday week)
+last under ten days, so a shorter stretch at either end is no missing data. The one rule for
+"does this data cover that period" (the backend's refusals, a portfolio's shared window)."""
 CalendarKind = Literal["continuous", "weekdays", "sessions"]
 GAP_KINDS: tuple[str, ...] = ("weekend", "session_break", "holiday", "unexpected")
 _CALENDAR_ALIASES = {

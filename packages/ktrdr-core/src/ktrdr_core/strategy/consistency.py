@@ -12,6 +12,7 @@ Checked here:
   indicator and one of its outputs; an input's ``fuzzy_set`` must be defined; an input's
   timeframes must be the base timeframe or one of ``data.extra_timeframes``;
 - ``data.embargo_bars`` must cover the label horizon;
+- ``backtest.weights``, when given, name exactly the symbols of ``data.symbols``;
 - feature names must be unique: ``ktrdr_core.strategy.features.check_feature_names``, on a
   built strategy.
 """
@@ -243,6 +244,31 @@ def check_data(data: Mapping[str, Any]) -> list[Problem]:
         if problem:
             problems.append((("labels",), problem))
     problems.extend(_check_embargo(data))
+    problems.extend(_check_weights(data))
+    return problems
+
+
+def _check_weights(data: Mapping[str, Any]) -> list[Problem]:
+    section, backtest = data.get("data"), data.get("backtest")
+    if not isinstance(section, Mapping) or not isinstance(backtest, Mapping):
+        return []
+    symbols, weights = section.get("symbols"), backtest.get("weights")
+    if not isinstance(symbols, list) or not isinstance(weights, Mapping):
+        return []
+    unknown = [str(s) for s in weights if s not in symbols]
+    missing = [str(s) for s in symbols if s not in weights]
+    problems: list[Problem] = []
+    if unknown:
+        problems.append(
+            (
+                ("backtest", "weights"),
+                f"{', '.join(unknown)} not in data.symbols ({', '.join(map(str, symbols))})",
+            )
+        )
+    if missing:
+        problems.append(
+            (("backtest", "weights"), f"no weight for {', '.join(missing)}: name every symbol")
+        )
     return problems
 
 

@@ -527,6 +527,25 @@ class BacktestConfig(_Section):
     fractional: StrictBool = Field(
         True, description="Allow fractional units (crypto, FX); false rounds down to whole units."
     )
+    weights: dict[str, StrictFloat] | None = Field(
+        None,
+        description="Several symbols: the share of the capital each symbol's sleeve gets "
+        "(symbol → fraction, every symbol named, summing to 1); left out: equal shares. "
+        "Sleeves are never rebalanced.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_are_shares(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights is None:
+            return None
+        bad = sorted(symbol for symbol, share in weights.items() if not 0 < share <= 1)
+        if bad:
+            raise ValueError(f"each weight must be in (0, 1], not those of {', '.join(bad)}")
+        total = sum(weights.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"weights must sum to 1, they sum to {total:g}")
+        return weights
 
 
 # --------------------------------------------------------------------------------------------

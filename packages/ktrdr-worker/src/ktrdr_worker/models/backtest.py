@@ -38,7 +38,13 @@ from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
 from ktrdr_worker.models.decisions import DecisionSettings, decide_positions, no_trade_reason
 from ktrdr_worker.models.inference import BundleModel
 
-__all__ = ["ModelBacktestError", "ModelBacktestOutcome", "backtest_model"]
+__all__ = [
+    "ModelBacktestError",
+    "ModelBacktestOutcome",
+    "SymbolRun",
+    "backtest_model",
+    "simulate_symbol",
+]
 
 REPORT_NAME = "report.json"
 CHART_STEM = "equity"
@@ -59,14 +65,16 @@ class ModelBacktestOutcome:
     paths: dict[str, Path] | None = None
 
 
-def _timestamp(value: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+def utc_timestamp(value: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+    """``value`` as a UTC timestamp (naive times are UTC); None stays None."""
     if value is None:
         return None
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
-def _base_frame(data: pd.DataFrame | Mapping[str, pd.DataFrame], timeframe: str) -> pd.DataFrame:
+def base_frame(data: pd.DataFrame | Mapping[str, pd.DataFrame], timeframe: str) -> pd.DataFrame:
+    """The frame on ``timeframe`` of one symbol's data (a frame, or timeframe → frame)."""
     if isinstance(data, pd.DataFrame):
         return data
     for key, frame in data.items():
@@ -103,7 +111,8 @@ def _json_number(value: Any) -> float | int | None:
     return None
 
 
-def _metrics(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+def json_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """Metrics as JSON numbers: NaN and infinities become None."""
     return {key: _json_number(value) for key, value in metrics.items()}
 
 
@@ -127,6 +136,17 @@ def _trades(trades: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class SymbolRun:
+    """One symbol's backtest before any chart: the report (JSON-ready dict), the equity and
+    buy-and-hold equity at each bar's close, and the chart's title."""
+
+    report: dict[str, Any]
+    equity: pd.Series
+    held: pd.Series
+    title: str
 
 
 def backtest_model(
@@ -158,6 +178,36 @@ def backtest_model(
     not cover the period with enough warm-up, and ``FeatureMismatchError`` when the features
     the strategy builds are not the ones the model was trained on.
     """
+    run = simulate_symbol(
+        bundle,
+        data,
+        symbol=symbol,
+        start=start,
+        end=end,
+        decisions=decisions,
+        backtest=backtest,
+        inference=inference,
+        exchange=exchange,
+    )
+    return finish_outcome(
+        run.report, run.report["metrics"], run.equity, run.held, run.title, out_dir
+    )
+
+
+def simulate_symbol(
+    bundle: BundleSource,
+    data: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *,
+    symbol: str | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    decisions: Mapping[str, Any] | None = None,
+    backtest: Mapping[str, Any] | None = None,
+    inference: str = "auto",
+    exchange: str | None = None,
+) -> SymbolRun:
+    """:func:`backtest_model` without the chart and files (same inputs, same report): what a
+    portfolio's sleeve runs. Out: :class:`SymbolRun`."""
     model = BundleModel(bundle, inference)
     manifest = model.manifest
     bundle_sha = hashlib.sha256(
@@ -171,14 +221,14 @@ def backtest_model(
         symbol = manifest.symbols[0]
     strategy = load_strategy(manifest.strategy.config)
     timeframe = manifest.timeframe
-    base = _base_frame(data, timeframe)
+    base = base_frame(data, timeframe)
     if not isinstance(base.index, pd.DatetimeIndex) or len(base) < 2:
         raise ModelBacktestError("data: expected a canonical ohlcv frame with at least 2 bars")
 
     test = manifest.splits["test"]
     period = "test" if start is None and end is None else "custom"
-    first = _timestamp(start) if start is not None else _timestamp(test.start)
-    last = _timestamp(end) if end is not None else _timestamp(test.end)
+    first = utc_timestamp(start) if start is not None else utc_timestamp(test.start)
+    last = utc_timestamp(end) if end is not None else utc_timestamp(test.end)
     if first is None or last is None or first > last:
         raise ModelBacktestError(f"the period {first} … {last} is empty")
     in_period = (base.index >= first) & (base.index <= last)
@@ -253,8 +303,8 @@ def backtest_model(
             "decisions": settings.to_dict(),
             "config": config.to_dict(),
             "calendar": {k: v for k, v in asdict(result.calendar).items() if k != "inferred"},
-            "metrics": _metrics(result.metrics),
-            "buy_and_hold": _metrics(held_metrics),
+            "metrics": json_metrics(result.metrics),
+            "buy_and_hold": json_metrics(held_metrics),
             "signal_counts": decided.counts,
             "zero_trade_reason": no_trade_reason(decided, settings, n_trades, len(ohlcv)),
             "trades": _trades(result.trades),
@@ -263,15 +313,32 @@ def backtest_model(
             "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
         }
     )
-    total = report.metrics.get("total_return")
-    worst = report.metrics.get("max_drawdown")
-    title = f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades"
+    return SymbolRun(
+        report=report.model_dump(mode="json", by_alias=True),
+        equity=equity,
+        held=held,
+        title=f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades",
+    )
+
+
+def finish_outcome(
+    document: dict[str, Any],
+    metrics: Mapping[str, Any],
+    equity: pd.Series,
+    held: pd.Series,
+    head: str,
+    out_dir: str | Path | None,
+) -> ModelBacktestOutcome:
+    """Draw the equity chart (``equity`` beside buy-and-hold ``held``, titled ``head`` and the
+    return and drawdown in ``metrics``) and, with ``out_dir``, write it beside the report
+    ``document`` there."""
+    total, worst = metrics.get("total_return"), metrics.get("max_drawdown")
+    title = head
     if total is not None:
         title += f", return {total * 100:+.1f}%"
     if worst is not None:
         title += f", max DD {worst * 100:.1f}%"
     images = render_equity_chart(equity, buy_and_hold=held, title=title)
-    document = report.model_dump(mode="json", by_alias=True)
     paths = None
     if out_dir is not None:
         folder = Path(out_dir)

@@ -157,72 +157,86 @@ def run_training(job: Job) -> TrainingResult:
 
 
 def run_backtest(job: Job) -> BacktestResult:
-    """Download the bundle and data, backtest, upload the report and both charts."""
+    """Download the bundle and data, backtest, upload the report and both charts.
+
+    A model trained on one symbol gets that symbol's report (``ktrdr-backtest-report/1``); one
+    trained on several gets the portfolio's (``/2``, ``ktrdr_worker.models.portfolio``).
+    """
     from ktrdr_worker.models.backtest import backtest_model
+    from ktrdr_worker.models.portfolio import backtest_portfolio
 
     inputs = job.claim.inputs
     if not isinstance(inputs, BacktestInputs):
         raise TypeError(f"a backtest job got {inputs.kind} inputs")
-    symbols = sorted({ref.symbol for ref in inputs.data})
-    if len(symbols) != 1:
-        raise BacktestJobError(
-            f"model {inputs.model_id} was trained on {', '.join(symbols)}: a backtest "
-            "operation produces one report for one symbol, so only single-symbol models "
-            "can be backtested for now"
-        )
-    exchanges = sorted({ref.exchange or "none" for ref in inputs.data})
-    if len(exchanges) != 1:
-        raise BacktestJobError(
-            f"{symbols[0]}'s data names different exchanges ({', '.join(exchanges)}): one "
-            f"calendar annualises a backtest; set one with `ktrdr data exchange {symbols[0]} CODE`"
-        )
+    symbols = list(dict.fromkeys(ref.symbol for ref in inputs.data))
+    exchanges: dict[str, str | None] = {}
+    for symbol in symbols:
+        named = sorted({ref.exchange or "none" for ref in inputs.data if ref.symbol == symbol})
+        if len(named) != 1:
+            raise BacktestJobError(
+                f"{symbol}'s data names different exchanges ({', '.join(named)}): one calendar "
+                f"annualises a backtest; set one with `ktrdr data exchange {symbol} CODE`"
+            )
+        exchanges[symbol] = None if named[0] == "none" else named[0]
     job.progress(0.0, f"downloading model {inputs.model_id} and data", now=True)
     bundle = job.fetch(inputs.bundle_sha256, keep=tuple(ref.checksum for ref in inputs.data))
     frames = job.load_data(inputs.data)
     job.check()
-    job.progress(30.0, f"backtesting {inputs.model_id} on {symbols[0]}", now=True)
-    outcome = backtest_model(
-        bundle,
-        frames[symbols[0]],
-        symbol=symbols[0],
-        start=inputs.start,
-        end=inputs.end,
-        backtest=inputs.settings or None,
-        out_dir=job.workdir / "report",
-        inference=job.inference,
-        exchange=inputs.data[0].exchange,
-    )
+    job.progress(30.0, f"backtesting {inputs.model_id} on {', '.join(symbols)}", now=True)
+    common = {
+        "start": inputs.start,
+        "end": inputs.end,
+        "backtest": inputs.settings or None,
+        "out_dir": job.workdir / "report",
+        "inference": job.inference,
+    }
+    if len(symbols) == 1:
+        outcome = backtest_model(
+            bundle, frames[symbols[0]], symbol=symbols[0], exchange=exchanges[symbols[0]], **common
+        )
+    else:
+        outcome = backtest_portfolio(bundle, frames, exchanges=exchanges, **common)
     job.check(finishing=True)
     job.progress(90.0, "uploading the report and charts", now=True)
     assert outcome.paths is not None
     report_sha = job.upload(outcome.paths["report"], ArtifactKind.REPORT)
     png_sha = job.upload(outcome.paths["png"], ArtifactKind.CHART)
     svg_sha = job.upload(outcome.paths["svg"], ArtifactKind.CHART)
-    report = outcome.report
-    summary = {
-        key: report.get(key)
-        for key in (
-            "strategy_name",
-            "symbol",
-            "timeframe",
-            "start",
-            "end",
-            "bars",
-            "period",
-            "in_sample",
-            "metrics",
-            "buy_and_hold",
-            "signal_counts",
-            "zero_trade_reason",
-        )
-    }
-    summary["trades"] = len(report.get("trades", []))
     return BacktestResult(
         report_sha256=report_sha,
         chart_png_sha256=png_sha,
         chart_svg_sha256=svg_sha,
-        summary=summary,
+        summary=backtest_summary(outcome.report),
     )
+
+
+_SUMMARY_KEYS = ("strategy_name", "timeframe", "start", "end", "bars", "period", "in_sample")
+_SECTION_KEYS = ("metrics", "buy_and_hold", "signal_counts", "zero_trade_reason")
+
+
+def backtest_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What an operation's result carries of a report: the whole's metrics and period (the
+    portfolio's for several symbols, with ``symbols`` and each one's metrics and trades)."""
+    from ktrdr_core.reports import headline
+
+    summary = {key: report.get(key) for key in _SUMMARY_KEYS}
+    whole = headline(report)
+    summary.update({key: whole[key] for key in ("metrics", "buy_and_hold")})
+    sections = report.get("symbols")
+    if isinstance(sections, dict):
+        summary["symbols"] = list(sections)
+        summary["weights"] = whole["weights"]
+        summary["contributions"] = whole["contributions"]
+        summary["trades"] = sum(len(r["trades"]) for r in sections.values())
+        summary["per_symbol"] = {
+            symbol: {key: r.get(key) for key in _SECTION_KEYS} | {"trades": len(r["trades"])}
+            for symbol, r in sections.items()
+        }
+    else:
+        summary["symbol"] = report.get("symbol")
+        summary.update({key: report.get(key) for key in _SECTION_KEYS[2:]})
+        summary["trades"] = len(report.get("trades", []))
+    return summary
 
 
 def run_data_fetch(job: Job) -> DataFetchResult:
@@ -235,8 +249,10 @@ def run_data_fetch(job: Job) -> DataFetchResult:
 def run_walkforward_report(job: Job) -> WalkforwardReportResult:
     """Download every fold's backtest report and the data; stitch them into the
     walk-forward's report and chart; upload those."""
+    import pandas as pd
+
     from ktrdr_worker.models.charts import write_equity_chart
-    from ktrdr_worker.walkforward import stitch_walkforward
+    from ktrdr_worker.walkforward import basket_close, stitch_walkforward
 
     inputs = job.claim.inputs
     if not isinstance(inputs, WalkforwardReportInputs):
@@ -247,15 +263,27 @@ def run_walkforward_report(job: Job) -> WalkforwardReportResult:
         path = job.fetch(fold.report_sha256)
         reports[fold.index] = json.loads(path.read_text(encoding="utf-8"))
     frames = job.load_data(inputs.data)
-    frame = next(iter(frames.values()))
-    if isinstance(frame, dict):  # one symbol, several timeframes: the reports' own one
-        frame = frame[reports[inputs.folds[0].index]["timeframe"]]
+    first = reports[min(reports)]
+    closes = {}
+    for symbol, frame in frames.items():
+        if isinstance(frame, dict):  # several timeframes: the reports' own one
+            frame = frame[first["timeframe"]]
+        closes[symbol] = frame["close"]
+    if "portfolio" in first:
+        # Each symbol's share of the capital held from the first test bar on.
+        start = pd.Timestamp(first["start"])
+        close = basket_close(
+            {symbol: series.loc[series.index >= start] for symbol, series in closes.items()},
+            first["portfolio"]["weights"],
+        )
+    else:
+        close = next(iter(closes.values()))
     job.check()
     job.progress(50.0, "stitching the folds", now=True)
     report, images = stitch_walkforward(
         inputs.folds,
         reports,
-        frame["close"],
+        close,
         walkforward_id=inputs.walkforward_id,
         strategy_name=inputs.strategy_name,
         window=inputs.window.value,
