@@ -93,10 +93,11 @@ class PlantedEffect:
 
     def describe(self) -> str:
         """One sentence for the people who read the data's results."""
+        unit = "daily volatility" if self.strength == 1 else "daily volatilities"
         return (
             f"after a close with RSI({self.rsi_period}) ≤ {self.oversold:g} the price drifts up, "
-            f"after one ≥ {self.overbought:g} down, by {self.strength:g} daily volatilities "
-            f"per day for {self.bars} bars"
+            f"after one ≥ {self.overbought:g} down, by {self.strength:g} {unit} a day for up "
+            f"to {self.bars} bars (until the opposite extreme)"
         )
 
 
