@@ -26,7 +26,7 @@ can hand it a deliberately broken one. How each one decides:
   tensor data (every array in name order, with its dtype and shape) must be equal, and the
   bundles (so their model ids, ``mdl_`` + the bundle's sha256) distinct.
 - :func:`check_significance` — the model's positions over its test period earn close-to-close
-  returns net of commission and slippage per position change; their annualised Sharpe ratio
+  returns; their annualised Sharpe ratio (before costs; the net one is reported beside it)
   is compared with the same for ``permutations`` shuffles of the position series in blocks of
   ``block_bars`` (the label horizon by default), seeded. p = (1 + shuffles at least as good)
   / (1 + shuffles). Fewer than :data:`MIN_TRADES` trades are too few to judge, and it says so.
@@ -65,6 +65,7 @@ __all__ = [
     "check_significance",
     "check_warmup",
     "cut_points",
+    "model_positions",
     "weights_sha256",
 ]
 
@@ -183,7 +184,11 @@ def check_lookahead(
         )
     points = cut_points(len(base), int(complete[0]), cuts)
     full_values = full.to_numpy(dtype=np.float64)
-    full_labels = labels(strategy, base).labels.to_numpy(dtype=np.float64)
+    try:
+        full_labels: np.ndarray | None = labels(strategy, base).labels.to_numpy(np.float64)
+        labels_unchecked = None
+    except LabelError as exc:  # the labelling itself does not fit the data: say so
+        full_labels, labels_unchecked = None, str(exc)
     full_positions = positions(data) if positions is not None else None
 
     first: dict[str, Any] | None = None
@@ -223,10 +228,15 @@ def check_lookahead(
                 )
 
         try:
-            cut_labels = labels(strategy, _base(known, strategy)).labels.to_numpy(np.float64)
+            cut_labels = (
+                labels(strategy, _base(known, strategy)).labels.to_numpy(np.float64)
+                if full_labels is not None
+                else None
+            )
         except LabelError:
             label_cuts_unchecked += 1  # too few bars for a labelling at all: nothing settled
-        else:
+            cut_labels = None
+        if cut_labels is not None and full_labels is not None:
             settled = ~np.isnan(cut_labels)
             wrong = np.flatnonzero(settled & ~_same(cut_labels, full_labels[: cut + 1]))
             label_mismatches += int(wrong.size)
@@ -274,15 +284,18 @@ def check_lookahead(
         "label_mismatches": label_mismatches,
         "decision_mismatches": decision_mismatches,
         "label_cuts_unchecked": label_cuts_unchecked,
+        "labels_unchecked": labels_unchecked,
         "first_offence": first,
     }
-    what = f"{len(columns)} feature columns, the settled labels"
+    what = f"{len(columns)} feature columns"
+    what += "" if labels_unchecked else ", the settled labels"
     what += " and the model's decisions" if positions is not None else ""
     if first is None:
+        unchecked = f" (labels not checked: {labels_unchecked})" if labels_unchecked else ""
         return _check(
             "lookahead",
             CheckStatus.PASS,
-            f"{what} at {len(points)} cut points equal the full-data values",
+            f"{what} at {len(points)} cut points equal the full-data values{unchecked}",
             evidence,
             started,
         )
@@ -520,11 +533,13 @@ def check_reproducibility(first: bytes, second: bytes, *, seed: int, device: str
 # --------------------------------------------------------------------------- significance
 
 
-def _net_returns(close: np.ndarray, positions: np.ndarray, cost: float) -> np.ndarray:
+def _returns(close: np.ndarray, positions: np.ndarray, cost: float = 0.0) -> np.ndarray:
     """Per-bar returns of holding ``positions[t]`` from close t to close t+1, less ``cost``
     (a fraction) of the traded amount at every position change."""
     moves = close[1:] / close[:-1] - 1.0
     held = positions[..., :-1]
+    if not cost:
+        return held * moves
     changes = np.abs(np.diff(positions, axis=-1, prepend=0))[..., :-1]
     return held * moves - cost * changes
 
@@ -541,21 +556,24 @@ def block_permutation_test(
     close: np.ndarray,
     positions: np.ndarray,
     *,
-    cost: float,
     periods_per_year: float,
     block_bars: int,
     permutations: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Sharpe ratio of ``positions`` on ``close`` against ``permutations`` shuffles of the
-    positions in blocks of ``block_bars`` bars (seeded). Returns the observed Sharpe, the
-    shuffles' median and 95th percentile, and the p-value ``(1 + k) / (1 + permutations)``
-    where ``k`` shuffles did at least as well."""
+    """Sharpe ratio of ``positions`` on ``close`` (close-to-close, before costs) against
+    ``permutations`` shuffles of the positions in blocks of ``block_bars`` bars (seeded).
+
+    Before costs, because the question is whether the timing beats the same exposure in a
+    random order: cutting the series into blocks adds position changes, whose costs would
+    make the shuffles look worse than they are. Returns the observed Sharpe, the shuffles'
+    median and 95th percentile, and ``p_value = (1 + k) / (1 + permutations)`` where ``k``
+    shuffles did at least as well."""
     if block_bars < 1 or permutations < 1:
         raise ValueError("block_bars and permutations must be at least 1")
     close = np.asarray(close, dtype=np.float64)
     positions = np.asarray(positions, dtype=np.float64)
-    observed = float(_sharpe(_net_returns(close, positions, cost), periods_per_year))
+    observed = float(_sharpe(_returns(close, positions), periods_per_year))
     n = len(positions)
     blocks = [np.arange(i, min(i + block_bars, n)) for i in range(0, n, block_bars)]
     rng = np.random.default_rng(seed)
@@ -563,7 +581,7 @@ def block_permutation_test(
     for k in range(permutations):
         order = rng.permutation(len(blocks))
         shuffled[k] = positions[np.concatenate([blocks[i] for i in order])]
-    null = _sharpe(_net_returns(close, shuffled, cost), periods_per_year)
+    null = _sharpe(_returns(close, shuffled), periods_per_year)
     at_least = int((null >= observed - 1e-12).sum())
     return {
         "sharpe": observed,
@@ -587,17 +605,21 @@ def check_significance(
     """The block-permutation test of the model's test-period positions (see the module doc);
     ``trades``: round trips the backtest made over the same bars."""
     started = time.perf_counter()
+    held = positions.reindex(close.index).fillna(0).to_numpy(dtype=np.float64)
+    prices = close.to_numpy(dtype=np.float64)
     result = block_permutation_test(
-        close.to_numpy(),
-        positions.reindex(close.index).fillna(0).to_numpy(),
-        cost=cost,
+        prices,
+        held,
         periods_per_year=periods_per_year,
         block_bars=block_bars,
         permutations=permutations,
         seed=seed,
     )
+    net = float(_sharpe(_returns(prices, held, cost), periods_per_year))
     evidence = {
         **{k: round(v, 4) for k, v in result.items()},
+        "net_sharpe": round(net, 4),
+        "cost": cost,
         "trades": trades,
         "bars": len(close),
         "block_bars": block_bars,
@@ -617,8 +639,9 @@ def check_significance(
         )
     p = result["p_value"]
     text = (
-        f"Sharpe {result['sharpe']:.2f} over {trades} trades against {permutations} "
-        f"block-shuffled position series (median {result['permuted_median']:.2f}): p = {p:.3f}"
+        f"Sharpe {result['sharpe']:.2f} before costs ({net:.2f} after) over {trades} trades "
+        f"against {permutations} block-shuffled position series (median "
+        f"{result['permuted_median']:.2f}): p = {p:.3f}"
     )
     if p < 0.05:
         return _check("significance", CheckStatus.PASS, text, evidence, started)
@@ -654,6 +677,19 @@ class _Model:
         else:
             window = probabilities.loc[probabilities.index >= start]
         return decide_positions(window, self.settings).positions
+
+
+def model_positions(
+    bundle: bytes,
+    strategy: Strategy,
+    data: Data,
+    *,
+    start: pd.Timestamp | None = None,
+    inference: str = "auto",
+) -> pd.Series:
+    """A model's positions (1, 0, -1) on ``data``'s bars, decided from ``start`` (default: its
+    first prediction) with the decision settings in its bundle."""
+    return _model(bundle, inference).positions(data, strategy, start)
 
 
 def _model(bundle: bytes, inference: str) -> _Model:
