@@ -166,9 +166,11 @@ def check_lookahead(
     features: FeatureBuilder = compute_features,
     labels: LabelMaker = _labels,
     positions: Positions | None = None,
+    start: pd.Timestamp | None = None,
 ) -> AuditCheck:
     """Recompute features, settled labels and (with ``positions``) decisions on data cut at
-    ``cuts`` bars; each must equal the full-data value up to the cut (see the module doc)."""
+    ``cuts`` bars from ``start`` on (default: the first bar with every feature); each must
+    equal the full-data value up to the cut (see the module doc)."""
     started = time.perf_counter()
     base = _base(data, strategy)
     full = features(strategy, data)
@@ -182,7 +184,10 @@ def check_lookahead(
             {"bars": len(base)},
             started,
         )
-    points = cut_points(len(base), int(complete[0]), cuts)
+    first_cut = int(complete[0])
+    if start is not None:
+        first_cut = max(first_cut, int(base.index.searchsorted(start)))
+    points = cut_points(len(base), first_cut, cuts)
     full_values = full.to_numpy(dtype=np.float64)
     try:
         full_labels: np.ndarray | None = labels(strategy, base).labels.to_numpy(np.float64)
@@ -391,8 +396,9 @@ def check_warmup(
         for key, e in sorted(short.items())
     ]
     summary = (
-        f"{'; '.join(parts)} warm-up bars, the strategy drops {dropped}: the first samples of "
-        "a series depend on where the data starts; give more history before data.start"
+        f"{'; '.join(parts)} warm-up bars ({strategy.data.timeframe.value}), the strategy "
+        f"drops {dropped}: the first samples of a series depend on where the data starts; give "
+        "more history before data.start"
     )
     return _check("warmup", CheckStatus.WARN, summary, evidence, started)
 
@@ -431,8 +437,17 @@ def check_leakage(
     started = time.perf_counter()
     base = _base(data, strategy)
     points = cut_points(len(base), 0, cuts)
-    horizon = measured_horizon(strategy, base, points, labels)
     embargo = strategy.embargo_bars
+    try:
+        horizon = measured_horizon(strategy, base, points, labels)
+    except LabelError as exc:  # no labels on this data at all: nothing to leak, nothing to train
+        return _check(
+            "leakage",
+            CheckStatus.INCONCLUSIVE,
+            f"the labels do not fit this data, so no model could be trained on it: {exc}",
+            {"embargo_bars": embargo, "declared_horizon_bars": strategy.labels.horizon},
+            started,
+        )
     evidence: dict[str, Any] = {
         "embargo_bars": embargo,
         "declared_horizon_bars": strategy.labels.horizon,
@@ -752,11 +767,20 @@ def audit_strategy(
     timeframe → frame) for ``strategy``; ``bundle``: the model to check decisions and
     significance with; ``train``: makes two bundles with the strategy's seed (used for
     reproducibility, the first one for the model checks when no ``bundle`` is given).
-    ``on_check(name)`` is called as each check starts."""
+    Bars after ``data.end`` are left out; the lookahead check cuts from ``data.start`` on
+    (earlier bars are warm-up, as in training). ``on_check(name)`` is called as each check
+    starts."""
     unknown = [name for name in checks if name not in AUDIT_CHECKS]
     if unknown:
         raise ValueError(f"unknown checks {unknown}; known: {', '.join(AUDIT_CHECKS)}")
+    # The strategy's range, as training reads it: bars up to data.end, earlier ones as warm-up.
+    if strategy.data.end is not None:
+        end = pd.Timestamp(strategy.data.end, tz="UTC") + pd.Timedelta(days=1)
+        data = _known_at(data, strategy, end - strategy.data.timeframe.duration)
+    start = pd.Timestamp(strategy.data.start, tz="UTC") if strategy.data.start else None
     base = _base(data, strategy)
+    if len(base) == 0:
+        raise ValueError(f"no {symbol} bars up to data.end {strategy.data.end}")
     trained = None
     if train is not None and ("reproducibility" in checks or bundle is None):
         if on_check:
@@ -779,6 +803,7 @@ def audit_strategy(
                     data,
                     cuts=cuts,
                     positions=(lambda d: model.positions(d, strategy)) if model else None,
+                    start=start,
                 )
             )
         elif name == "warmup":
