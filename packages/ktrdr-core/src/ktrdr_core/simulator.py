@@ -69,7 +69,8 @@ class PlantedEffect:
     Strength, for scale: with the default 1.0, a day's expected move while the effect lasts
     equals one day's noise (one standard deviation), so a push is clear over a week or two
     but any single bar still goes against it about one time in six. Half that strength
-    (0.5) left too little for the example to find on 4,000 daily bars when it was chosen.
+    (0.5) leaves too little for the example to find on 4,000 daily bars
+    (``bench/planted.py`` measures both, beside the market without the effect).
     """
 
     rsi_period: int = 14
