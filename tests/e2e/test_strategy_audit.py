@@ -133,3 +133,64 @@ def test_bad_arguments_are_refused_before_anything_runs(stack):
     assert both.returncode == 2 and "give --model ID or --train, not both" in both.stderr
     missing, _ = audit(stack, "rsi_zones.yaml", "--symbol", "AAPL", *WHOLE)
     assert missing.returncode == 1 and "AAPL" in missing.stderr
+
+
+def test_a_failed_hard_check_exits_1_and_names_the_offence(tmp_path):
+    """The CLI's side of a failure: the worker is played by the test, which answers the audit
+    with the lookahead offence a leaky feature gives (the checks finding it is
+    tests/worker/strategy_audit). The CLI prints it and exits 1."""
+    import subprocess
+
+    from ktrdr_core.protocol import OperationKind, StrategyAuditResult, WorkerRegistration
+    from ktrdr_core.strategy_audit import AuditCheck, CheckStatus, StrategyAuditReport
+    from tests.support.processes import BIN, process_env
+
+    api = ApiServer(tmp_path / "home", lease_seconds=60.0).start()
+    try:
+        (tmp_path / "rsi_zones.yaml").write_text(read_example("rsi_zones"))
+        with api.client() as client:
+            client.import_data("GOOG", "1d", goog_daily_csv(tmp_path / "goog.csv"))
+            client.register_worker(
+                WorkerRegistration(worker_id="played", kind=OperationKind.TRAINING)
+            )
+            cli = subprocess.Popen(
+                [str(BIN / "ktrdr"), "--url", api.url, "strategies", "audit", "rsi_zones.yaml",
+                 "--symbol", "GOOG", *WHOLE, "--check", "lookahead"],
+                env=process_env(home=tmp_path / "cli"), cwd=tmp_path, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                offer = None
+                while offer is None and cli.poll() is None:
+                    offer = client.claim("played", timeout_s=2)
+                assert offer is not None, cli.communicate()
+                bar = "2010-03-01T00:00:00+00:00"
+                offence = {"what": "feature", "column": "1d_roc_10_raw", "bar": bar, "cut": bar,
+                           "truncated_value": None, "full_value": 281.5}  # fmt: skip
+                check = AuditCheck(
+                    name="lookahead", status=CheckStatus.FAIL, hard=True,
+                    summary="feature 1d_roc_10_raw at bar 2010-03-01T00:00:00+00:00 reads ahead",
+                    evidence={"first_offence": offence},
+                )  # fmt: skip
+                report = StrategyAuditReport(
+                    strategy_name="rsi_zones", strategy_hash="h", symbol="GOOG", timeframe="1d",
+                    bars=2148, first="2004-08-19T00:00:00+00:00", last="2013-03-01T00:00:00+00:00",
+                    checks=[check], passed=False,
+                )  # fmt: skip
+                client.complete_operation(
+                    "played", offer.operation_id, offer.attempt, StrategyAuditResult(report=report)
+                )
+                out, err = cli.communicate(timeout=120)
+            finally:
+                if cli.poll() is None:  # never leave the CLI running
+                    cli.kill()
+                    cli.communicate()
+        assert cli.returncode == 1, f"{out}\n{err}"
+        assert "FAIL  lookahead (hard): feature 1d_roc_10_raw at bar 2010-03-01" in out
+        assert (
+            "first offence: feature 1d_roc_10_raw at 2010-03-01T00:00:00+00:00 (data cut at "
+            "2010-03-01T00:00:00+00:00): NaN on the cut data, 281.5 on all of it" in out
+        )
+        assert "verdict: a hard check failed (lookahead)" in out
+    finally:
+        api.stop()

@@ -156,10 +156,14 @@ def show_audit(report: StrategyAuditReport) -> None:
         "first_offence"
     )
     if offence:
+
+        def shown(value: float | None) -> str:
+            return "NaN" if value is None else f"{value:.6g}"
+
         typer.echo(
             f"        first offence: {offence['what']} {offence['column']} at {offence['bar']} "
-            f"(data cut at {offence['cut']}): {offence.get('truncated_value')} on the cut data, "
-            f"{offence.get('full_value')} on all of it"
+            f"(data cut at {offence['cut']}): {shown(offence.get('truncated_value'))} on the "
+            f"cut data, {shown(offence.get('full_value'))} on all of it"
         )
     failed = [check.name for check in report.checks if check.failed_hard]
     typer.echo(
