@@ -279,3 +279,15 @@ def test_two_trainings_with_one_seed_give_identical_weights_in_distinct_bundles(
     assert weights[0] == weights[1] and bundles[0] != bundles[1]
     assert len(set(check.evidence["model_ids"])) == 2
     assert report.trained and report.bundle_sha256 == bundles[0]
+
+
+def test_a_model_whose_test_period_the_data_does_not_reach_is_said_so(planted, rsi_zones,
+                                                                      planted_model):  # fmt: skip
+    early = planted.iloc[:1500]  # ends years before the model's test period
+    report = audit_strategy(
+        rsi_zones, early, symbol="SYNTH", bundle=planted_model, checks=["significance"]
+    )
+    check = report.check("significance")
+    assert check.status == CheckStatus.SKIPPED
+    assert check.summary.startswith("the model's test period cannot be backtested: data for")
+    assert report.passed

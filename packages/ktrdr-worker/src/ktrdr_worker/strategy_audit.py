@@ -727,9 +727,12 @@ def _significance(
     inference: str,
 ) -> AuditCheck:
     """Backtest the model on its test period, then test its positions there."""
-    from ktrdr_worker.models.backtest import backtest_model
+    from ktrdr_worker.models.backtest import ModelBacktestError, backtest_model
 
-    report = backtest_model(model.bundle, data, exchange=exchange, inference=inference).report
+    try:
+        report = backtest_model(model.bundle, data, exchange=exchange, inference=inference).report
+    except ModelBacktestError as exc:  # e.g. the data does not reach the model's test period
+        return skipped("significance", f"the model's test period cannot be backtested: {exc}")
     first, last = pd.Timestamp(report["start"]), pd.Timestamp(report["end"])
     base = _base(data, strategy)
     close = base["close"].loc[(base.index >= first) & (base.index <= last)]
