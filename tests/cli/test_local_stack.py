@@ -89,7 +89,7 @@ def test_local_up_status_and_logs(local_stack):
 def test_quickstart_prints_the_report_and_saves_the_chart(local_stack, quickstart):
     result, _, _ = quickstart
     out = result.stdout
-    assert f"[1/5] starting the local stack (slot {local_stack.slot})" in out
+    assert f"[1/6] starting the local stack (slot {local_stack.slot})" in out
     assert "SYNTHETIC data" in out and "(synthetic)" in out
     assert "every number above comes from synthetic data" in out
     assert "baseline (always" in out  # training metrics beside the majority class
@@ -276,6 +276,50 @@ def test_quickstart_with_a_real_csv_and_json_output(local_stack, quickstart):
     chart = Path(document["chart"])
     assert chart.parent == local_stack.work / "json-charts"
     assert chart.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_quickstart_shows_the_model_finding_the_planted_effect(local_stack, quickstart):
+    result, model_id, _ = quickstart
+    out = result.stdout
+    assert (
+        "planted effect (ktrdr_core.simulator.RSI_REVERSION): after a close with RSI(14) ≤ 30 "
+        "the price drifts up, after one ≥ 70 down" in out
+    )
+    found = re.search(
+        r"^the model found the planted effect: balanced accuracy (\d\.\d+) against (\d\.\d+) "
+        r"for the baseline \(\+(\d+\.\d) points; found means ≥ 10 points and trades\), "
+        r"(\d+) trades, 1d_rsi_zone_(?:oversold|overbought) ranks (\d) of 6 in the explanation$",
+        out,
+        re.MULTILINE,
+    )
+    assert found, out
+    accuracy, baseline, points, trades, rank = found.groups()
+    assert float(accuracy) - float(baseline) >= 0.10 and float(points) >= 10.0
+    assert int(trades) > 0 and int(rank) <= 3
+    # The trades are the backtest's own, in its report.
+    assert re.search(rf"^num_trades +{trades} ", out, re.MULTILINE)
+    assert f"[6/6] checking model {model_id} for lookahead" in out
+    assert re.search(
+        r"^lookahead: PASS — 6 feature columns, the settled labels and the model's decisions at "
+        r"50 cut points equal the full-data values$",
+        out,
+        re.MULTILINE,
+    )
+
+
+def test_without_the_planted_effect_the_same_seed_learns_next_to_nothing(local_stack, quickstart):
+    """The control: the same market, seed and example without the effect. The model then stays
+    within 3 points of the baseline, so the quickstart's figures come from the effect."""
+    result = local_stack.ktrdr("--json", "quickstart", "--slot", str(local_stack.slot),
+                               "--no-planted", "--charts", "plain-charts", timeout=300)  # fmt: skip
+    assert result.returncode == 0, f"{result.stderr}\n{local_stack.logs()}"
+    document = json.loads(result.stdout)
+    assert document["synthetic"] is True and document["planted"] is False
+    found = document["found"]
+    assert found["points_above_baseline"] <= 3.0, found
+    assert found["found"] is False
+    assert document["lookahead"]["status"] == "pass"
+    assert list((local_stack.home / "quickstart").glob("SYNTH_1d_seed7_plain.csv"))
 
 
 def test_local_down_stops_every_process(local_stack):

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import re
 import statistics
 
 import pytest
@@ -57,3 +58,63 @@ def test_annualised_volatility_is_that_of_a_stock_index_or_single_stock():
 def test_bad_length_is_refused():
     with pytest.raises(ValueError, match="bars must be at least 1"):
         list(simulate_bars(0))
+
+
+def test_the_planted_effect_is_opt_in_and_changes_only_the_drift():
+    from ktrdr_core.simulator import RSI_REVERSION
+
+    plain = list(simulate_bars(600, "1d", seed=4))
+    assert plain == list(simulate_bars(600, "1d", seed=4, planted=None))
+    planted = list(simulate_bars(600, "1d", seed=4, planted=RSI_REVERSION))
+    # The same random draws: identical until the first RSI extreme, different after it.
+    assert planted[:15] == plain[:15]
+    assert planted != plain
+    assert [b.timestamp for b in planted] == [b.timestamp for b in plain]
+    assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in planted)
+    assert simulate_csv(300, "1d", seed=4, planted=RSI_REVERSION) == simulate_csv(
+        300, "1d", seed=4, planted=RSI_REVERSION
+    )
+    assert RSI_REVERSION.describe() == (
+        "after a close with RSI(14) ≤ 30 the price drifts up, after one ≥ 70 down, by 1 daily "
+        "volatility a day for up to 40 bars (until the opposite extreme)"
+    )
+
+
+def test_the_planted_effect_pushes_prices_away_from_rsi_extremes():
+    """After an oversold close the next bars rise more often than without the effect (same
+    draws), after an overbought close they fall more often: the effect is what it says."""
+    from ktrdr_core.simulator import RSI_REVERSION, _WilderRsi
+
+    def after_extremes(bars) -> tuple[float, float]:
+        rsi, ups, downs = _WilderRsi(14), [], []
+        closes = [b.close for b in bars]
+        for i, close in enumerate(closes[:-10]):
+            value = rsi.update(close)
+            if value is None:
+                continue
+            ahead = closes[i + 10] / close - 1
+            if value <= 30:
+                ups.append(ahead)
+            elif value >= 70:
+                downs.append(ahead)
+        return sum(ups) / len(ups), sum(downs) / len(downs)
+
+    plain_up, plain_down = after_extremes(list(simulate_bars(4000, "1d", seed=7)))
+    up, down = after_extremes(list(simulate_bars(4000, "1d", seed=7, planted=RSI_REVERSION)))
+    assert up > 0.03 and down < -0.03  # 10 bars after an extreme: several percent either way
+    assert up > plain_up + 0.02 and down < plain_down - 0.02
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rsi_period": 1}, "planted.rsi_period must be at least 2, got 1"),
+        ({"oversold": 80.0}, "expected 0 < oversold < overbought < 100, got 80.0 and 70.0"),
+        ({"strength": 0.0}, "strength must be > 0 and bars ≥ 1, got 0.0 and 40"),
+    ],
+)
+def test_a_planted_effect_that_cannot_be_is_refused(changes, message):
+    from ktrdr_core.simulator import PlantedEffect
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PlantedEffect(**changes)

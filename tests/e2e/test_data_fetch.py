@@ -220,11 +220,12 @@ def test_quickstart_fetches_from_a_provider_then_trains_and_backtests(tmp_path):
             print(done.stdout, done.stderr)
             assert done.returncode == 0, done.stderr + "\n".join(w.logs() for w in workers)
             out = done.stdout
-            assert "[2/5] fetching BTCUSDT 1d from binance" in out
+            assert "[2/6] fetching BTCUSDT 1d from binance" in out
             fetched = int(re.search(r"(\d+) bars fetched", out).group(1))
             assert 4000 <= fetched <= 4002  # about SYNTHETIC_BARS days up to yesterday
-            assert "synthetic" not in out.split("[2/5]")[1].split("[3/5]")[0]
-            assert "[5/5] backtesting model" in out and "quickstart finished" in out
+            assert "synthetic" not in out.split("[2/6]")[1].split("[3/6]")[0]
+            assert "[5/6] backtesting model" in out and "quickstart finished" in out
+            assert "lookahead: PASS" in out  # real bars: the quickstart checks them too
             assert list((tmp_path / "charts").glob("backtest-*.png"))
             assert len(binance.requests) >= 4  # 1000 bars a page
         finally:

@@ -166,3 +166,18 @@ def inference_example(
     bars["4h"] = resample_ohlcv(eurusd, "1h", "4h", drop_incomplete=True)
     strategy = example_for(name, symbol, training={"epochs": epochs, "device": device}, model=model)
     return strategy, symbol, bars[timeframe]
+
+
+def simulated_market(
+    bars: int = 4000, timeframe: str = "1d", *, seed: int = 7, planted: object = None
+) -> pd.DataFrame:
+    """``ktrdr_core.simulator``'s bars (with its ``planted`` effect, if given) as a canonical
+    frame: the market ``ktrdr quickstart`` imports."""
+    import io
+
+    from ktrdr_core.simulator import simulate_csv
+
+    text = simulate_csv(bars, timeframe, seed=seed, planted=planted)  # type: ignore[arg-type]
+    frame = pd.read_csv(io.StringIO(text), index_col="timestamp")
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True)).as_unit("us")
+    return frame.astype("float64")

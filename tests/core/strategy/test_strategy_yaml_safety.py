@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ktrdr_core.strategy import MAX_FILE_BYTES, load_strategy, validate_strategy
-from ktrdr_core.strategy.yaml_source import MAX_NODES
+from ktrdr_core.strategy.yaml_source import MAX_NODES, parse_yaml
 from tests.support.strategies import MINIMAL, line_of, only_issue
 
 
@@ -131,3 +131,18 @@ def test_utf8_bom_is_accepted(tmp_path):
     path = tmp_path / "bom.yaml"
     path.write_bytes(MINIMAL.encode("utf-8-sig"))
     assert load_strategy(path).name == "mini"
+
+
+def test_exponent_floats_read_as_numbers_as_json_writes_them():
+    """The backend hands a worker an overridden strategy as JSON, which writes 0.00001 as
+    1e-05; YAML 1.1 would read that as text and the worker would refuse the strategy."""
+    import json
+
+    from ktrdr_core.examples import read_example
+
+    parsed = parse_yaml("a: 1e-05\nb: 2E+3\nc: 1.5e3\nd: 1e5x\ne: 3\n").data
+    assert parsed == {"a": 1e-05, "b": 2000.0, "c": 1500.0, "d": "1e5x", "e": 3}
+    example = parse_yaml(read_example("volatility_triple_barrier")).data
+    as_json = json.dumps(example, indent=2) + "\n"
+    assert '"weight_decay": 1e-05' in as_json
+    assert load_strategy(as_json).training.weight_decay == 0.00001

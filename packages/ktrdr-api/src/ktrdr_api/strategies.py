@@ -19,6 +19,8 @@ from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     BacktestInputs,
     DataRef,
+    StrategyAuditInputs,
+    StrategyAuditRequest,
     StrategyIssue,
     TrainingInputs,
     normalise_symbol,
@@ -297,3 +299,50 @@ def backtest_inputs(
         versions=installed_distributions(),
     )
     return inputs, model.name
+
+
+def audit_inputs(
+    session: Session,
+    strategy: Strategy,
+    text: str,
+    request: StrategyAuditRequest,
+    data: list[DataRef],
+) -> tuple[StrategyAuditInputs, str | None]:
+    """A strategy audit of ``strategy`` (effective ``text``) on ``data``, and the device a
+    worker must have (None: any; only a training audit can need one). A model given by id
+    must exist and be of the strategy's base timeframe."""
+    bundle_sha256 = None
+    if request.model_id is not None:
+        model = catalog.model(session, request.model_id)
+        timeframes = sorted({str(used["timeframe"]) for used in model.data})
+        if strategy.data.timeframe.value not in timeframes:
+            raise StrategyInvalid(
+                [
+                    _issue(
+                        "model_id",
+                        f"model {model.id} was trained on {', '.join(timeframes)} bars; the "
+                        f"strategy's base timeframe is {strategy.data.timeframe.value}: "
+                        "audit it with the timeframe the model was trained on",
+                    )
+                ]
+            )
+        bundle_sha256 = model.bundle_sha256
+    device = strategy.training.device if request.train else None
+    inputs = StrategyAuditInputs(
+        strategy_name=strategy.name,
+        strategy_yaml=text,
+        strategy_hash=strategy.strategy_hash(),
+        overrides=dict(request.overrides),
+        data=data,
+        seed=strategy.training.seed,
+        device=device,
+        versions=installed_distributions(),
+        symbol=request.symbol,
+        checks=list(request.checks),
+        model_id=request.model_id,
+        bundle_sha256=bundle_sha256,
+        train=request.train,
+        cuts=request.cuts,
+        permutations=request.permutations,
+    )
+    return inputs, device if device in ("cuda", "mps") else None

@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "strategies": (
         "ktrdr_cli.commands.strategies",
         "app",
-        "Create and check strategy files (no backend needed).",
+        "Create and check strategy files (offline); audit one on the backend's data.",
     ),
     "train": (
         "ktrdr_cli.commands.research",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -42,6 +42,7 @@ from ktrdr_core.protocol import (
     OperationView,
     Progress,
     Release,
+    StrategyAuditRequest,
     StrategyValidation,
     StrategyValidationRequest,
     SymbolSettings,
@@ -574,6 +575,32 @@ class KtrdrClient:
     ) -> OperationView:
         body = TrainingRequest(strategy=strategy, overrides=dict(overrides or {}))
         return self._model(OperationView, "POST", "/training", json=self._body(body))
+
+    def start_strategy_audit(
+        self,
+        strategy: str,
+        symbol: str,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        model_id: str | None = None,
+        train: bool = False,
+        checks: Sequence[str] | None = None,
+        cuts: int = 50,
+        permutations: int = 1000,
+    ) -> OperationView:
+        """Start a strategy audit (``ktrdr_core.strategy_audit``) of ``strategy`` (YAML text)
+        on ``symbol``'s stored data; its result's ``report`` holds every check's verdict."""
+        body = StrategyAuditRequest(
+            strategy=strategy,
+            overrides=dict(overrides or {}),
+            symbol=symbol,
+            model_id=model_id,
+            train=train,
+            cuts=cuts,
+            permutations=permutations,
+            **({"checks": list(checks)} if checks is not None else {}),
+        )
+        return self._model(OperationView, "POST", "/strategies/audits", json=self._body(body))
 
     def start_backtest(
         self,

@@ -34,6 +34,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from ktrdr_core.exchanges import exchange_code
 from ktrdr_core.market_data.exact import ExactGapReport
+from ktrdr_core.strategy_audit import AUDIT_CHECKS, StrategyAuditReport
 from ktrdr_core.timeframes import Timeframe
 from ktrdr_core.version import PROTOCOL_VERSION
 
@@ -90,6 +91,10 @@ __all__ = [
     "Progress",
     "Release",
     "Reproducibility",
+    "StrategyAuditInputs",
+    "StrategyAuditRequest",
+    "StrategyAuditResult",
+    "StrategyAuditResultView",
     "StrategyIssue",
     "StrategyValidation",
     "StrategyValidationRequest",
@@ -170,6 +175,7 @@ class OperationKind(StrEnum):
     WALKFORWARD = "walkforward"
     WALKFORWARD_REPORT = "wf_report"  # stitches a walk-forward's folds into one report
     GAP_REPORT = "gap_report"  # checks a dataset version against its exchange's sessions
+    STRATEGY_AUDIT = "strategy_audit"  # trust checks on a strategy (ktrdr strategies audit)
 
 
 WORKER_KINDS = (OperationKind.TRAINING, OperationKind.BACKTEST)
@@ -187,6 +193,8 @@ SERVED_BY: dict[OperationKind, OperationKind | None] = {
     # The exact gap report needs pandas (exchange_calendars), so a worker makes it: a short,
     # torch-free job for the CPU workers, queued after an import or fetch names an exchange.
     OperationKind.GAP_REPORT: OperationKind.BACKTEST,
+    # The audit makes labels (scipy) and may train (torch): a training worker's packages.
+    OperationKind.STRATEGY_AUDIT: OperationKind.TRAINING,
 }
 """Operation kind -> the worker kind that runs it (None: no worker, the backend does)."""
 
@@ -526,13 +534,30 @@ class GapReportInputs(_View):
         return self.data[0]
 
 
+class StrategyAuditInputs(_StrategyInputs):
+    """Audit a strategy on one symbol's data (``data``: that symbol's versions). ``model_id``
+    and ``bundle_sha256``: the model to check decisions and significance with; ``train``: the
+    worker trains twice with the strategy's seed (reproducibility, and the model when none is
+    given). ``checks``: the names of ``ktrdr_core.strategy_audit.AUDIT_CHECKS`` to run."""
+
+    kind: Literal["strategy_audit"] = "strategy_audit"
+    symbol: str
+    checks: list[str]
+    model_id: str | None = None
+    bundle_sha256: str | None = None
+    train: bool = False
+    cuts: int = 50
+    permutations: int = 1000
+
+
 OperationInputs = Annotated[
     TrainingInputs
     | BacktestInputs
     | DataFetchInputs
     | WalkforwardInputs
     | WalkforwardReportInputs
-    | GapReportInputs,
+    | GapReportInputs
+    | StrategyAuditInputs,
     Field(discriminator="kind"),
 ]
 
@@ -597,8 +622,20 @@ class GapReportResult(_Request):
     report: ExactGapReport
 
 
+class StrategyAuditResult(_Request):
+    """The audit's report (``ktrdr_core.strategy_audit.StrategyAuditReport``)."""
+
+    kind: Literal["strategy_audit"] = "strategy_audit"
+    report: StrategyAuditReport
+
+
 OperationResult = Annotated[
-    TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult | GapReportResult,
+    TrainingResult
+    | BacktestResult
+    | DataFetchResult
+    | WalkforwardReportResult
+    | GapReportResult
+    | StrategyAuditResult,
     Field(discriminator="kind"),
 ]
 
@@ -650,6 +687,10 @@ class GapReportResultView(_ResultMapping, GapReportResult):
     model_config = ConfigDict(extra="ignore")
 
 
+class StrategyAuditResultView(_ResultMapping, StrategyAuditResult):
+    model_config = ConfigDict(extra="ignore")
+
+
 class WalkforwardResult(_ResultMapping, _View):
     """A completed walk-forward: its report job's result, the job, and every child by role."""
 
@@ -670,7 +711,8 @@ OperationResultView = Annotated[
     | DataFetchResultView
     | WalkforwardReportResultView
     | WalkforwardResult
-    | GapReportResultView,
+    | GapReportResultView
+    | StrategyAuditResultView,
     Field(discriminator="kind"),
 ]
 
@@ -920,6 +962,31 @@ class StrategyValidation(_View):
 
 class TrainingRequest(StrategyValidationRequest):
     pass
+
+
+class StrategyAuditRequest(StrategyValidationRequest):
+    """Audit a strategy on ``symbol``'s stored data (the strategy's timeframe and range, as
+    overridden). ``model_id``: a model to check decisions and significance with; ``train``:
+    train two models with the strategy's seed instead (reproducibility needs it). ``checks``:
+    which of ``ktrdr_core.strategy_audit.AUDIT_CHECKS`` to run (default all)."""
+
+    symbol: Symbol
+    model_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    train: bool = False
+    checks: list[str] = Field(default_factory=lambda: list(AUDIT_CHECKS), min_length=1)
+    cuts: int = Field(default=50, ge=1, le=1000)
+    permutations: int = Field(default=1000, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _known_checks_and_one_model(self) -> StrategyAuditRequest:
+        unknown = [name for name in self.checks if name not in AUDIT_CHECKS]
+        if unknown:
+            raise ValueError(
+                f"unknown checks {', '.join(unknown)}; known: {', '.join(AUDIT_CHECKS)}"
+            )
+        if self.model_id is not None and self.train:
+            raise ValueError("give model_id or train, not both")
+        return self
 
 
 class WalkforwardRequest(StrategyValidationRequest):

@@ -3,14 +3,21 @@
 Starts the local stack if needed, imports data (synthetic unless --data is given, or
 fetched from a provider with --provider P SYMBOL, for machines with internet access),
 validates an example strategy, trains it, backtests the model on its held-out
-test period, prints the report and saves the chart.
+test period, prints the report and saves the chart, then checks the model for lookahead
+(the strategy audit's first check).
+
+The synthetic market carries a planted, documented effect (``ktrdr_core.simulator.
+RSI_REVERSION``: mean reversion after RSI extremes) unless ``--no-planted``; the quickstart
+says what was planted and, at the end, whether the model found it. Nothing is tuned towards
+that answer: the example's thresholds are its own, the effect is in the data, and the model
+has to find it (``--no-planted`` trains on the same market without it, for comparison).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +27,10 @@ EXAMPLE = "rsi_zones"
 SYNTHETIC_SYMBOL = "SYNTH"
 SYNTHETIC_TIMEFRAME = "1d"
 SYNTHETIC_BARS = 4000  # about eleven years of daily bars
+# The example's memberships that see the planted effect (RSI extremes), for the closing lines.
+PLANTED_MEMBERSHIPS = ("rsi_zone_oversold", "rsi_zone_overbought")
+FOUND_MARGIN = 0.10  # "found": balanced accuracy this far above the baseline, and trades
+STEPS = 6
 
 
 def _say(text: str) -> None:
@@ -43,6 +54,13 @@ def quickstart(
     slot: Annotated[int, typer.Option(help="local stack slot to use")] = 0,
     seed: Annotated[int, typer.Option(help="seed for the simulator and training")] = 7,
     charts: Annotated[Path, typer.Option(help="folder for the chart")] = Path("ktrdr-charts"),
+    planted: Annotated[
+        bool,
+        typer.Option(
+            help="plant the documented RSI mean-reversion effect in the synthetic market "
+            "(--no-planted: the same market without it)"
+        ),
+    ] = True,
 ) -> None:
     """Import data, train the rsi_zones example, backtest it, print the report and chart path."""
     from ktrdr_cli.commands.research import _report_and_chart
@@ -73,9 +91,9 @@ def quickstart(
 
     started = time.monotonic()
     if STATE.url and healthy(STATE.url):
-        _say(f"[1/5] using the backend at {STATE.url}")
+        _say(f"[1/{STEPS}] using the backend at {STATE.url}")
     else:
-        _say(f"[1/5] starting the local stack (slot {slot}) …")
+        _say(f"[1/{STEPS}] starting the local stack (slot {slot}) …")
         try:
             stack = up(slot)
         except StackError as exc:
@@ -86,18 +104,24 @@ def quickstart(
     synthetic = data is None and provider is None
     if provider is not None:
         symbol = fetch_symbol.upper()  # type: ignore[union-attr]
-        _say(f"[2/5] fetching {symbol} {timeframe} from {provider} …")
+        _say(f"[2/{STEPS}] fetching {symbol} {timeframe} from {provider} …")
     elif synthetic:
-        from ktrdr_core.simulator import SYNTHETIC_NOTE, simulate_csv
+        from ktrdr_core.simulator import RSI_REVERSION, SYNTHETIC_NOTE, simulate_csv
 
         symbol, timeframe = SYNTHETIC_SYMBOL, SYNTHETIC_TIMEFRAME
         folder = base_home() / "quickstart"
         folder.mkdir(parents=True, exist_ok=True)
-        data = folder / f"{symbol}_{timeframe}_seed{seed}.csv"
-        data.write_text(simulate_csv(SYNTHETIC_BARS, timeframe, seed=seed))
-        _say(f"[2/5] importing {SYNTHETIC_BARS} bars of SYNTHETIC data ({SYNTHETIC_NOTE})")
+        effect = RSI_REVERSION if planted else None
+        kind = "planted" if planted else "plain"
+        data = folder / f"{symbol}_{timeframe}_seed{seed}_{kind}.csv"
+        data.write_text(simulate_csv(SYNTHETIC_BARS, timeframe, seed=seed, planted=effect))
+        _say(f"[2/{STEPS}] importing {SYNTHETIC_BARS} bars of SYNTHETIC data ({SYNTHETIC_NOTE})")
+        if effect is not None:
+            _say(f"      planted effect (ktrdr_core.simulator.RSI_REVERSION): {effect.describe()}")
+        else:
+            _say("      no planted effect (--no-planted): nothing beyond the market's own noise")
     else:
-        _say(f"[2/5] importing {data} as {symbol} {timeframe}")
+        _say(f"[2/{STEPS}] importing {data} as {symbol} {timeframe}")
     tag = " (synthetic)" if synthetic else ""
 
     with client() as api:
@@ -117,9 +141,12 @@ def quickstart(
             "training.device": "cpu" if synthetic else "auto",
         }
         validation = api.validate_strategy(strategy, overrides)
-        _say(f"[3/5] strategy {validation.name}{tag}: valid, {len(validation.features)} features")
+        _say(
+            f"[3/{STEPS}] strategy {validation.name}{tag}: valid, "
+            f"{len(validation.features)} features"
+        )
 
-        _say("[4/5] training …")
+        _say(f"[4/{STEPS}] training …")
         training = api.start_training(strategy, overrides)
         training = follow(api, training.operation_id, quiet=STATE.json)
         end_of(training)
@@ -129,13 +156,25 @@ def quickstart(
         if not STATE.json and "test_metrics" in summary:
             show_training(summary)
 
-        _say(f"[5/5] backtesting model {model_id} on its test period{tag} …")
+        _say(f"[5/{STEPS}] backtesting model {model_id} on its test period{tag} …")
         backtest = api.start_backtest(model_id)
         backtest = follow(api, backtest.operation_id, quiet=STATE.json)
         end_of(backtest)
         report, chart = _report_and_chart(api, backtest.operation_id, charts)
 
+        _say(
+            f"[6/{STEPS}] checking model {model_id} for lookahead (the strategy audit's "
+            "first check) …"
+        )
+        audit = api.start_strategy_audit(
+            strategy, symbol, overrides=overrides, model_id=model_id, checks=["lookahead"]
+        )
+        audit = follow(api, audit.operation_id, quiet=STATE.json)
+        end_of(audit)
+        lookahead = _lookahead(audit)
+
     elapsed = time.monotonic() - started
+    found = _found(summary, report) if synthetic else None
     if STATE.json:
         import json
 
@@ -146,6 +185,9 @@ def quickstart(
                     "model_id": model_id,
                     "report": report,
                     "chart": str(chart) if chart else None,
+                    "planted": planted if synthetic else None,
+                    "found": found,
+                    "lookahead": lookahead.model_dump(mode="json"),
                     "elapsed_s": round(elapsed, 1),
                 },
                 default=str,
@@ -153,9 +195,68 @@ def quickstart(
         )
         return
     show_backtest(report, chart)
+    if found is not None:
+        _show_found(found, planted)
+    typer.echo(f"lookahead: {lookahead.status.value.upper()} — {lookahead.summary}")
     if synthetic:
         typer.echo(f"note: every number above comes from {SYNTHETIC_NOTE}")
     typer.echo(f"quickstart finished in {elapsed:.0f} s")
+
+
+def _lookahead(view):  # type: ignore[no-untyped-def]
+    """The lookahead check of a finished audit operation."""
+    from ktrdr_core.protocol import StrategyAuditResultView
+
+    result = view.result
+    check = (
+        result.report.check("lookahead") if isinstance(result, StrategyAuditResultView) else None
+    )
+    if check is None:
+        fail(f"audit {view.operation_id} completed without a lookahead check")
+    return check
+
+
+def _found(summary: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """Did the model find the planted effect: balanced accuracy against the baseline, the best
+    rank of a membership that sees it in the explanation table, and the trades."""
+    test = summary.get("test_metrics") or {}
+    accuracy = float(test.get("balanced_accuracy") or 0.0)
+    baseline = float((test.get("baseline") or {}).get("balanced_accuracy") or 0.0)
+    rows = summary.get("explanations") or []
+    ranks = [
+        (int(row["rank"]), str(row["feature"]))
+        for row in rows
+        if str(row["feature"]).endswith(PLANTED_MEMBERSHIPS)
+    ]
+    rank, feature = min(ranks) if ranks else (None, None)
+    trades = len(report.get("trades") or [])
+    return {
+        "balanced_accuracy": round(accuracy, 4),
+        "baseline": round(baseline, 4),
+        "points_above_baseline": round(100 * (accuracy - baseline), 1),
+        "membership": feature,
+        "membership_rank": rank,
+        "features": len(rows),
+        "trades": trades,
+        "found": accuracy - baseline >= FOUND_MARGIN and trades > 0,
+    }
+
+
+def _show_found(found: dict[str, Any], planted: bool) -> None:
+    what = "the planted effect" if planted else "an effect (none was planted)"
+    verdict = "found" if found["found"] else "did not find"
+    typer.echo(
+        f"the model {verdict} {what}: balanced accuracy {found['balanced_accuracy']:.3f} "
+        f"against {found['baseline']:.3f} for the baseline ({found['points_above_baseline']:+.1f} "
+        f"points; found means ≥ {FOUND_MARGIN * 100:.0f} points and trades), "
+        f"{found['trades']} trades"
+        + (
+            f", {found['membership']} ranks {found['membership_rank']} of {found['features']} "
+            "in the explanation"
+            if found["membership_rank"]
+            else ""
+        )
+    )
 
 
 def _fetch(api, provider: str, symbol: str, timeframe: str):  # type: ignore[no-untyped-def]

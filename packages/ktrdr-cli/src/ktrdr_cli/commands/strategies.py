@@ -1,17 +1,21 @@
-"""`ktrdr strategies init | validate | show | schema`: strategy files, offline."""
+"""`ktrdr strategies init | validate | show | schema`: strategy files, offline; `ktrdr
+strategies audit`: trust checks on a strategy and the backend's data, run by a worker."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ktrdr_cli.context import emit, fail, group
+from ktrdr_cli.context import STATE, emit, fail, group, handles_api_errors
 from ktrdr_core.examples import list_examples, read_example
 
-app = group("Create and check strategy files (no backend needed).")
+if TYPE_CHECKING:
+    from ktrdr_core.strategy_audit import StrategyAuditReport
+
+app = group("Create and check strategy files (offline); audit one on the backend's data.")
 
 
 @app.command("init")
@@ -129,3 +133,117 @@ def schema(
         return
     output.write_text(text + "\n", encoding="utf-8")
     emit({"path": str(output)}, lambda: typer.echo(f"wrote {output}"))
+
+
+_MARKS = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "inconclusive": "----", "skipped": "skip"}
+
+
+def show_audit(report: StrategyAuditReport) -> None:
+    """One line per check (verdict, name, summary), the first lookahead offence in full, and
+    the overall verdict."""
+    model = report.model_id or (
+        f"trained by the audit ({report.bundle_sha256[:12]}…)" if report.bundle_sha256 else None
+    )
+    typer.echo(
+        f"audit of {report.strategy_name} on {report.symbol} {report.timeframe}: "
+        f"{report.bars} bars, {report.first[:10]} → {report.last[:10]}"
+        + (f"; model {model}" if model else "")
+    )
+    for check in report.checks:
+        hard = " (hard)" if check.hard else ""
+        typer.echo(f"  {_MARKS[check.status.value]}  {check.name}{hard}: {check.summary}")
+    offence = (report.check("lookahead").evidence if report.check("lookahead") else {}).get(
+        "first_offence"
+    )
+    if offence:
+
+        def shown(value: float | None) -> str:
+            return "NaN" if value is None else f"{value:.6g}"
+
+        typer.echo(
+            f"        first offence: {offence['what']} {offence['column']} at {offence['bar']} "
+            f"(data cut at {offence['cut']}): {shown(offence.get('truncated_value'))} on the "
+            f"cut data, {shown(offence.get('full_value'))} on all of it"
+        )
+    failed = [check.name for check in report.checks if check.failed_hard]
+    typer.echo(
+        "verdict: a hard check failed (" + ", ".join(failed) + "): do not trust results of this "
+        "strategy until it is fixed"
+        if failed
+        else "verdict: no hard check failed"
+    )
+
+
+@app.command("audit")
+@handles_api_errors
+def audit(
+    strategy: Annotated[Path, typer.Argument(help="strategy YAML file")],
+    symbol: Annotated[str, typer.Option(help="audit on this symbol's stored data")],
+    timeframe: Annotated[str | None, typer.Option(help="base timeframe instead")] = None,
+    start: Annotated[str | None, typer.Option(help="first date (YYYY-MM-DD)")] = None,
+    end: Annotated[str | None, typer.Option(help="last date (YYYY-MM-DD)")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="model id: also check its decisions and significance")
+    ] = None,
+    train: Annotated[
+        bool,
+        typer.Option(help="train two models with the file's seed (reproducibility; model checks)"),
+    ] = False,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(help="run only these checks (lookahead, warmup, leakage, ...); repeatable"),
+    ] = None,
+    cuts: Annotated[int, typer.Option(help="cut points of the lookahead check")] = 50,
+    permutations: Annotated[
+        int, typer.Option(help="block permutations of the significance check")
+    ] = 1000,
+) -> None:
+    """Trust checks on a strategy and the backend's data, run by a training worker: lookahead,
+    warm-up, label leakage, reproducibility (--train), significance (--model or --train).
+    Exit 1 when a hard check (lookahead, leakage) fails."""
+    from ktrdr_cli import options
+    from ktrdr_cli.context import client
+    from ktrdr_cli.follow import end_of, follow
+    from ktrdr_core.protocol import StrategyAuditResultView
+    from ktrdr_core.strategy_audit import AUDIT_CHECKS
+
+    if not strategy.is_file():
+        fail(f"{strategy}: no such file", code=2)
+    if model and train:
+        fail("give --model ID or --train, not both", code=2)
+    unknown = [name for name in check or [] if name not in AUDIT_CHECKS]
+    if unknown:
+        fail(f"--check {', '.join(unknown)}: known checks are {', '.join(AUDIT_CHECKS)}", code=2)
+    if timeframe:
+        options.timeframe(timeframe)
+    options.period(start, end)
+    overrides: dict[str, Any] = {}
+    if timeframe:
+        overrides["data.timeframe"] = timeframe
+    if start:
+        overrides["data.start"] = start
+    if end:
+        overrides["data.end"] = end
+    with client() as api:
+        view = api.start_strategy_audit(
+            strategy.read_text(encoding="utf-8"),
+            symbol,
+            overrides=overrides,
+            model_id=model,
+            train=train,
+            checks=check,
+            cuts=cuts,
+            permutations=permutations,
+        )
+        view = follow(api, view.operation_id, quiet=STATE.json)
+    end_of(view)
+    result = view.result
+    if not isinstance(result, StrategyAuditResultView):
+        fail(f"operation {view.operation_id} completed without an audit report")
+    report = result.report  # type: ignore[union-attr]
+    emit(
+        {"operation_id": view.operation_id, **report.model_dump(mode="json")},
+        lambda: show_audit(report),
+    )
+    if not report.passed:
+        raise typer.Exit(1)

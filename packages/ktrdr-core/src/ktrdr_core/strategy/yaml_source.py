@@ -47,7 +47,8 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _StrategyYamlLoader(_SafeLoader):  # type: ignore[misc, valid-type]
-    """SafeLoader with YAML 1.2 booleans; used only to parse and compose, never to construct."""
+    """SafeLoader with YAML 1.2 booleans and exponent floats; used only to parse and compose,
+    never to construct."""
 
 
 # Rebuild the implicit resolvers without YAML 1.1's yes/no/on/off booleans.
@@ -57,6 +58,13 @@ _StrategyYamlLoader.yaml_implicit_resolvers = {
 }
 _StrategyYamlLoader.add_implicit_resolver(
     _TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# YAML 1.2 floats in exponent form (1e-05, 2E+3, 1.5e3), which YAML 1.1 reads as text: JSON
+# writes small numbers so, and the backend hands workers an overridden strategy as JSON.
+_StrategyYamlLoader.add_implicit_resolver(
+    _TAG + "float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
 )
 
 

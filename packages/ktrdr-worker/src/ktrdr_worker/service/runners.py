@@ -1,6 +1,6 @@
 """The jobs a worker runs: train a strategy (training workers); backtest a model, fetch
 market data, stitch a walk-forward's report, check a dataset against its exchange's
-sessions (backtest workers). ``RUNNERS`` maps each
+sessions (backtest workers); audit a strategy (training workers). ``RUNNERS`` maps each
 operation kind to its job; ``ktrdr_core.protocol.SERVED_BY`` says which worker takes it.
 
 Each takes a :class:`~ktrdr_worker.service.job.Job` and returns the result to complete the
@@ -26,6 +26,8 @@ from ktrdr_core.protocol import (
     GapReportInputs,
     GapReportResult,
     OperationKind,
+    StrategyAuditInputs,
+    StrategyAuditResult,
     TrainingInputs,
     TrainingResult,
     WalkforwardReportInputs,
@@ -40,6 +42,7 @@ __all__ = [
     "run_backtest",
     "run_data_fetch",
     "run_gap_report",
+    "run_strategy_audit",
     "run_training",
     "run_walkforward_report",
 ]
@@ -48,7 +51,12 @@ log = logging.getLogger("ktrdr_worker.service")
 
 Runner = Callable[
     [Job],
-    TrainingResult | BacktestResult | DataFetchResult | WalkforwardReportResult | GapReportResult,
+    TrainingResult
+    | BacktestResult
+    | DataFetchResult
+    | WalkforwardReportResult
+    | GapReportResult
+    | StrategyAuditResult,
 ]
 
 # Progress (percent) given to the phases around the computing.
@@ -324,6 +332,73 @@ def run_gap_report(job: Job) -> GapReportResult:
     return GapReportResult(report=report)
 
 
+def run_strategy_audit(job: Job) -> StrategyAuditResult:
+    """Download the symbol's data (and the model, when one is named), train twice with the
+    strategy's seed when asked, and run the audit's checks
+    (``ktrdr_worker.strategy_audit.audit_strategy``); the report is the result."""
+    from ktrdr_core.strategy.loading import load_strategy
+    from ktrdr_worker.models.pipeline import train_strategy
+    from ktrdr_worker.models.training import TrainingCancelled
+    from ktrdr_worker.strategy_audit import audit_strategy
+
+    inputs = job.claim.inputs
+    if not isinstance(inputs, StrategyAuditInputs):
+        raise TypeError(f"a strategy-audit job got {inputs.kind} inputs")
+    job.progress(0.0, f"downloading data for {inputs.symbol}", now=True)
+    frames = job.load_data(inputs.data)
+    bundle = None
+    if inputs.bundle_sha256:
+        job.progress(_DATA_DONE, f"downloading model {inputs.model_id}")
+        bundle = job.fetch(inputs.bundle_sha256).read_bytes()
+    job.check()
+    text = inputs.strategy_yaml if "\n" in inputs.strategy_yaml else inputs.strategy_yaml + "\n"
+    strategy = load_strategy(text)
+
+    def train_twice() -> tuple[bytes, bytes]:
+        bundles = []
+        for run in (1, 2):
+            job.progress(_DATA_DONE, f"training {run} of 2 with seed {inputs.seed}", now=True)
+            try:
+                outcome = train_strategy(
+                    text,
+                    {inputs.symbol: frames[inputs.symbol]},
+                    seed=inputs.seed,
+                    threads=job.threads,
+                    should_cancel=job.interrupted,
+                )
+            except TrainingCancelled:
+                job.check()
+                raise
+            bundles.append(outcome.bundle)
+        return bundles[0], bundles[1]
+
+    steps = list(inputs.checks)
+
+    def on_check(name: str) -> None:
+        job.check()
+        done = steps.index(name) / len(steps) if name in steps else 0.0
+        percent = _DATA_DONE + (_TRAINING_DONE - _DATA_DONE) * done
+        job.progress(percent, f"checking {name}", now=True)
+
+    report = audit_strategy(
+        strategy,
+        frames[inputs.symbol],
+        symbol=inputs.symbol,
+        checks=inputs.checks,
+        bundle=bundle,
+        train=train_twice if inputs.train else None,
+        model_id=inputs.model_id,
+        cuts=inputs.cuts,
+        permutations=inputs.permutations,
+        seed=inputs.seed or 0,
+        exchange=inputs.data[0].exchange,
+        inference=job.inference,
+        on_check=on_check,
+    )
+    job.check(finishing=True)
+    return StrategyAuditResult(report=report)
+
+
 def warm_up(kind: OperationKind) -> None:
     """Pay a kind's one-off import costs before registering, not inside the first job's lease.
 
@@ -344,4 +419,5 @@ RUNNERS: dict[OperationKind, Runner] = {
     OperationKind.DATA_FETCH: run_data_fetch,
     OperationKind.WALKFORWARD_REPORT: run_walkforward_report,
     OperationKind.GAP_REPORT: run_gap_report,
+    OperationKind.STRATEGY_AUDIT: run_strategy_audit,
 }
