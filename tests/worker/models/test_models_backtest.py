@@ -12,7 +12,7 @@ from ktrdr_core.reports import load_backtest_report
 from ktrdr_worker.models.backtest import ModelBacktestError, backtest_model
 
 
-def test_backtest_covers_the_test_period_and_writes_report_and_chart(
+def test_backtest_covers_the_test_period_and_writes_report_and_series(
     tmp_path, planted_outcome, planted_data
 ):
     outcome = backtest_model(planted_outcome.bundle, planted_data, out_dir=tmp_path)
@@ -35,9 +35,14 @@ def test_backtest_covers_the_test_period_and_writes_report_and_chart(
     assert hold == pytest.approx(closes.iloc[-1] / closes.iloc[0] - 1, rel=1e-12)
     assert report.buy_and_hold["num_trades"] == 0
     assert report.metrics["total_return"] == pytest.approx(report.equity[-1][1] / 10_000 - 1)
-    assert (tmp_path / "equity.png").read_bytes() == outcome.png
-    assert (tmp_path / "equity.svg").read_text().startswith("<svg")
-    assert report.charts == {"png": "equity.png", "svg": "equity.svg"}
+    assert json.loads((tmp_path / "series.json").read_text()) == outcome.series
+    assert report.charts == {"series": "series.json"}
+    page = outcome.series["symbols"][report.symbol]
+    # Below the decimation threshold the page gets every bar and every trade, unchanged.
+    assert len(page["price"]) == len(page["equity"]) == report.bars
+    assert len(page["trades"]) == len(report.trades)
+    assert page["equity"][-1][1] == pytest.approx(report.equity[-1][1])
+    assert max(v for _, v in page["drawdown"]) == pytest.approx(report.metrics["max_drawdown"])
 
 
 def test_a_backtest_without_trades_says_why(planted_outcome, planted_data):

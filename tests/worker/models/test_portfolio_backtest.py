@@ -89,7 +89,9 @@ def test_the_portfolio_is_the_sum_of_its_sleeves(portfolio):
     assert section["calendar"]["calendar"] == "exchange"
     assert section["calendar"]["bars_per_year"] == 252
     assert headline(report) is section
-    assert portfolio.png.startswith(b"\x89PNG")
+    page = portfolio.series["portfolio"]
+    assert page["metrics"] == section["metrics"] and len(page["equity"]) == report["bars"]
+    assert set(portfolio.series["symbols"]) == set(report["symbols"])
 
 
 def test_a_symbol_without_data_over_the_window_is_refused_with_every_gap(trained, pair):

@@ -65,7 +65,7 @@ def test_folds_compound_into_one_account_and_metrics_come_from_the_stitched_curv
     close = pd.Series(
         np.linspace(100, 120, 30), index=pd.date_range("2020-12-25", periods=30, tz="UTC")
     )
-    report, images = stitch_walkforward(
+    report, series = stitch_walkforward(
         folds, reports, close, walkforward_id="op_wf", strategy_name="s", window="rolling"
     )
     assert report["metrics"]["total_return"] == pytest.approx(1.10 * 0.95 - 1)
@@ -79,7 +79,8 @@ def test_folds_compound_into_one_account_and_metrics_come_from_the_stitched_curv
     assert report["summary"]["profitable_folds"] == 1
     assert [row["fold"] for row in report["folds"]] == [0, 1]
     assert report["stability"]["features"][0]["feature"] == "a"
-    assert images.png[:4] == b"\x89PNG" and images.svg.startswith("<svg")
+    assert [v for _, v in series["equity"]] == [v for _, v in equity]
+    assert len(series["fold_starts"]) == 2 and series["fold_starts"][1] == series["equity"][10][0]
 
 
 def test_overlapping_folds_are_refused():

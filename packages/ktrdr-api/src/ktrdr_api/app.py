@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
+from ktrdr_api.dashboard import SecurityHeaders
 from ktrdr_api.auth import REFUSALS, Access, BodyLimit, ProtocolCheck, TokenAuth
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
@@ -27,6 +28,7 @@ from ktrdr_api.operations import Operations
 from ktrdr_api.routes import (
     access as access_routes,
 )
+from ktrdr_api.routes import dashboard as dashboard_routes
 from ktrdr_api.routes import (
     artifacts,
     backtests,
@@ -162,12 +164,15 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router, prefix="/api/v1", responses=REFUSALS)
     app.include_router(metrics_route.router, responses=REFUSALS)  # where Prometheus looks
+    dashboard_routes.install(app)  # the web UI at /, its files under /ui/
     errors.install(app)
     app.add_middleware(ProtocolCheck)
     app.add_middleware(BodyLimit)
     # Added after the others, so it runs before them: nothing else sees an unauthenticated
     # request. With auth off (no KTRDR_API_TOKEN) it lets every caller in as an admin.
     app.add_middleware(TokenAuth, access=access)
+    # The Content-Security-Policy on every answer, refusals included.
+    app.add_middleware(SecurityHeaders)
     # Outermost: times every request, refused ones included.
     app.add_middleware(RequestTimer, metrics=metrics)
     return app

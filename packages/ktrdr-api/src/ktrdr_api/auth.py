@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ktrdr_api import audit
+from ktrdr_api.dashboard import is_ui_path
 from ktrdr_api.models import ArtifactRef, Operation, Worker
 from ktrdr_api.tokens import BOOTSTRAP, LOCAL, Principal, Tokens
 from ktrdr_api.workers import protocol_mismatch
@@ -34,7 +35,8 @@ from ktrdr_core.protocol import PROTOCOL_HEADER, OperationState
 log = logging.getLogger("ktrdr_api.auth")
 
 OPEN_PATHS = frozenset({"/api/v1/health"})
-"""Paths answered without a token (container and load-balancer health checks)."""
+"""Paths answered without a token (container and load-balancer health checks); the
+dashboard's static files (``ktrdr_api.dashboard.is_ui_path``) hold no data and are open too."""
 
 _PROTOCOL_HEADER = PROTOCOL_HEADER.lower().encode()
 
@@ -286,7 +288,7 @@ class TokenAuth:
         self.access = access
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or is_ui_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         if not self.access.enabled:

@@ -255,7 +255,8 @@ class ArtifactKind(StrEnum):
     BUNDLE = "bundle"
     CHECKPOINT = "checkpoint"
     REPORT = "report"
-    CHART = "chart"
+    SERIES = "series"  # the JSON series a result page draws
+    CHART = "chart"  # PNG/SVG charts stored before results were drawn in the browser
 
 
 # --- workers -------------------------------------------------------------------------
@@ -588,8 +589,9 @@ class TrainingResult(_Request):
 class BacktestResult(_Request):
     kind: Literal["backtest"] = "backtest"
     report_sha256: Sha256
-    chart_png_sha256: Sha256 | None = None
-    chart_svg_sha256: Sha256 | None = None
+    series_sha256: Sha256 | None = Field(
+        default=None, description="the series its page draws (ktrdr-backtest-series/1)"
+    )
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -610,8 +612,7 @@ class DataFetchResult(_Request):
 class WalkforwardReportResult(_Request):
     kind: Literal["wf_report"] = "wf_report"
     report_sha256: Sha256
-    chart_png_sha256: Sha256
-    chart_svg_sha256: Sha256
+    series_sha256: Sha256 = Field(description="the series its page draws")
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -696,8 +697,7 @@ class WalkforwardResult(_ResultMapping, _View):
 
     kind: Literal["walkforward"] = "walkforward"
     report_sha256: str
-    chart_png_sha256: str | None = None
-    chart_svg_sha256: str | None = None
+    series_sha256: str | None = None
     summary: dict[str, Any] = Field(default_factory=dict)
     report_operation_id: str
     children: dict[str, str] = Field(

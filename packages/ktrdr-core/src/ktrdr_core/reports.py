@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "BACKTEST_REPORT_FORMAT",
+    "BACKTEST_SERIES_FORMAT",
+    "WALKFORWARD_SERIES_FORMAT",
     "CLASS_NAMES",
     "PORTFOLIO_REPORT_FORMAT",
     "TRAINING_RESULT_FORMAT",
@@ -53,6 +55,14 @@ __all__ = [
 TRAINING_RESULT_FORMAT = "ktrdr-training-result/1"
 BACKTEST_REPORT_FORMAT = "ktrdr-backtest-report/1"
 PORTFOLIO_REPORT_FORMAT = "ktrdr-backtest-report/2"
+BACKTEST_SERIES_FORMAT = "ktrdr-backtest-series/1"
+"""The series a backtest's page draws (``ktrdr_worker.models.series``): per symbol its price
+candles, trades, equity, buy-and-hold and drawdown as ``[unix seconds, value]`` points,
+decimated by min/max buckets; the portfolio's equity, buy-and-hold and drawdown; the numbers
+the page shows beside them."""
+WALKFORWARD_SERIES_FORMAT = "ktrdr-walkforward-series/1"
+"""The series a walk-forward's page draws: the stitched out-of-sample equity against
+buy-and-hold, and each fold's first bar (``ktrdr_worker.walkforward``)."""
 CLASS_NAMES = ("BUY", "HOLD", "SELL")
 """The classes a model predicts, by output index (``CLASS_NAMES[0] == "BUY"``): the one
 definition; labels, training, decisions and every report use this order."""

@@ -30,7 +30,6 @@ from ktrdr_core.reports import headline
 from ktrdr_core.walkforward import ranking_stability
 from ktrdr_worker.backtest.metrics import buy_and_hold_equity, compute_metrics
 from ktrdr_worker.calendars import TradingCalendar
-from ktrdr_worker.models.charts import ChartImages, render_equity_chart
 
 __all__ = ["FOLD_METRICS", "WALKFORWARD_REPORT_FORMAT", "basket_close", "stitch_walkforward"]
 
@@ -89,8 +88,8 @@ def stitch_walkforward(
     walkforward_id: str,
     strategy_name: str,
     window: str,
-) -> tuple[dict[str, Any], ChartImages]:
-    """The aggregate report and its chart.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The aggregate report and its page's series (``ktrdr-walkforward-series/1``).
 
     ``reports``: fold index -> that fold's backtest report (``ktrdr-backtest-report/1``, or
     ``/2`` for a portfolio); ``close``: the symbol's close prices on the base timeframe (any
@@ -197,10 +196,32 @@ def stitch_walkforward(
         "trades": len(all_trades),
         "equity": [(t.isoformat(), float(v)) for t, v in stitched.items()],
     }
-    total = metrics["total_return"]
-    title = (
-        f"{strategy_name} walk-forward, {len(per_fold)} folds ({window}): "
-        f"out-of-sample return {total * 100:+.1f}%, max DD {metrics['max_drawdown'] * 100:.1f}%"
-    )
-    images = render_equity_chart(stitched, buy_and_hold=held, title=title)
-    return report, images
+    series = walkforward_series(report, stitched, held, [row["test_start"] for row in per_fold])
+    return report, series
+
+
+def walkforward_series(
+    report: Mapping[str, Any], stitched: pd.Series, held: pd.Series, fold_starts: Sequence[str]
+) -> dict[str, Any]:
+    """What a walk-forward's page draws: the stitched out-of-sample equity, buy-and-hold and
+    drawdown (decimated as a backtest's, see ``ktrdr_worker.models.series``), and the time of
+    each fold's first test bar (UNIX seconds), where the page marks a boundary."""
+    from ktrdr_core.reports import WALKFORWARD_SERIES_FORMAT
+    from ktrdr_worker.models.series import bucket_edges, extreme_positions, line
+
+    index = pd.DatetimeIndex(stitched.index)
+    values = stitched.to_numpy(dtype=np.float64)
+    holding = held.reindex(index).to_numpy(dtype=np.float64)
+    peak = np.fmax.accumulate(values)
+    drawdown = np.where(peak > 0, 1.0 - values / peak, 0.0)
+    edges = bucket_edges(len(index))
+    return {
+        "format": WALKFORWARD_SERIES_FORMAT,
+        "walkforward_id": report["walkforward_id"],
+        "strategy_name": report["strategy_name"],
+        "metrics": report["metrics"],
+        "fold_starts": [int(pd.Timestamp(t).timestamp()) for t in fold_starts],
+        "equity": line(index, values, extreme_positions(values, edges)),
+        "buy_and_hold": line(index, holding, extreme_positions(holding, edges)),
+        "drawdown": line(index, drawdown, extreme_positions(drawdown, edges)),
+    }

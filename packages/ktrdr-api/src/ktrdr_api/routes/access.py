@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from ktrdr_api import audit, tokens
 from ktrdr_api.auth import requires
-from ktrdr_api.deps import AuditDep, BackendDep, SessionDep
+from ktrdr_api.deps import AuditDep, BackendDep, PrincipalDep, SessionDep
 from ktrdr_core.access import (
     TOKEN_ID_PATTERN,
     AuditEventView,
@@ -23,6 +23,13 @@ from ktrdr_core.access import (
 )
 
 router = APIRouter(tags=["access"])
+
+
+@router.get("/me", dependencies=[requires(Role.READER, Role.WORKER)])
+def me(principal: PrincipalDep) -> dict[str, str]:
+    """The caller's token name and role: what the dashboard may offer (a reader's page shows
+    cancel and retry as unavailable instead of failing on them)."""
+    return {"name": principal.name, "role": principal.role.value}
 
 TokenIdPath = Annotated[str, Path(pattern=TOKEN_ID_PATTERN)]
 

@@ -31,6 +31,7 @@ MEDIA_TYPES = {
     ArtifactKind.DATA: "text/csv",
     ArtifactKind.REPORT: "application/json",
     ArtifactKind.BUNDLE: "application/zip",
+    ArtifactKind.SERIES: "application/json",
 }
 
 
@@ -127,7 +128,7 @@ def file_response(
 
 
 Reported = BacktestResultView | WalkforwardResult
-"""A result that names a report and its charts."""
+"""A result that names a report and its page's series."""
 
 
 def finished_result(view: OperationView, noun: str) -> Reported:
@@ -141,17 +142,13 @@ def finished_result(view: OperationView, noun: str) -> Reported:
     return result
 
 
-def chart_response(
-    backend: BackendDep, result: Reported, fmt: str, *, filename_stem: str, noun: str
-) -> FileResponse:
-    """The PNG or SVG chart a result names (``chart_png_sha256``/``chart_svg_sha256``)."""
-    sha = result.chart_png_sha256 if fmt == "png" else result.chart_svg_sha256
-    if sha is None:
-        raise ArtifactNotFound(f"{noun} has no {fmt} chart")
+def series_response(backend: BackendDep, result: Reported, *, noun: str) -> FileResponse:
+    """The series a result's page draws (``series_sha256``); 404 for a result from before
+    the worker wrote them."""
+    if result.series_sha256 is None:
+        raise ArtifactNotFound(
+            f"{noun} has no page series (it ran before workers wrote them): run it again"
+        )
     return file_response(
-        backend,
-        sha,
-        ArtifactKind.CHART,
-        filename=f"{filename_stem}.{fmt}",
-        media_type="image/png" if fmt == "png" else "image/svg+xml",
+        backend, result.series_sha256, ArtifactKind.SERIES, filename=f"{noun.split()[-1]}_series.json"
     )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from ktrdr_api.auth import requires
+from ktrdr_api.dashboard import report_html
 from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.lifecycle import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
-from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
+from ktrdr_api.routes.artifacts import file_response, finished_result, series_response
 from ktrdr_api.strategies import backtest_inputs, check_backtest_settings
 from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
@@ -99,18 +103,34 @@ def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
 
 
 @router.get(
-    "/{operation_id}/chart",
+    "/{operation_id}/series",
     response_class=FileResponse,
     responses={404: {}, 409: {}},
     dependencies=[requires(Role.READER)],
 )
-def chart(
-    operation_id: OperationIdPath,
-    backend: BackendDep,
-    format: Literal["png", "svg"] = "png",
-) -> FileResponse:
-    """The equity-and-drawdown chart (PNG or SVG)."""
+def series(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
+    """The series its page draws, decimated by the worker (ktrdr-backtest-series/1)."""
     result = finished_result(_backtest(backend, operation_id), "backtest")
-    return chart_response(
-        backend, result, format, filename_stem=operation_id, noun=f"backtest {operation_id}"
+    return series_response(backend, result, noun=f"backtest {operation_id}")
+
+
+@router.get(
+    "/{operation_id}/report.html",
+    response_class=HTMLResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.READER)],
+)
+def report_page(operation_id: OperationIdPath, backend: BackendDep) -> HTMLResponse:
+    """A self-contained interactive report: the chart library, its code and the series in
+    one HTML file that opens offline (``ktrdr backtests show ID --html FILE``)."""
+    result = finished_result(_backtest(backend, operation_id), "backtest")
+    served = series_response(backend, result, noun=f"backtest {operation_id}")
+    document = json.loads(Path(served.path).read_text(encoding="utf-8"))
+    page, policy = report_html("backtest", f"ktrdr backtest {operation_id}", document)
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": policy,
+            "Content-Disposition": f'attachment; filename="{operation_id}.html"',
+        },
     )

@@ -5,17 +5,21 @@ Cancel and retry go through /operations like every other operation.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from pathlib import Path
+
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from ktrdr_api.auth import requires
+from ktrdr_api.dashboard import report_html
 from ktrdr_api.deps import BackendDep, OperationIdPath
 from ktrdr_api.lifecycle import OperationNotFound
 from ktrdr_api.responses import ModelResponse, model_response
-from ktrdr_api.routes.artifacts import chart_response, file_response, finished_result
+from ktrdr_api.routes.artifacts import file_response, finished_result, series_response
 from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     ArtifactKind,
@@ -87,22 +91,34 @@ def report(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
 
 
 @router.get(
-    "/{operation_id}/chart",
+    "/{operation_id}/series",
     response_class=FileResponse,
     responses={404: {}, 409: {}},
     dependencies=[requires(Role.READER)],
 )
-def chart(
-    operation_id: OperationIdPath,
-    backend: BackendDep,
-    format: Literal["png", "svg"] = "png",
-) -> FileResponse:
-    """The stitched out-of-sample equity chart against buy and hold (PNG or SVG)."""
+def series(operation_id: OperationIdPath, backend: BackendDep) -> FileResponse:
+    """The series its page draws, decimated by the worker (ktrdr-walkforward-series/1)."""
     result = finished_result(_walkforward(backend, operation_id), "walk-forward")
-    return chart_response(
-        backend,
-        result,
-        format,
-        filename_stem=f"{operation_id}_walkforward",
-        noun=f"walk-forward {operation_id}",
+    return series_response(backend, result, noun=f"walk-forward {operation_id}")
+
+
+@router.get(
+    "/{operation_id}/report.html",
+    response_class=HTMLResponse,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.READER)],
+)
+def report_page(operation_id: OperationIdPath, backend: BackendDep) -> HTMLResponse:
+    """A self-contained interactive report: the chart library, its code and the series in
+    one HTML file that opens offline (``ktrdr walkforwards show ID --html FILE``)."""
+    result = finished_result(_walkforward(backend, operation_id), "walk-forward")
+    served = series_response(backend, result, noun=f"walk-forward {operation_id}")
+    document = json.loads(Path(served.path).read_text(encoding="utf-8"))
+    page, policy = report_html("walkforward", f"ktrdr walk-forward {operation_id}", document)
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": policy,
+            "Content-Disposition": f'attachment; filename="{operation_id}.html"',
+        },
     )

@@ -1,4 +1,4 @@
-"""Backtest a trained model: bundle + market data → report JSON and equity/drawdown chart.
+"""Backtest a trained model: bundle + market data → report JSON and the page's series.
 
 :func:`backtest_model` runs, for one symbol:
 
@@ -9,7 +9,8 @@
 3. the ``decisions`` settings turn them into target positions over the period;
 4. ``ktrdr_worker.backtest.run`` simulates them with the strategy's ``backtest`` settings, and
    the same engine holds the asset over the same bars for the buy-and-hold comparison;
-5. the report (``ktrdr_core.reports.BacktestReport``) and the chart (PNG and SVG).
+5. the report (``ktrdr_core.reports.BacktestReport``) and the series its page draws
+   (``ktrdr_worker.models.series``: price, trades, equity, buy-and-hold, drawdown).
 
 By default the period is the bundle's test period: bars the model never trained on.
 """
@@ -34,9 +35,9 @@ from ktrdr_core.strategy.loading import load_strategy
 from ktrdr_worker.backtest import BacktestConfig, compute_metrics, run
 from ktrdr_worker.backtest.metrics import buy_and_hold_equity
 from ktrdr_worker.features import compute_features
-from ktrdr_worker.models.charts import render_equity_chart, write_equity_chart
 from ktrdr_worker.models.decisions import DecisionSettings, decide_positions, no_trade_reason
 from ktrdr_worker.models.inference import BundleModel
+from ktrdr_worker.models.series import backtest_series, symbol_series
 
 __all__ = [
     "ModelBacktestError",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 REPORT_NAME = "report.json"
-CHART_STEM = "equity"
+SERIES_NAME = "series.json"
 
 
 class ModelBacktestError(KtrdrError, ValueError):
@@ -56,12 +57,12 @@ class ModelBacktestError(KtrdrError, ValueError):
 
 @dataclass(frozen=True)
 class ModelBacktestOutcome:
-    """Plain values: ``report`` (JSON-ready dict, ``BacktestReport``), the chart as ``png``
-    bytes and ``svg`` text, and ``paths`` (format → file) when written to a folder."""
+    """Plain values: ``report`` (JSON-ready dict, ``BacktestReport``), ``series`` (the page's
+    ``ktrdr-backtest-series/1`` document), and ``paths`` (``report``, ``series`` → file) when
+    written to a folder."""
 
     report: dict[str, Any]
-    png: bytes
-    svg: str
+    series: dict[str, Any]
     paths: dict[str, Path] | None = None
 
 
@@ -140,13 +141,13 @@ def _trades(trades: pd.DataFrame) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class SymbolRun:
-    """One symbol's backtest before any chart: the report (JSON-ready dict), the equity and
-    buy-and-hold equity at each bar's close, and the chart's title."""
+    """One symbol's backtest: the report (JSON-ready dict), the bars of its period, and the
+    equity and buy-and-hold equity at each bar's close."""
 
     report: dict[str, Any]
+    ohlcv: pd.DataFrame
     equity: pd.Series
     held: pd.Series
-    title: str
 
 
 def backtest_model(
@@ -168,8 +169,8 @@ def backtest_model(
     base timeframe (or a mapping timeframe → frame), including warm-up bars before the start;
     ``symbol``: its name (default: the bundle's only symbol); ``start``/``end``: first and last
     bar of the period (UTC; default: the bundle's test period); ``decisions``/``backtest``:
-    overrides of the strategy's sections; ``out_dir``: where to write ``report.json``,
-    ``equity.png`` and ``equity.svg``; ``inference``: the forward pass (``auto``, ``numpy`` or
+    overrides of the strategy's sections; ``out_dir``: where to write ``report.json`` and
+    ``series.json``; ``inference``: the forward pass (``auto``, ``numpy`` or
     ``torch``, see ``ktrdr_worker.models.inference.resolve_engine``), recorded in the report;
     ``exchange``: the exchange the data trades on (the dataset's), whose sessions annualise
     the metrics (None: the calendar is inferred from the bars).
@@ -189,9 +190,10 @@ def backtest_model(
         inference=inference,
         exchange=exchange,
     )
-    return finish_outcome(
-        run.report, run.report["metrics"], run.equity, run.held, run.title, out_dir
+    series = backtest_series(
+        run.report, {run.report["symbol"]: symbol_series(run.report, run.ohlcv, run.equity, run.held)}
     )
+    return finish_outcome(run.report, series, out_dir)
 
 
 def simulate_symbol(
@@ -206,7 +208,7 @@ def simulate_symbol(
     inference: str = "auto",
     exchange: str | None = None,
 ) -> SymbolRun:
-    """:func:`backtest_model` without the chart and files (same inputs, same report): what a
+    """:func:`backtest_model` without the series and files (same inputs, same report): what a
     portfolio's sleeve runs. Out: :class:`SymbolRun`."""
     model = BundleModel(bundle, inference)
     manifest = model.manifest
@@ -310,39 +312,25 @@ def simulate_symbol(
             "trades": _trades(result.trades),
             "equity": _pairs(equity),
             "drawdown": _pairs(drawdown),
-            "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
+            "charts": {"series": SERIES_NAME},
         }
     )
     return SymbolRun(
-        report=report.model_dump(mode="json", by_alias=True),
-        equity=equity,
-        held=held,
-        title=f"{manifest.strategy.name} {symbol} {timeframe}: {n_trades} trades",
+        report=report.model_dump(mode="json", by_alias=True), ohlcv=ohlcv, equity=equity, held=held
     )
 
 
 def finish_outcome(
-    document: dict[str, Any],
-    metrics: Mapping[str, Any],
-    equity: pd.Series,
-    held: pd.Series,
-    head: str,
-    out_dir: str | Path | None,
+    document: dict[str, Any], series: dict[str, Any], out_dir: str | Path | None
 ) -> ModelBacktestOutcome:
-    """Draw the equity chart (``equity`` beside buy-and-hold ``held``, titled ``head`` and the
-    return and drawdown in ``metrics``) and, with ``out_dir``, write it beside the report
-    ``document`` there."""
-    total, worst = metrics.get("total_return"), metrics.get("max_drawdown")
-    title = head
-    if total is not None:
-        title += f", return {total * 100:+.1f}%"
-    if worst is not None:
-        title += f", max DD {worst * 100:.1f}%"
-    images = render_equity_chart(equity, buy_and_hold=held, title=title)
+    """The outcome of report ``document`` and its page's ``series``; with ``out_dir``, both
+    written there as JSON."""
     paths = None
     if out_dir is not None:
         folder = Path(out_dir)
-        paths = write_equity_chart(folder, CHART_STEM, images)
-        paths["report"] = folder / REPORT_NAME
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {"report": folder / REPORT_NAME, "series": folder / SERIES_NAME}
         paths["report"].write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    return ModelBacktestOutcome(report=document, png=images.png, svg=images.svg, paths=paths)
+        # Compact: the series is read by a page, not a person, and may hold many points.
+        paths["series"].write_text(json.dumps(series, separators=(",", ":")), encoding="utf-8")
+    return ModelBacktestOutcome(report=document, series=series, paths=paths)

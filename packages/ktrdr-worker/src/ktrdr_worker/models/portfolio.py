@@ -43,7 +43,7 @@ from ktrdr_core.timeframes import parse_timeframe
 from ktrdr_worker.backtest.metrics import compute_metrics
 from ktrdr_worker.calendars import TradingCalendar, resolve_calendar
 from ktrdr_worker.models.backtest import (
-    CHART_STEM,
+    SERIES_NAME,
     ModelBacktestError,
     ModelBacktestOutcome,
     base_frame,
@@ -52,6 +52,7 @@ from ktrdr_worker.models.backtest import (
     simulate_symbol,
     utc_timestamp,
 )
+from ktrdr_worker.models.series import backtest_series, portfolio_series, symbol_series
 
 __all__ = [
     "PortfolioCoverageError",
@@ -174,7 +175,7 @@ def backtest_portfolio(
     period); ``decisions``/``backtest``: overrides of the strategy's sections (``capital`` is
     the whole portfolio's, ``weights`` its split); ``exchanges``: symbol → the exchange its
     data trades on (annualises its sleeve, and the portfolio when all agree); ``out_dir``:
-    where to write ``report.json``, ``equity.png`` and ``equity.svg``; ``inference``: as for
+    where to write ``report.json`` and ``series.json``; ``inference``: as for
     ``backtest_model``.
 
     Out: :class:`ModelBacktestOutcome` whose report is a ``ktrdr-backtest-report/2``
@@ -216,8 +217,9 @@ def backtest_portfolio(
     weights = sleeve_weights(symbols, section.get("weights"))
     exchanges = dict(exchanges or {})
     reports: dict[str, dict[str, Any]] = {}
+    pages: dict[str, dict[str, Any]] = {}
     for symbol in symbols:
-        report = simulate_symbol(
+        run = simulate_symbol(
             raw,
             data[symbol],
             symbol=symbol,
@@ -227,8 +229,9 @@ def backtest_portfolio(
             backtest={**(backtest or {}), "capital": capital * weights[symbol]},
             inference=inference,
             exchange=exchanges.get(symbol),
-        ).report
-        reports[symbol] = {**report, "charts": {}}  # the portfolio's chart is the one drawn
+        )
+        reports[symbol] = {**run.report, "charts": {}}  # the portfolio's series hold them
+        pages[symbol] = symbol_series(run.report, run.ohlcv, run.equity, run.held)
 
     sleeves = {symbol: _series(report["equity"]) for symbol, report in reports.items()}
     union = sleeves[symbols[0]].index
@@ -301,15 +304,8 @@ def backtest_portfolio(
                 "drawdown": pairs(drawdown),
             },
             "symbols": reports,
-            "charts": {"png": f"{CHART_STEM}.png", "svg": f"{CHART_STEM}.svg"},
+            "charts": {"series": SERIES_NAME},
         }
     ).model_dump(mode="json", by_alias=True)
-    return finish_outcome(
-        document,
-        document["portfolio"]["metrics"],
-        equity,
-        held,
-        f"{manifest.strategy.name} portfolio of {', '.join(symbols)} {timeframe}: "
-        f"{len(trades)} trades",
-        out_dir,
-    )
+    drawn = backtest_series(document, pages, portfolio_series(document, equity, held))
+    return finish_outcome(document, drawn, out_dir)

@@ -165,7 +165,7 @@ def run_training(job: Job) -> TrainingResult:
 
 
 def run_backtest(job: Job) -> BacktestResult:
-    """Download the bundle and data, backtest, upload the report and both charts.
+    """Download the bundle and data, backtest, upload the report and its page's series.
 
     A model trained on one symbol gets that symbol's report (``ktrdr-backtest-report/1``); one
     trained on several gets the portfolio's (``/2``, ``ktrdr_worker.models.portfolio``).
@@ -205,15 +205,11 @@ def run_backtest(job: Job) -> BacktestResult:
     else:
         outcome = backtest_portfolio(bundle, frames, exchanges=exchanges, **common)
     job.check(finishing=True)
-    job.progress(90.0, "uploading the report and charts", now=True)
+    job.progress(90.0, "uploading the report and its series", now=True)
     assert outcome.paths is not None
-    report_sha = job.upload(outcome.paths["report"], ArtifactKind.REPORT)
-    png_sha = job.upload(outcome.paths["png"], ArtifactKind.CHART)
-    svg_sha = job.upload(outcome.paths["svg"], ArtifactKind.CHART)
     return BacktestResult(
-        report_sha256=report_sha,
-        chart_png_sha256=png_sha,
-        chart_svg_sha256=svg_sha,
+        report_sha256=job.upload(outcome.paths["report"], ArtifactKind.REPORT),
+        series_sha256=job.upload(outcome.paths["series"], ArtifactKind.SERIES),
         summary=backtest_summary(outcome.report),
     )
 
@@ -256,10 +252,9 @@ def run_data_fetch(job: Job) -> DataFetchResult:
 
 def run_walkforward_report(job: Job) -> WalkforwardReportResult:
     """Download every fold's backtest report and the data; stitch them into the
-    walk-forward's report and chart; upload those."""
+    walk-forward's report and its page's series; upload those."""
     import pandas as pd
 
-    from ktrdr_worker.models.charts import write_equity_chart
     from ktrdr_worker.walkforward import basket_close, stitch_walkforward
 
     inputs = job.claim.inputs
@@ -288,7 +283,7 @@ def run_walkforward_report(job: Job) -> WalkforwardReportResult:
         close = next(iter(closes.values()))
     job.check()
     job.progress(50.0, "stitching the folds", now=True)
-    report, images = stitch_walkforward(
+    report, series = stitch_walkforward(
         inputs.folds,
         reports,
         close,
@@ -298,15 +293,15 @@ def run_walkforward_report(job: Job) -> WalkforwardReportResult:
     )
     out = job.workdir / "walkforward"
     out.mkdir(parents=True, exist_ok=True)
-    paths = write_equity_chart(out, "walkforward", images)
+    series_path = out / "series.json"
+    series_path.write_text(json.dumps(series, separators=(",", ":")), encoding="utf-8")
     report_path = out / "walkforward.json"
     report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     job.check(finishing=True)
-    job.progress(90.0, "uploading the report and chart", now=True)
+    job.progress(90.0, "uploading the report and its series", now=True)
     return WalkforwardReportResult(
         report_sha256=job.upload(report_path, ArtifactKind.REPORT),
-        chart_png_sha256=job.upload(paths["png"], ArtifactKind.CHART),
-        chart_svg_sha256=job.upload(paths["svg"], ArtifactKind.CHART),
+        series_sha256=job.upload(series_path, ArtifactKind.SERIES),
         summary={key: report[key] for key in ("metrics", "summary", "folds", "stability")},
     )
 

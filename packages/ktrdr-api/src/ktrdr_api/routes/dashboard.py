@@ -1,0 +1,22 @@
+"""The dashboard's static files: ``/`` answers the page, ``/ui/...`` its modules, style and
+the vendored chart library (see ``ktrdr_api.dashboard``). Open without a token: they hold no
+data, and the page asks for the token before it reads the API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from ktrdr_api.dashboard import UI_DIR, UI_PREFIX
+
+
+def install(app: FastAPI) -> None:
+    """Serve the page at ``/`` and its files under ``/ui/``."""
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        # no-cache: a new backend version's page is picked up on the next load.
+        return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount(UI_PREFIX.rstrip("/"), StaticFiles(directory=UI_DIR), name="ui")

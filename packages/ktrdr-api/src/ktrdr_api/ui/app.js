@@ -1,0 +1,319 @@
+// The ktrdr dashboard: hash routes (#/operations/ID, #/backtests/ID, ...) over the REST API.
+// The token is asked once and kept in sessionStorage; it goes only in the Authorization
+// header, never in a URL. Everything the API returns is rendered as text (charts.js: el).
+import { charts, el, fmt, markReady, renderBacktest, renderWalkforward, table } from "./charts.js";
+
+const API = "/api/v1";
+const TOKEN_KEY = "ktrdr.token";
+const POLL_MS = 1000;
+const view = document.getElementById("view");
+const notice = document.getElementById("notice");
+const login = document.getElementById("login");
+let me = null; // {name, role} of the token in use
+let timer = null;
+
+class Refused extends Error {}
+
+async function api(path, options = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(API + path, { ...options, headers });
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    const detail = (await response.json().catch(() => ({}))).detail || "";
+    throw new Refused(`The API refused the token (${response.status}): ${detail}`);
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    throw new Error(`${options.method || "GET"} ${path}: ${response.status} ${detail || response.statusText}`);
+  }
+  return response.json();
+}
+
+function say(message) {
+  notice.hidden = !message;
+  notice.textContent = message || "";
+}
+
+function askToken(message) {
+  say(message);
+  login.hidden = false;
+  view.replaceChildren();
+  document.getElementById("token").focus();
+}
+
+login.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("token");
+  sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+  input.value = "";
+  start();
+});
+
+const can = (role) => ({ admin: 4, researcher: 3 }[me.role] || 0) >= ({ researcher: 3, admin: 4 }[role] || 0);
+const when = (stamp) => (stamp ? String(stamp).replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z") : "—");
+const link = (href, text) => el("a", { href }, text);
+
+function progressCell(op) {
+  const p = op.progress || {};
+  return el("span", {}, el("progress", { max: 100, value: p.percent || 0, "data-percent": p.percent || 0 }), ` ${fmt(p.percent || 0)}%`);
+}
+
+function pageOf(op) {
+  if (op.kind === "backtest" && op.state === "completed") return `#/backtests/${op.operation_id}`;
+  if (op.kind === "walkforward" && op.state === "completed") return `#/walkforwards/${op.operation_id}`;
+  return null;
+}
+
+function operationsTable(ops) {
+  return table(
+    ["operation", "kind", "state", "progress", "message", "strategy", "created"],
+    ops.map((op) => [
+      link(`#/operations/${op.operation_id}`, op.operation_id), op.kind, op.state, progressCell(op),
+      (op.progress || {}).message || op.error || op.waiting || "", op.strategy_name || "", when(op.created_at),
+    ]),
+    { class: "operations" },
+  );
+}
+
+// --- pages: each returns a function to refresh it, or nothing -------------------------
+
+const pages = {
+  async operations() {
+    view.append(el("h2", {}, "Operations"));
+    const box = el("div");
+    view.append(box);
+    return async () => box.replaceChildren(operationsTable(await api("/operations?limit=200")));
+  },
+
+  async operation(id) {
+    const box = el("div");
+    view.append(el("h2", {}, `Operation ${id}`), box);
+    return async () => {
+      const op = await api(`/operations/${id}`);
+      const p = op.progress || {};
+      const parts = [
+        table(["", ""], [
+          ["kind", op.kind], ["state", op.state], ["strategy", op.strategy_name || "—"],
+          ["worker", op.worker_id || "—"], ["attempt", op.attempt], ["created", when(op.created_at)],
+          ["finished", when(op.finished_at)], ["error", op.error || "—"], ["waiting", op.waiting || "—"],
+        ], { class: "facts" }),
+        el("p", {}, progressCell(op), " ", p.message || ""),
+      ];
+      if (p.step !== null && p.step !== undefined)
+        parts.push(el("p", { class: "step" }, `${op.kind === "training" ? "epoch" : "step"} ${p.step} of ${p.total_steps ?? "?"}`));
+      if (p.metrics && Object.keys(p.metrics).length)
+        parts.push(table(["metric", "value"], Object.entries(p.metrics).map(([k, v]) => [k, fmt(v)]), { class: "progress-metrics" }));
+      const live = op.state === "pending" || op.state === "running";
+      const ended = op.state === "failed" || op.state === "cancelled";
+      const allowed = can("researcher");
+      const why = allowed ? null : `your token (${me.name}) has role ${me.role}: cancel and retry need researcher`;
+      parts.push(el("p", { class: "actions" },
+        el("button", { id: "cancel", disabled: !live || !allowed || op.cancel_requested, title: why, onclick: () => act(`/operations/${id}/cancel`) }, op.cancel_requested ? "Cancelling…" : "Cancel"),
+        " ",
+        el("button", { id: "retry", disabled: !ended || !allowed, title: why, onclick: () => act(`/operations/${id}/retry`) }, "Retry"),
+        why ? el("span", { class: "lede" }, ` (${why})`) : null,
+      ));
+      const page = pageOf(op);
+      if (page) parts.push(el("p", {}, link(page, "Open its result page")));
+      if (op.kind === "training" && op.result && op.result.model_id)
+        parts.push(el("p", {}, link(`#/models/${op.result.model_id}`, `Model ${op.result.model_id}`)));
+      if (op.kind === "walkforward") {
+        const wf = await api(`/walkforwards/${id}`);
+        parts.push(el("h3", {}, "Children"), operationsTable(wf.children));
+      }
+      box.replaceChildren(...parts);
+    };
+  },
+
+  async workers() {
+    view.append(el("h2", {}, "Workers"));
+    const box = el("div");
+    view.append(box);
+    return async () => {
+      const workers = await api("/workers");
+      box.replaceChildren(table(
+        ["worker", "kind", "device", "status", "operation", "host", "last seen"],
+        workers.map((w) => [w.worker_id, w.kind, (w.capabilities || {}).device || "cpu", w.status,
+          w.current_operation_id ? link(`#/operations/${w.current_operation_id}`, w.current_operation_id) : "—",
+          w.host || "—", when(w.last_seen_at)]),
+        { class: "workers" },
+      ));
+    };
+  },
+
+  async datasets() {
+    view.append(el("h2", {}, "Datasets"));
+    const sets = await api("/data");
+    view.append(table(
+      ["symbol", "timeframe", "version", "bars", "first", "last", "exchange", "unexpected gaps"],
+      sets.map((d) => [d.symbol, d.timeframe, d.version, d.rows, when(d.first), when(d.last), d.exchange || "—", fmt(d.unexpected_gaps)]),
+      { class: "datasets" },
+    ));
+  },
+
+  async models() {
+    view.append(el("h2", {}, "Models"));
+    const models = await api("/models");
+    view.append(table(
+      ["model", "strategy", "created", "balanced accuracy", "baseline"],
+      models.map((m) => {
+        const t = (m.metadata || {}).test_metrics || {};
+        return [link(`#/models/${m.model_id}`, m.model_id), m.name, when(m.created_at), fmt(t.balanced_accuracy), fmt((t.baseline || {}).balanced_accuracy)];
+      }),
+      { class: "models" },
+    ));
+  },
+
+  async model(id) {
+    const m = await api(`/models/${id}`);
+    const meta = m.metadata || {};
+    const t = meta.test_metrics || {};
+    const classes = Object.keys(t.per_class || {});
+    view.append(
+      el("h2", {}, `Model ${id}: ${m.name}`),
+      el("h3", {}, "Test metrics against the majority baseline"),
+      table(["", "model", `baseline (always ${(t.baseline || {}).class || "?"})`], [
+        ["accuracy", fmt(t.accuracy), fmt((t.baseline || {}).accuracy)],
+        ["balanced accuracy", fmt(t.balanced_accuracy), fmt((t.baseline || {}).balanced_accuracy)],
+        ["samples", fmt(t.samples), ""],
+      ], { class: "metrics", "data-metrics": "model" }),
+      el("h3", {}, "Confusion matrix (rows: true, columns: predicted)"),
+      table(["", ...classes], (t.confusion_matrix || []).map((row, i) => [classes[i], ...row.map(fmt)]), { class: "confusion" }),
+      el("h3", {}, "Explanation"),
+      table(["rank", "feature", "importance", "pushes towards", "reading"],
+        (meta.explanations || []).map((r) => [r.rank, r.feature, fmt(r.importance), r.pushes_towards, r.text]), { class: "explanation" }),
+      el("h3", {}, "Training curves"),
+    );
+    const history = meta.history || [];
+    const box = el("div");
+    view.append(box);
+    const chart = LightweightCharts.createChart(box.appendChild(el("div", { class: "chart" })), {
+      height: 260, autoSize: true,
+      timeScale: { tickMarkFormatter: (t) => `epoch ${t}` },
+      localization: { timeFormatter: (t) => `epoch ${t}` },
+    });
+    const series = (color, title, key) => {
+      const s = chart.addSeries(LightweightCharts.LineSeries, { color, title });
+      s.setData(history.map((h) => ({ time: h.epoch, value: h[key] })));
+      return s;
+    };
+    charts.training = { chart, train: series("#2962ff", "train loss", "train_loss"), val: series("#ef6c00", "validation loss", "val_loss"), acc: series("#2e7d32", "val balanced accuracy", "val_balanced_accuracy") };
+    chart.timeScale().fitContent();
+    markReady(view);
+  },
+
+  async backtests() {
+    view.append(el("h2", {}, "Backtests"));
+    const ops = await api("/backtests?limit=200");
+    view.append(table(
+      ["backtest", "state", "strategy", "trades", "total return", "buy & hold"],
+      ops.map((op) => {
+        const s = (op.result || {}).summary || {};
+        return [link(pageOf(op) || `#/operations/${op.operation_id}`, op.operation_id), op.state, op.strategy_name || "",
+          fmt(s.trades), fmt((s.metrics || {}).total_return), fmt((s.buy_and_hold || {}).total_return)];
+      }),
+      { class: "backtests" },
+    ));
+  },
+
+  async backtest(id) {
+    view.append(el("h2", {}, `Backtest ${id}`));
+    const series = await api(`/backtests/${id}/series`);
+    renderBacktest(view, series);
+    markReady(view);
+  },
+
+  async walkforwards() {
+    view.append(el("h2", {}, "Walk-forwards"));
+    const ops = await api("/walkforwards?limit=200");
+    view.append(operationsTable(ops));
+  },
+
+  async walkforward(id) {
+    view.append(el("h2", {}, `Walk-forward ${id}`));
+    const [report, series] = await Promise.all([api(`/walkforwards/${id}/report`), api(`/walkforwards/${id}/series`)]);
+    view.append(
+      el("h3", {}, "Folds"),
+      table(["fold", "test start", "test end", "bars", "total return", "buy & hold", "model"],
+        report.folds.map((f) => [f.fold ?? f.index, when(f.test_start), when(f.test_end), f.bars, fmt(f.total_return), fmt(f.buy_and_hold_return), f.model_id ? link(`#/models/${f.model_id}`, f.model_id) : "—"]),
+        { class: "folds" }),
+      el("h3", {}, "Explanation stability"),
+      table(["", ""], Object.entries(report.stability || {}).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : fmt(v)]), { class: "stability" }),
+    );
+    renderWalkforward(view, series);
+    markReady(view);
+  },
+};
+
+const ROUTES = [
+  [/^#\/operations\/([\w-]+)$/, pages.operation],
+  [/^#\/backtests\/([\w-]+)$/, pages.backtest],
+  [/^#\/walkforwards\/([\w-]+)$/, pages.walkforward],
+  [/^#\/models\/([\w-]+)$/, pages.model],
+  [/^#\/workers$/, pages.workers],
+  [/^#\/datasets$/, pages.datasets],
+  [/^#\/models$/, pages.models],
+  [/^#\/backtests$/, pages.backtests],
+  [/^#\/walkforwards$/, pages.walkforwards],
+  [/^(#\/operations)?$/, pages.operations],
+];
+
+async function act(path) {
+  try {
+    await api(path, { method: "POST" });
+    say("");
+    await render();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function failed(error) {
+  if (error instanceof Refused) askToken(error.message);
+  else say(error.message);
+}
+
+async function render() {
+  clearInterval(timer);
+  view.removeAttribute("data-charts-ready");
+  for (const c of Object.values(charts)) c.chart.remove();
+  for (const key of Object.keys(charts)) delete charts[key];
+  view.replaceChildren();
+  const hash = location.hash || "#/operations";
+  const route = ROUTES.find(([pattern]) => pattern.test(hash));
+  if (!route) {
+    say(`No page at ${hash}`);
+    return;
+  }
+  const args = hash.match(route[0]).slice(1).filter((a) => a && !a.startsWith("#"));
+  try {
+    const refresh = await route[1](...args);
+    if (refresh) {
+      await refresh();
+      timer = setInterval(() => refresh().catch(failed), POLL_MS);
+    }
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function start() {
+  const sent = sessionStorage.getItem(TOKEN_KEY) !== null;
+  try {
+    me = await api("/me");
+  } catch (error) {
+    if (!(error instanceof Refused)) say(error.message);
+    else askToken(sent ? error.message : "This backend asks for an API token.");
+    return;
+  }
+  login.hidden = true;
+  say("");
+  document.getElementById("who").textContent = `${me.name} (${me.role})`;
+  await render();
+}
+
+window.addEventListener("hashchange", () => me && render());
+start();
