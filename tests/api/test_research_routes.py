@@ -145,17 +145,17 @@ def test_full_loop(kc, goog, tmp_path):
     assert job.operation_id == backtest.operation_id
     report = {"metrics": {"sharpe": 0.8}, "trades": []}
     (tmp_path / "report.json").write_text(json.dumps(report))
-    (tmp_path / "chart.png").write_bytes(b"\x89PNG fake chart")
+    (tmp_path / "series.json").write_text(json.dumps({"format": "ktrdr-backtest-series/1"}))
     report_sha = kc.upload_artifact(tmp_path / "report.json", ArtifactKind.REPORT).sha256
-    chart_sha = kc.upload_artifact(tmp_path / "chart.png", ArtifactKind.CHART).sha256
+    series_sha = kc.upload_artifact(tmp_path / "series.json", ArtifactKind.SERIES).sha256
     kc.complete_operation(
         "tester-1",
         job.operation_id,
         job.attempt,
-        BacktestResult(report_sha256=report_sha, chart_png_sha256=chart_sha),
+        BacktestResult(report_sha256=report_sha, series_sha256=series_sha),
     )
     assert kc.backtest_report(backtest.operation_id) == report
-    assert kc.download_backtest_chart(backtest.operation_id, tmp_path / "c.png") == chart_sha
+    assert kc.backtest_series(backtest.operation_id) == {"format": "ktrdr-backtest-series/1"}
     assert [b.operation_id for b in kc.list_backtests()] == [backtest.operation_id]
 
     # --- deleting: the model guards its data ---

@@ -12,6 +12,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,8 @@ from ktrdr_core.simulator import simulate_csv
 
 pytestmark = pytest.mark.slow  # three processes, two of them import torch; one real training
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PAGE = r"(http://127\.0\.0\.1:\d+)/#/backtests/(op_\w+)"
+"""A backtest's page in the dashboard, as the CLI prints it."""
 runner = CliRunner()
 
 
@@ -47,7 +49,7 @@ def quickstart(local_stack):
     result = local_stack.ktrdr("quickstart", "--slot", str(local_stack.slot), timeout=300)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{local_stack.logs()}"
     model_id = re.search(r"backtesting model (mdl_\w+)", result.stdout).group(1)
-    backtest_id = re.search(r"backtest-(op_\w+)\.png", result.stdout).group(1)
+    backtest_id = re.search(PAGE, result.stdout.splitlines()[-1]).group(2)
     return result, model_id, backtest_id
 
 
@@ -86,7 +88,7 @@ def test_local_up_status_and_logs(local_stack):
     assert "unknown service 'nginx'" in unknown.stderr
 
 
-def test_quickstart_prints_the_report_and_saves_the_chart(local_stack, quickstart):
+def test_quickstart_prints_the_report_and_ends_with_its_page(local_stack, quickstart):
     result, _, _ = quickstart
     out = result.stdout
     assert f"[1/6] starting the local stack (slot {local_stack.slot})" in out
@@ -96,10 +98,15 @@ def test_quickstart_prints_the_report_and_saves_the_chart(local_stack, quickstar
     assert re.search(r"^metric +strategy +buy & hold$", out, re.MULTILINE)
     assert re.search(r"^max_drawdown ", out, re.MULTILINE)
     assert "signals: " in out
-    chart = Path(re.search(r"^chart: (.+)$", out, re.MULTILINE).group(1))
-    assert chart.is_file() and chart.read_bytes()[:8] == PNG_MAGIC
-    assert chart.parent == local_stack.work / "ktrdr-charts"  # relative to where it ran
     assert re.search(r"quickstart finished in \d+ s", out)
+    # The last line is the backtest's page: the dashboard answers there, and the series
+    # the page reads exist for that backtest.
+    url = out.splitlines()[-1]
+    base, backtest_id = re.fullmatch(PAGE, url).groups()
+    page = httpx.get(base + "/", timeout=30)
+    assert page.status_code == 200 and '<script type="module" src="/ui/app.js">' in page.text
+    series = httpx.get(f"{base}/api/v1/backtests/{backtest_id}/series", timeout=30).json()
+    assert series["format"] == "ktrdr-backtest-series/1"
     # The simulated CSV goes under KTRDR_HOME, not the user's home folder.
     assert list((local_stack.home / "quickstart").glob("SYNTH_1d_seed*.csv"))
 
@@ -137,7 +144,7 @@ def test_train_follow_shows_progress_and_test_metrics(local_stack, quickstart, t
 
 def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
     _, model_id, first = quickstart
-    result = ktrdr(local_stack, "backtest", model_id, "--follow", "--charts", str(tmp_path))
+    result = ktrdr(local_stack, "backtest", model_id, "--follow")
     assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
     assert "completed" in result.stdout
     assert re.search(r"^metric +strategy +buy & hold$", result.stdout, re.MULTILINE)
@@ -147,11 +154,10 @@ def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
     assert "IN SAMPLE" not in result.stdout and result.stderr == ""
     # The local stack's worker has torch, so torch computed the probabilities, and says so.
     assert "test period, torch inference)" in result.stdout
-    chart = Path(re.search(r"^chart: (.+)$", result.stdout, re.MULTILINE).group(1))
-    assert chart.parent == tmp_path and chart.read_bytes()[:8] == PNG_MAGIC
+    assert re.search(r"^page: " + PAGE + "$", result.stdout, re.MULTILINE)
 
     report = json_of(ktrdr(local_stack, "--json", "backtest", model_id, "--follow",
-                           "--capital", "5000", "--charts", str(tmp_path)))  # fmt: skip
+                           "--capital", "5000"))  # fmt: skip
     assert report["period"] == "test" and "sharpe" in report["metrics"]
     assert report["inference"] == "torch"
 
@@ -162,15 +168,19 @@ def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
     assert {b["operation_id"] for b in listed} >= set(ids)
     second = next(i for i in ids if i != first)
 
-    shown = ktrdr(local_stack, "backtests", "show", first, "--charts", str(tmp_path))
-    assert shown.exit_code == 0
-    assert (tmp_path / f"backtest-{first}.png").read_bytes()[:8] == PNG_MAGIC
+    html = tmp_path / "report.html"
+    shown = ktrdr(local_stack, "backtests", "show", first, "--html", str(html))
+    assert shown.exit_code == 0, shown.stderr
+    assert f"report: {html}" in shown.stdout
+    text = html.read_text()
+    assert text.startswith("<!doctype html>") and "TradingView Lightweight Charts" in text
+    assert '"format":"ktrdr-backtest-series/1"' in text  # the data inlined: opens offline
     assert json_of(ktrdr(local_stack, "--json", "backtests", "show", first))["metrics"]
-    a_file = tmp_path / "not-a-folder"
-    a_file.write_text("")
-    blocked = ktrdr(local_stack, "backtests", "show", first, "--charts", str(a_file))
+    a_folder = tmp_path / "a-folder"
+    a_folder.mkdir()
+    blocked = ktrdr(local_stack, "backtests", "show", first, "--html", str(a_folder))
     assert blocked.exit_code == 1
-    assert blocked.stderr == f"error: {a_file}: File exists\n"  # one line, no traceback
+    assert blocked.stderr.startswith("error: ") and len(blocked.stderr.splitlines()) == 1
 
     compared = ktrdr(local_stack, "backtests", "compare", first, second)
     assert compared.exit_code == 0
@@ -200,7 +210,7 @@ def test_a_backtest_over_the_training_data_is_called_in_sample(local_stack, quic
     assert meant.exit_code == 0, meant.stderr
     assert meant.stderr == ""  # said on purpose: no warning
     assert "IN SAMPLE: these bars overlap the model's train data" in meant.stdout
-    op = re.search(r"backtest-(op_\w+)\.png", meant.stdout).group(1)
+    op = re.search(PAGE, meant.stdout).group(2)
     assert json_of(ktrdr(local_stack, "--json", "backtests", "show", op))["in_sample"] == ["train"]
 
 
@@ -266,16 +276,13 @@ def test_quickstart_with_a_real_csv_and_json_output(local_stack, quickstart):
     csv = local_stack.work / "mine.csv"
     csv.write_text(simulate_csv(800, "1d", seed=11))  # stands in for a user's own file
     result = local_stack.ktrdr("--json", "quickstart", "--slot", str(local_stack.slot),
-                               "--data", str(csv), "--symbol", "MINE",
-                               "--charts", "json-charts", timeout=300)  # fmt: skip
+                               "--data", str(csv), "--symbol", "MINE", timeout=300)  # fmt: skip
     assert result.returncode == 0, f"{result.stderr}\n{local_stack.logs()}"
     document = json.loads(result.stdout)  # nothing but the document on stdout
     assert document["synthetic"] is False
     assert document["report"]["symbol"] == "MINE" and document["report"]["metrics"]
     assert document["model_id"].startswith("mdl_")
-    chart = Path(document["chart"])
-    assert chart.parent == local_stack.work / "json-charts"
-    assert chart.read_bytes()[:8] == PNG_MAGIC
+    assert re.fullmatch(PAGE, document["page"])
 
 
 def test_quickstart_shows_the_model_finding_the_planted_effect(local_stack, quickstart):
@@ -311,7 +318,7 @@ def test_without_the_planted_effect_the_same_seed_learns_next_to_nothing(local_s
     """The control: the same market, seed and example without the effect. The model then stays
     within 3 points of the baseline, so the quickstart's figures come from the effect."""
     result = local_stack.ktrdr("--json", "quickstart", "--slot", str(local_stack.slot),
-                               "--no-planted", "--charts", "plain-charts", timeout=300)  # fmt: skip
+                               "--no-planted", timeout=300)  # fmt: skip
     assert result.returncode == 0, f"{result.stderr}\n{local_stack.logs()}"
     document = json.loads(result.stdout)
     assert document["synthetic"] is True and document["planted"] is False

@@ -1,7 +1,7 @@
 """The research loop with real processes on each database: `ktrdr-api serve` (token auth on),
 one `ktrdr-worker training` and one `ktrdr-worker backtest`. Real EURUSD hourly bars are
 imported through the API, a small strategy is trained, its model backtested, and the report
-and charts read back — everything over HTTP, as the CLI would."""
+and the page's series and HTML report read back — everything over HTTP, as the CLI would."""
 
 from __future__ import annotations
 
@@ -79,12 +79,12 @@ def test_import_train_backtest_report(stack, tmp_path):
         assert len(report["equity"]) == report["bars"]
         assert {"sharpe", "max_drawdown", "total_return"} <= set(report["metrics"])
         assert tested.result["summary"]["trades"] == len(report["trades"])
-        png = tmp_path / "equity.png"
-        svg = tmp_path / "equity.svg"
-        client.download_backtest_chart(backtest.operation_id, png, "png")
-        client.download_backtest_chart(backtest.operation_id, svg, "svg")
-        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-        assert "<svg" in svg.read_text()[:2000]
+        series = client.backtest_series(backtest.operation_id)
+        page = series["symbols"]["EURUSD"]
+        assert page["metrics"] == report["metrics"] and len(page["trades"]) == len(report["trades"])
+        html = tmp_path / "report.html"
+        client.download_backtest_html(backtest.operation_id, html)
+        assert "TradingView Lightweight Charts" in html.read_text()
 
     # Both workers are idle again (the count moves once a job is cleaned up, just after its
     # completion), and stop cleanly when told to.

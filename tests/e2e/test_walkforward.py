@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -172,9 +173,9 @@ def test_a_walkforward_runs_every_fold_across_workers_and_stitches_them(stack, h
         assert report["stability"]["features"], "no feature ranking across folds"
         assert done.result["summary"]["metrics"]["total_return"] == pytest.approx(growth - 1)
 
-        png = tmp_path / "wf.png"
-        client.download_walkforward_chart(started.operation_id, png)
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        html = tmp_path / "wf.html"
+        client.download_walkforward_html(started.operation_id, html)
+        assert '"format":"ktrdr-walkforward-series/1"' in html.read_text()
 
         listed = client.list_operations(strategy="tiny_eurusd")
         assert started.operation_id in {op.operation_id for op in listed}
@@ -259,8 +260,7 @@ def test_the_cli_follows_a_walkforward_then_lists_diffs_and_compares_runs(stack,
     assert followed.returncode == 0, followed.stderr + _logs(workers)
     out = followed.stdout
     assert "out of sample (stitched)" in out and "profitable folds:" in out
-    chart = out.split("chart: ")[1].split()[0]
-    assert Path(chart).read_bytes()[:4] == b"\x89PNG"
+    assert re.search(r"^page: http://127\.0\.0\.1:\d+/#/walkforwards/op_\w+$", out, re.MULTILINE)
 
     started = _ktrdr(
         api, "--json", "walkforward", str(strategy), *common, "--seed", "99", cwd=tmp_path

@@ -70,7 +70,9 @@ def test_a_million_bars_keep_every_trade_and_the_deepest_drawdown():
     assert max(v for _, v in page["drawdown"]) == deepest
     # Each trade's markers sit on an existing candle: the one of its bar's bucket.
     candle_times = {row[0] for row in page["price"]}
-    assert all(t["entry_time"] in candle_times and t["exit_time"] in candle_times for t in page["trades"])
+    assert all(
+        t["entry_time"] in candle_times and t["exit_time"] in candle_times for t in page["trades"]
+    )
     # Candles keep the extremes of price: the highest high and lowest low over all bars.
     assert max(r[2] for r in page["price"]) == frame["high"].max()
     assert min(r[3] for r in page["price"]) == frame["low"].min()
@@ -80,4 +82,6 @@ def test_each_bucket_keeps_its_min_and_max():
     values = np.array([5.0, 1.0, 9.0, 3.0, 2.0, 8.0, 0.0, 4.0])
     edges = np.array([0, 4])
     assert extreme_positions(values, edges).tolist() == [0, 1, 2, 5, 6, 7]
-    assert bucket_edges(MAX_POINTS) is None and len(bucket_edges(MAX_POINTS * 10)) == MAX_POINTS // 2
+    assert (
+        bucket_edges(MAX_POINTS) is None and len(bucket_edges(MAX_POINTS * 10)) == MAX_POINTS // 2
+    )

@@ -16,8 +16,8 @@ from sqlalchemy.orm import sessionmaker
 
 from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
-from ktrdr_api.dashboard import SecurityHeaders
 from ktrdr_api.auth import REFUSALS, Access, BodyLimit, ProtocolCheck, TokenAuth
+from ktrdr_api.dashboard import SecurityHeaders
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
@@ -28,7 +28,6 @@ from ktrdr_api.operations import Operations
 from ktrdr_api.routes import (
     access as access_routes,
 )
-from ktrdr_api.routes import dashboard as dashboard_routes
 from ktrdr_api.routes import (
     artifacts,
     backtests,
@@ -42,6 +41,7 @@ from ktrdr_api.routes import (
     walkforwards,
     workers,
 )
+from ktrdr_api.routes import dashboard as dashboard_routes
 from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_api.tokens import Tokens, server_key
 from ktrdr_api.walkforward import Orchestrator

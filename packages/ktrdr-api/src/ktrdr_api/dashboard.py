@@ -104,7 +104,7 @@ def report_html(kind: str, title: str, series: Any) -> tuple[str, str]:
         "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
     )
     page = (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>"
         f'<meta http-equiv="Content-Security-Policy" content="{html.escape(policy)}">'
         f"<style>{style}</style></head>\n<body>\n"

@@ -10,7 +10,7 @@ running; :class:`Orchestrator` then drives it by creating children, each with a 
   ``train:i`` completes;
 - ``report`` — a ``wf_report`` job on a backtest worker that stitches the folds' test
   windows into one out-of-sample equity curve with overall and per-fold metrics, the
-  stability of the feature ranking across folds, and a chart; created when every
+  stability of the feature ranking across folds, and its page's series; created when every
   ``backtest:i`` completed. Its completion completes the walk-forward.
 
 The orchestrator is level-triggered: each pass reads the walk-forward and its children and

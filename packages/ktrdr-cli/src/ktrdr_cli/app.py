@@ -24,9 +24,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "quickstart": (
         "ktrdr_cli.commands.quickstart",
         "quickstart",
-        "Import data, train the rsi_zones example, backtest it, print the report and chart path.",
+        "Import data, train the rsi_zones example, backtest it, print the report and its page.",
     ),
     "local": ("ktrdr_cli.commands.local", "app", "Run the API and workers on this machine."),
+    "open": (
+        "ktrdr_cli.commands.open",
+        "open_page",
+        "Open the dashboard, or the page of an operation, backtest, walk-forward or model.",
+    ),
     "data": ("ktrdr_cli.commands.data", "app", "Import, fetch and inspect market data (OHLCV)."),
     "indicators": (
         "ktrdr_cli.commands.indicators",

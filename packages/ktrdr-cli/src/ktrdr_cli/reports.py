@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -118,10 +117,10 @@ def show_training(result: dict[str, Any]) -> None:
         )
 
 
-def show_backtest(report: dict[str, Any], chart: Path | None, symbol: str | None = None) -> None:
+def show_backtest(report: dict[str, Any], page: str | None, symbol: str | None = None) -> None:
     """A single symbol's report: metrics beside buy-and-hold, trades, signal counts. A
     portfolio's: the portfolio table, then one table per symbol (only ``symbol``'s when
-    given; a symbol not in the report exits 1 naming those that are). Then the chart's path."""
+    given; a symbol not in the report exits 1 naming those that are). Then its page's URL."""
     sections = report.get("symbols")
     if not isinstance(sections, dict):
         if symbol is not None and symbol.upper() != report.get("symbol"):
@@ -138,8 +137,8 @@ def show_backtest(report: dict[str, Any], chart: Path | None, symbol: str | None
             for name, section in sections.items():
                 typer.echo("")
                 _show_symbol(section, f"on {name}, its sleeve")
-    if chart is not None:
-        typer.echo(f"chart: {chart}")
+    if page is not None:
+        typer.echo(f"page: {page}")
 
 
 def _no_symbol(symbol: str, known: list[str]) -> None:

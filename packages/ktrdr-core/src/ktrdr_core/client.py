@@ -626,8 +626,13 @@ class KtrdrClient:
         """The report JSON document (schema in ktrdr_core.reports)."""
         return self.request("GET", f"/backtests/{_op(operation_id)}/report").json()
 
-    def download_backtest_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
-        return self._download(f"/backtests/{_op(operation_id)}/chart", dest, {"format": fmt})
+    def backtest_series(self, operation_id: str) -> dict[str, Any]:
+        """The series its page draws (``ktrdr-backtest-series/1``)."""
+        return self.request("GET", f"/backtests/{_op(operation_id)}/series").json()
+
+    def download_backtest_html(self, operation_id: str, dest: Path) -> str:
+        """Save the self-contained interactive report (one HTML file that opens offline)."""
+        return self._download(f"/backtests/{_op(operation_id)}/report.html", dest)
 
     # --- walk-forwards -------------------------------------------------------------------
 
@@ -665,8 +670,14 @@ class KtrdrClient:
         """The aggregate report JSON (``ktrdr-walkforward-report/1``)."""
         return self.request("GET", f"/walkforwards/{_op(operation_id)}/report").json()
 
-    def download_walkforward_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
-        return self._download(f"/walkforwards/{_op(operation_id)}/chart", dest, {"format": fmt})
+    def download_walkforward_html(self, operation_id: str, dest: Path) -> str:
+        """Save the walk-forward's self-contained interactive report."""
+        return self._download(f"/walkforwards/{_op(operation_id)}/report.html", dest)
+
+    def page_url(self, page: str, item: str | None = None) -> str:
+        """The dashboard's address of ``page`` (operations, backtests, walkforwards, models,
+        …) and ``item`` on it. The token is never part of it: the page asks for it."""
+        return f"{self.base_url}/#/{page}" + (f"/{item}" if item else "")
 
     # --- models -------------------------------------------------------------------------
 

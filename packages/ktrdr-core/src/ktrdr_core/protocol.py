@@ -612,7 +612,9 @@ class DataFetchResult(_Request):
 class WalkforwardReportResult(_Request):
     kind: Literal["wf_report"] = "wf_report"
     report_sha256: Sha256
-    series_sha256: Sha256 = Field(description="the series its page draws")
+    series_sha256: Sha256 | None = Field(
+        default=None, description="the series its page draws (none before ktrdr wrote them)"
+    )
     summary: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "BACKTEST_REPORT_FORMAT",
     "BACKTEST_SERIES_FORMAT",
-    "WALKFORWARD_SERIES_FORMAT",
     "CLASS_NAMES",
     "PORTFOLIO_REPORT_FORMAT",
     "TRAINING_RESULT_FORMAT",
+    "WALKFORWARD_SERIES_FORMAT",
     "AnyBacktestReport",
     "BacktestReport",
     "Baseline",

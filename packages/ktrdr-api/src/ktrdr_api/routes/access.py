@@ -31,6 +31,7 @@ def me(principal: PrincipalDep) -> dict[str, str]:
     cancel and retry as unavailable instead of failing on them)."""
     return {"name": principal.name, "role": principal.role.value}
 
+
 TokenIdPath = Annotated[str, Path(pattern=TOKEN_ID_PATTERN)]
 
 

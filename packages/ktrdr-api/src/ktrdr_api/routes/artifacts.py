@@ -150,5 +150,8 @@ def series_response(backend: BackendDep, result: Reported, *, noun: str) -> File
             f"{noun} has no page series (it ran before workers wrote them): run it again"
         )
     return file_response(
-        backend, result.series_sha256, ArtifactKind.SERIES, filename=f"{noun.split()[-1]}_series.json"
+        backend,
+        result.series_sha256,
+        ArtifactKind.SERIES,
+        filename=f"{noun.split()[-1]}_series.json",
     )

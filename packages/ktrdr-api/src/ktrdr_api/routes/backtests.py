@@ -1,11 +1,11 @@
-"""Backtests: start one for a model over a range; list them; fetch the report and chart."""
+"""Backtests: start one for a model over a range; list them; fetch the report, the series its
+page draws and the self-contained HTML report."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query

@@ -1,4 +1,5 @@
-"""Walk-forwards: start one for a strategy; show it with its folds; its report and chart.
+"""Walk-forwards: start one for a strategy; show it with its folds; its report, the series its
+page draws and the self-contained HTML report.
 
 Cancel and retry go through /operations like every other operation.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import Annotated
 
 from fastapi import APIRouter, Query

@@ -3,8 +3,8 @@
 Starts the local stack if needed, imports data (synthetic unless --data is given, or
 fetched from a provider with --provider P SYMBOL, for machines with internet access),
 validates an example strategy, trains it, backtests the model on its held-out
-test period, prints the report and saves the chart, then checks the model for lookahead
-(the strategy audit's first check).
+test period, prints the report, then checks the model for lookahead (the strategy audit's
+first check); the last line is the URL of the backtest's page in the dashboard.
 
 The synthetic market carries a planted, documented effect (``ktrdr_core.simulator.
 RSI_REVERSION``: mean reversion after RSI extremes) unless ``--no-planted``; the quickstart
@@ -53,7 +53,6 @@ def quickstart(
     timeframe: Annotated[str, typer.Option(help="timeframe of --data")] = SYNTHETIC_TIMEFRAME,
     slot: Annotated[int, typer.Option(help="local stack slot to use")] = 0,
     seed: Annotated[int, typer.Option(help="seed for the simulator and training")] = 7,
-    charts: Annotated[Path, typer.Option(help="folder for the chart")] = Path("ktrdr-charts"),
     planted: Annotated[
         bool,
         typer.Option(
@@ -62,8 +61,9 @@ def quickstart(
         ),
     ] = True,
 ) -> None:
-    """Import data, train the rsi_zones example, backtest it, print the report and chart path."""
-    from ktrdr_cli.commands.research import _report_and_chart
+    """Import data, train the rsi_zones example, backtest it, print the report and its page.
+
+    The last line printed is the URL of the backtest's page in the dashboard."""
     from ktrdr_cli.context import client
     from ktrdr_cli.follow import end_of, follow
     from ktrdr_cli.local_stack import StackError, base_home, healthy, up
@@ -160,7 +160,8 @@ def quickstart(
         backtest = api.start_backtest(model_id)
         backtest = follow(api, backtest.operation_id, quiet=STATE.json)
         end_of(backtest)
-        report, chart = _report_and_chart(api, backtest.operation_id, charts)
+        report = api.backtest_report(backtest.operation_id)
+        page = api.page_url("backtests", backtest.operation_id)
 
         _say(
             f"[6/{STEPS}] checking model {model_id} for lookahead (the strategy audit's "
@@ -184,7 +185,7 @@ def quickstart(
                     "synthetic": synthetic,
                     "model_id": model_id,
                     "report": report,
-                    "chart": str(chart) if chart else None,
+                    "page": page,
                     "planted": planted if synthetic else None,
                     "found": found,
                     "lookahead": lookahead.model_dump(mode="json"),
@@ -194,13 +195,14 @@ def quickstart(
             )
         )
         return
-    show_backtest(report, chart)
+    show_backtest(report, None)
     if found is not None:
         _show_found(found, planted)
     typer.echo(f"lookahead: {lookahead.status.value.upper()} — {lookahead.summary}")
     if synthetic:
         typer.echo(f"note: every number above comes from {SYNTHETIC_NOTE}")
-    typer.echo(f"quickstart finished in {elapsed:.0f} s")
+    typer.echo(f"quickstart finished in {elapsed:.0f} s; its backtest in the browser:")
+    typer.echo(page)
 
 
 def _lookahead(view):  # type: ignore[no-untyped-def]

@@ -30,7 +30,7 @@ from ktrdr_cli.reports import (
 
 backtests_app = group("Backtest results.")
 
-CHART_DIR_HELP = "folder for the equity chart (default: ./ktrdr-charts)"
+HTML_HELP = "also save the interactive report here: one HTML file that opens offline"
 
 
 @handles_api_errors
@@ -109,7 +109,6 @@ def backtest(
         ),
     ] = False,
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show progress")] = False,
-    charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:
     """Backtest a trained model on data it never saw (default: its test period)."""
 
@@ -130,8 +129,9 @@ def backtest(
             return
         view = follow(api, view.operation_id, quiet=STATE.json)
         end_of(view)
-        report, chart = _report_and_chart(api, view.operation_id, charts)
-    emit(report, lambda: show_backtest(report, chart))
+        report = api.backtest_report(view.operation_id)
+        page = api.page_url("backtests", view.operation_id)
+    emit(report, lambda: show_backtest(report, page))
 
 
 def _warn_if_in_sample(api, model_id: str, start: Any, end: Any) -> None:  # type: ignore[no-untyped-def]
@@ -153,16 +153,6 @@ def _warn_if_in_sample(api, model_id: str, start: Any, end: Any) -> None:  # typ
             "pass --in-sample if that is what you want.",
             err=True,
         )
-
-
-def _report_and_chart(api, operation_id: str, folder: Path) -> tuple[dict, Path | None]:  # type: ignore[no-untyped-def]
-    report = api.backtest_report(operation_id)
-    if not report.get("charts"):
-        return report, None
-    folder.mkdir(parents=True, exist_ok=True)
-    chart = folder / f"backtest-{operation_id}.png"
-    api.download_backtest_chart(operation_id, chart, "png")
-    return report, chart.resolve()
 
 
 @backtests_app.command("list")
@@ -194,16 +184,21 @@ def list_backtests(
 @handles_api_errors
 def show_report(
     operation_id: str,
-    charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
     symbol: Annotated[
         str | None, typer.Option(help="a portfolio's: only this symbol's table")
     ] = None,
+    html: Annotated[Path | None, typer.Option(help=HTML_HELP)] = None,
 ) -> None:
-    """The report of a finished backtest; saves its chart. A model trained on several
+    """The report of a finished backtest and its page's URL. A model trained on several
     symbols: the portfolio's table, then one per symbol."""
     with client() as api:
-        report, chart = _report_and_chart(api, operation_id, charts)
-    emit(report, lambda: show_backtest(report, chart, symbol))
+        report = api.backtest_report(operation_id)
+        page = api.page_url("backtests", operation_id)
+        if html is not None:
+            api.download_backtest_html(operation_id, html)
+    emit(report, lambda: show_backtest(report, page, symbol))
+    if html is not None and not STATE.json:
+        typer.echo(f"report: {html.resolve()}")
 
 
 @backtests_app.command("compare")

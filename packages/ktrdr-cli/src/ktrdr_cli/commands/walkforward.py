@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 walkforwards_app = group("Walk-forward results.")
 
-CHART_DIR_HELP = "folder for the stitched equity chart (default: ./ktrdr-charts)"
+HTML_HELP = "also save the interactive report here: one HTML file that opens offline"
 HEADLINE = ("total_return", "cagr", "sharpe", "max_drawdown", "num_trades", "win_rate")
 
 
@@ -42,7 +42,6 @@ def walkforward(
     seed: Annotated[int | None, typer.Option(help="random seed instead of the file's")] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs instead of the file's")] = None,
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="show every fold")] = False,
-    charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
 ) -> None:
     """Walk-forward a strategy: train and backtest it fold after fold, on every worker.
 
@@ -81,7 +80,7 @@ def walkforward(
                 ),
             )
             return
-        _show(api, view.operation_id, charts, follow_it=True)
+        _show(api, view.operation_id, None, follow_it=True)
 
 
 @walkforwards_app.command("list")
@@ -117,14 +116,14 @@ def list_walkforwards(
 def show(
     operation_id: str,
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="until it ends")] = False,
-    charts: Annotated[Path, typer.Option(help=CHART_DIR_HELP)] = Path("ktrdr-charts"),
+    html: Annotated[Path | None, typer.Option(help=HTML_HELP)] = None,
 ) -> None:
-    """A walk-forward's folds and, once it completed, its report; saves its chart."""
+    """A walk-forward's folds and, once it completed, its report and its page's URL."""
     with client() as api:
-        _show(api, operation_id, charts, follow_it=follow_it)
+        _show(api, operation_id, html, follow_it=follow_it)
 
 
-def _show(api: KtrdrClient, operation_id: str, charts: Path, *, follow_it: bool) -> None:
+def _show(api: KtrdrClient, operation_id: str, html: Path | None, *, follow_it: bool) -> None:
     view = _follow(api, operation_id) if follow_it else api.get_walkforward(operation_id)
     parent = view.operation
     if str(parent.state) != "completed":
@@ -133,10 +132,10 @@ def _show(api: KtrdrClient, operation_id: str, charts: Path, *, follow_it: bool)
         emit(view, lambda: None if follow_it else _fold_table(view, live=False))
         return
     report = api.walkforward_report(operation_id)
-    charts.mkdir(parents=True, exist_ok=True)
-    chart = charts / f"walkforward-{operation_id}.png"
-    api.download_walkforward_chart(operation_id, chart, "png")
-    emit(report, lambda: _show_report(view, report, chart.resolve(), folds_shown=follow_it))
+    page = api.page_url("walkforwards", operation_id)
+    if html is not None:
+        api.download_walkforward_html(operation_id, html)
+    emit(report, lambda: _show_report(view, report, page, html, folds_shown=follow_it))
 
 
 def _follow(api: KtrdrClient, operation_id: str) -> WalkforwardView:
@@ -215,7 +214,12 @@ def _fold_table(view: WalkforwardView, *, live: bool) -> Any:
 
 
 def _show_report(
-    view: WalkforwardView, report: dict[str, Any], chart: Path, *, folds_shown: bool
+    view: WalkforwardView,
+    report: dict[str, Any],
+    page: str,
+    html: Path | None,
+    *,
+    folds_shown: bool,
 ) -> None:
     if not folds_shown:  # following drew the table already
         _fold_table(view, live=False)
@@ -255,4 +259,6 @@ def _show_report(
             ],
             ["feature", "mean importance", "rank per fold", "folds in top 5"],
         )
-    typer.echo(f"chart: {chart}")
+    if html is not None:
+        typer.echo(f"report: {html.resolve()}")
+    typer.echo(f"page: {page}")

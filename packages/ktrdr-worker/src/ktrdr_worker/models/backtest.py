@@ -191,7 +191,8 @@ def backtest_model(
         exchange=exchange,
     )
     series = backtest_series(
-        run.report, {run.report["symbol"]: symbol_series(run.report, run.ohlcv, run.equity, run.held)}
+        run.report,
+        {run.report["symbol"]: symbol_series(run.report, run.ohlcv, run.equity, run.held)},
     )
     return finish_outcome(run.report, series, out_dir)
 
