@@ -24,6 +24,7 @@ async function api(path, options = {}) {
     const detail = (await response.json().catch(() => ({}))).detail || "";
     throw new Refused(`The API refused the token (${response.status}): ${detail}`);
   }
+  if (options.accept && options.accept.includes(response.status)) return response.json();
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
@@ -148,10 +149,20 @@ const pages = {
     view.append(el("h2", {}, "Datasets"));
     const sets = await api("/data");
     view.append(table(
-      ["symbol", "timeframe", "version", "bars", "first", "last", "exchange", "unexpected gaps"],
-      sets.map((d) => [d.symbol, d.timeframe, d.version, d.rows, when(d.first), when(d.last), d.exchange || "—", fmt(d.unexpected_gaps)]),
+      ["symbol", "timeframe", "version", "bars", "first", "last", "exchange", "unexpected gaps", "missing bars", "holidays"],
+      sets.map((d) => {
+        const g = d.gap_report || {};
+        return [d.symbol, d.timeframe, d.version, d.rows, when(d.first), when(d.last), d.exchange || "—",
+          fmt(g.unexpected_total), fmt(Object.values(g.missing_bars || {}).reduce((a, b) => a + b, 0)), fmt(g.holidays_total)];
+      }),
       { class: "datasets" },
     ));
+    for (const d of sets) {
+      const gaps = (d.gap_report || {}).unexpected || [];
+      if (!gaps.length) continue;
+      view.append(el("h3", {}, `${d.symbol} ${d.timeframe} v${d.version}: unexpected gaps`),
+        table(["kind", "start", "end", "missing bars"], gaps.slice(0, 50).map((g) => [g.kind, when(g.start), when(g.end), g.missing_bars]), { class: "gaps" }));
+    }
   },
 
   async models() {
@@ -205,6 +216,36 @@ const pages = {
     markReady(view);
   },
 
+  async strategies() {
+    view.append(el("h2", {}, "Strategies"), el("p", { class: "lede" }, "Paste a strategy file to check it; each problem is shown at its line."));
+    const text = el("textarea", { id: "strategy", rows: 16, cols: 100, spellcheck: "false" });
+    const out = el("div", { id: "validation" });
+    const check = async () => {
+      const body = JSON.stringify({ strategy: text.value });
+      const answer = await api("/strategies/validate", { method: "POST", body, headers: { "Content-Type": "application/json" }, accept: [422] });
+      const issues = answer.issues || [];
+      const atLine = {};
+      const unplaced = [];
+      for (const issue of issues) {
+        const line = /\(line (\d+)\)$/.exec(issue.message);
+        if (line) (atLine[line[1]] ||= []).push(issue);
+        else unplaced.push(issue);
+      }
+      const lines = text.value.split("\n").map((line, i) => {
+        const here = atLine[String(i + 1)] || [];
+        return el("div", { class: here.length ? "bad" : null, "data-line": i + 1 },
+          `${String(i + 1).padStart(4)}  ${line}`,
+          here.map((issue) => el("div", { class: "problem" }, `      ↑ ${issue.path}: ${issue.message}`)));
+      });
+      out.replaceChildren(
+        el("p", { class: issues.length ? "problems" : "valid" }, issues.length ? `${issues.length} problem(s)` : `valid: ${answer.name}, ${answer.features.length} features`),
+        unplaced.length ? el("ul", { class: "problems" }, unplaced.map((i) => el("li", {}, `${i.path}: ${i.message}`))) : null,
+        el("pre", { class: "yaml" }, lines),
+      );
+    };
+    view.append(text, el("p", {}, el("button", { id: "validate", onclick: () => check().catch(failed) }, "Validate")), out);
+  },
+
   async backtests() {
     view.append(el("h2", {}, "Backtests"));
     const ops = await api("/backtests?limit=200");
@@ -255,6 +296,7 @@ const ROUTES = [
   [/^#\/models\/([\w-]+)$/, pages.model],
   [/^#\/workers$/, pages.workers],
   [/^#\/datasets$/, pages.datasets],
+  [/^#\/strategies$/, pages.strategies],
   [/^#\/models$/, pages.models],
   [/^#\/backtests$/, pages.backtests],
   [/^#\/walkforwards$/, pages.walkforwards],
@@ -302,6 +344,10 @@ async function render() {
 
 async function start() {
   const sent = sessionStorage.getItem(TOKEN_KEY) !== null;
+  if (!sent && document.querySelector("meta[name=ktrdr-auth]").content === "token") {
+    askToken("This backend asks for an API token.");
+    return;
+  }
   try {
     me = await api("/me");
   } catch (error) {

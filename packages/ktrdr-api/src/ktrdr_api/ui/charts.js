@@ -35,6 +35,7 @@ export function table(headers, rows, attrs) {
 // Every chart on the page, by name: for linked zoom, and for tests and the bench, which read
 // the library's own series (series.data(), markers.markers()).
 export const charts = {};
+globalThis.ktrdrCharts = charts;
 
 const COLORS = { equity: "#2962ff", held: "#9e9e9e", drawdown: "#d32f2f", up: "#26a69a", down: "#ef5350" };
 
