@@ -63,7 +63,7 @@ def stack(tmp_path_factory, chromium):
             tmp / "workers",
             worker_id="dash-trainer",
             env={"KTRDR_WORKER_HOLD_FILE": str(hold)},
-        ),  # fmt: skip
+        ),
         WorkerProcess("backtest", api, tmp / "workers", worker_id="dash-tester"),
     ]
 
@@ -81,10 +81,14 @@ def stack(tmp_path_factory, chromium):
         assert tested.state == OperationState.COMPLETED, tested.error
         reader = client.create_token("viewer", "reader").secret
     yield {
-        "api": api, "hold": hold, "logs": logs, "model_id": model_id,
-        "backtest_id": backtest.operation_id, "training_id": training.operation_id,
+        "api": api,
+        "hold": hold,
+        "logs": logs,
+        "model_id": model_id,
+        "backtest_id": backtest.operation_id,
+        "training_id": training.operation_id,
         "reader": reader,
-    }  # fmt: skip
+    }
     for worker in workers:
         worker.stop()
     api.stop()

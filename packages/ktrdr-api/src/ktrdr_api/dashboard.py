@@ -30,9 +30,9 @@ UI_PREFIX = "/ui/"
 LIBRARY = UI_DIR / "vendor" / "lightweight-charts.standalone.production.js"
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 """Only same-origin scripts, no inline script, no plugin, no framing. Inline styles are
 allowed: the chart library sizes its canvases with them (styles run no code)."""
