@@ -5,9 +5,9 @@ The two-symbol test strategy (``tests.support.stack.TWO_SYMBOL_STRATEGY``: GOOG 
 of ``--repeat`` runs each, on the bundle's test period:
 
 - the reference: ``backtest_model`` on each symbol with its sleeve's capital, one after the
-  other (what a user would run without portfolios), each drawing its chart;
-- ``backtest_portfolio``: the same sleeves (``simulate_symbol``, no chart each) plus the union
-  of their bar times, the summed equity, the union-calendar metrics and one chart.
+  other (what a user would run without portfolios), each writing its page series;
+- ``backtest_portfolio``: the same sleeves (``simulate_symbol``, no series each) plus the union
+  of their bar times, the summed equity, the union-calendar metrics and one series document.
 
 Measured here (2 shared cores, 410 union bars): reference 0.14 s, portfolio 0.09 s (0.64×):
 the charts cost more than the sleeves' simulation at this size.
