@@ -9,8 +9,8 @@ of ``--repeat`` runs each, on the bundle's test period:
 - ``backtest_portfolio``: the same sleeves (``simulate_symbol``, no series each) plus the union
   of their bar times, the summed equity, the union-calendar metrics and one series document.
 
-Measured here (2 shared cores, 410 union bars): reference 0.14 s, portfolio 0.09 s (0.64×):
-the charts cost more than the sleeves' simulation at this size.
+Measured here (2 shared cores, 410 union bars) when each run still drew a PNG chart:
+reference 0.14 s, portfolio 0.09 s (0.64×); not re-measured since the series replaced them.
 
 Prints the seconds of each and the ratio; exits 1 when the portfolio takes more than
 ``MAX_OVER_SLEEVES`` × the reference (its extra work is linear in the union's bars).

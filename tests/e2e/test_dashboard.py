@@ -228,10 +228,38 @@ def test_every_page_loads_without_a_console_error_and_shows_the_apis_numbers(tab
     first = tab.page.evaluate("ktrdrCharts['EURUSD:price'].candles.data()[10].time")
     assert abs(follows["from"] - first) <= 3600 * 2
 
+    # Two runs side by side, as `ktrdr runs diff`: the same rows and numbers as the API's.
+    training_id = stack["training_id"]
+    tab.go(f"runs?diff={training_id},{backtest_id}", "table.diff-metrics")
+    with api.client() as client:
+        diff = client.request("GET", "/runs/diff", params={"a": training_id, "b": backtest_id})
+    metrics = diff.json()["metrics"]
+    assert tab.cells("table.diff-metrics") == [
+        [key, _fmt(a), _fmt(b), _fmt(delta)] for key, a, b, delta in metrics
+    ]
+    assert len(tab.page.query_selector_all("input.pick:checked")) == 2
+    tab.shot("runs")
+
     tab.go("backtests", "table.backtests")
     tab.go("strategies", "#validate")
     tab.go(f"operations/{stack['training_id']}", "table.facts")
     assert tab.page.text_content("#cancel") == "Cancel" and tab.page.is_disabled("#cancel")
+    assert tab.errors == []
+
+
+def test_the_html_report_opens_offline_from_a_file(tab, stack, tmp_path):
+    with stack["api"].client() as client:
+        report = client.backtest_report(stack["backtest_id"])
+        client.download_backtest_html(stack["backtest_id"], tmp_path / "report.html")
+    blocked = []
+    tab.page.route("http://**", lambda route: (blocked.append(route.request.url), route.abort()))
+    tab.page.goto((tmp_path / "report.html").as_uri())
+    tab.page.wait_for_selector("[data-charts-ready]")
+    entries = tab.page.evaluate(
+        "ktrdrCharts['EURUSD:price'].markers.markers().filter(m => m.id === 'entry').length"
+    )
+    assert entries == len(report["trades"]) and blocked == []  # nothing fetched
+    tab.shot("report-file")
     assert tab.errors == []
 
 

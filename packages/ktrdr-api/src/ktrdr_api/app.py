@@ -34,6 +34,7 @@ from ktrdr_api.routes import (
     data,
     models,
     operations,
+    runs,
     strategies,
     symbols,
     system,
@@ -63,6 +64,7 @@ ROUTERS = (
     backtests,
     walkforwards,
     models,
+    runs,
     access_routes,
 )
 

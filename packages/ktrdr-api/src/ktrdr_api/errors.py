@@ -23,6 +23,7 @@ from ktrdr_api.strategies import MissingData, StrategyInvalid
 from ktrdr_api.workers import ProtocolMismatch, RegistrationConflict
 from ktrdr_core.bundles import BundleError
 from ktrdr_core.exchanges import UnknownExchange
+from ktrdr_core.runs import NotARun
 
 log = logging.getLogger("ktrdr_api")
 
@@ -47,6 +48,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (StrategyInvalid, 422),
     (MissingData, 422),
     (UnknownExchange, 422),
+    (NotARun, 422),
     (ProtocolMismatch, 426),
 )
 """Each error class and its status. Starlette picks the handler of the nearest class in the

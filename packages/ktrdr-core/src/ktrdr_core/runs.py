@@ -10,14 +10,33 @@ that differ, beside how the metrics moved.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ktrdr_core.protocol import OperationView
+from ktrdr_core.errors import KtrdrError
+from ktrdr_core.protocol import OperationView, WalkforwardResult
 
-__all__ = ["RunDiff", "RunRecord", "diff_runs", "flatten", "result_period", "run_record"]
+__all__ = [
+    "RUN_KINDS",
+    "NotARun",
+    "RunDiff",
+    "RunRecord",
+    "diff_runs",
+    "flatten",
+    "look_up_record",
+    "result_period",
+    "run_record",
+]
+
+RUN_KINDS = ("training", "backtest", "walkforward")
+"""The operations that are experiments (the others fetch data or check it)."""
+
+
+class NotARun(KtrdrError, ValueError):
+    """The operation is not a training, backtest or walk-forward."""
+
 
 # Inputs that are bookkeeping, not choices a researcher made.
 _NOT_PARAMETERS = {"kind", "strategy_yaml", "strategy_hash", "data", "versions", "reuse"}
@@ -146,6 +165,32 @@ def run_record(
         notes=notes,
         period=period,
     )
+
+
+def look_up_record(
+    operation_id: str,
+    get_operation: Callable[[str], OperationView],
+    strategy_of_model: Callable[[str], str | None],
+) -> RunRecord:
+    """The record of ``operation_id``, with what its own view lacks looked up: a backtest's
+    strategy text (``strategy_of_model(model_id)``: the model's training's ``strategy_yaml``,
+    None when that training is not on record) and a walk-forward's worker versions (its
+    report child's last attempt). The CLI looks them up over HTTP, the backend in its store."""
+    view = get_operation(operation_id)
+    if str(view.kind) not in RUN_KINDS:
+        raise NotARun(f"{operation_id} is a {view.kind} operation; runs are {', '.join(RUN_KINDS)}")
+    strategy_yaml = None
+    worker_versions = None
+    if str(view.kind) == "walkforward":
+        # The backend runs the walk-forward; its report child ran on a worker.
+        result = view.result
+        report_op = result.report_operation_id if isinstance(result, WalkforwardResult) else None
+        if report_op:
+            attempts = get_operation(report_op).reproducibility.attempts
+            worker_versions = attempts[-1].worker_versions if attempts else None
+    if str(view.kind) == "backtest":
+        strategy_yaml = strategy_of_model(view.inputs.model_id)  # type: ignore[union-attr]
+    return run_record(view, strategy_yaml, worker_versions)
 
 
 @dataclass

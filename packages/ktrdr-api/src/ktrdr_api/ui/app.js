@@ -246,6 +246,41 @@ const pages = {
     view.append(text, el("p", {}, el("button", { id: "validate", onclick: () => check().catch(failed) }, "Validate")), out);
   },
 
+  async runs() {
+    const params = new URLSearchParams(location.hash.split("?")[1] || "");
+    const strategy = params.get("strategy") || "";
+    const picked = (params.get("diff") || "").split(",").filter(Boolean);
+    view.append(el("h2", {}, "Runs"));
+    const filter = el("input", { id: "run-strategy", value: strategy, placeholder: "strategy name" });
+    const go = (next) => { location.hash = `#/runs?${new URLSearchParams(next)}`; };
+    view.append(el("form", { onsubmit: (e) => { e.preventDefault(); go({ strategy: filter.value.trim() }); } },
+      el("label", {}, "Strategy ", filter), " ", el("button", { type: "submit" }, "Filter")));
+    const runs = await api(`/runs?limit=200${strategy ? `&strategy=${encodeURIComponent(strategy)}` : ""}`);
+    const pick = (id) => {
+      const next = picked.includes(id) ? picked.filter((p) => p !== id) : [...picked, id].slice(-2);
+      go({ ...(strategy ? { strategy } : {}), diff: next.join(",") });
+    };
+    const headline = { training: "balanced_accuracy", backtest: "total_return", walkforward: "total_return" };
+    view.append(el("p", { class: "lede" }, "Pick two runs to see them side by side (as `ktrdr runs diff`)."),
+      table(["", "run", "kind", "state", "strategy", "seed", "result", "created"],
+        runs.map((r) => [
+          el("input", { type: "checkbox", class: "pick", "data-run": r.operation_id, checked: picked.includes(r.operation_id), onchange: () => pick(r.operation_id) }),
+          link(`#/operations/${r.operation_id}`, r.operation_id), r.kind, r.state, r.strategy_name || "", fmt(r.seed),
+          `${headline[r.kind]} ${fmt(r.metrics[headline[r.kind]])}`, when(r.created_at),
+        ]), { class: "runs" }));
+    if (picked.length !== 2) return;
+    const d = await api(`/runs/diff?a=${picked[0]}&b=${picked[1]}`);
+    const shown = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : fmt(v));
+    const section = el("section", { class: "diff" }, el("h3", {}, `A ${d.a.operation_id} (${d.a.kind} of ${d.a.strategy_name}) against B ${d.b.operation_id} (${d.b.kind} of ${d.b.strategy_name})`));
+    for (const note of [...d.a.notes, ...d.b.notes]) section.append(el("p", { class: "lede" }, `note: ${note}`));
+    if (d.same_inputs) section.append(el("p", {}, "inputs: identical (parameters, data, seed and code versions)"));
+    for (const [title, rows] of [["parameter", d.parameters], ["data", d.data], ["code", d.versions]])
+      if (rows.length) section.append(table([title, "A", "B"], rows.map(([k, x, y]) => [k, shown(x), shown(y)]), { class: `diff-${title}` }));
+    if (d.seed) section.append(table(["seed", "A", "B"], [["seed", shown(d.seed[0]), shown(d.seed[1])]]));
+    section.append(table(["metric", "A", "B", "B − A"], d.metrics.map(([k, x, y, delta]) => [k, shown(x), shown(y), shown(delta)]), { class: "diff-metrics" }));
+    view.append(section);
+  },
+
   async backtests() {
     view.append(el("h2", {}, "Backtests"));
     const ops = await api("/backtests?limit=200");
@@ -297,6 +332,7 @@ const ROUTES = [
   [/^#\/workers$/, pages.workers],
   [/^#\/datasets$/, pages.datasets],
   [/^#\/strategies$/, pages.strategies],
+  [/^#\/runs(\?.*)?$/, pages.runs],
   [/^#\/models$/, pages.models],
   [/^#\/backtests$/, pages.backtests],
   [/^#\/walkforwards$/, pages.walkforwards],

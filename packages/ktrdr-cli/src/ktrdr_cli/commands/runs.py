@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 app = group("Experiments: list runs of a strategy, diff two of them.")
 
-_KINDS = ("training", "backtest", "walkforward")
 _HEADLINE = {
     "training": "balanced_accuracy",
     "backtest": "total_return",
@@ -26,33 +25,25 @@ _HEADLINE = {
 
 def _record(api: KtrdrClient, operation_id: str) -> RunRecord:
     from ktrdr_core.errors import ApiError
-    from ktrdr_core.protocol import WalkforwardResult
-    from ktrdr_core.runs import run_record
+    from ktrdr_core.runs import NotARun, look_up_record
 
-    view = api.get_operation(operation_id)
-    if str(view.kind) not in _KINDS:
-        fail(f"{operation_id} is a {view.kind} operation; runs are {', '.join(_KINDS)}")
-    strategy_yaml = None
-    worker_versions = None
-    if str(view.kind) == "walkforward":
-        # The backend runs the walk-forward; its report child ran on a worker.
-        report_op = (
-            view.result.report_operation_id if isinstance(view.result, WalkforwardResult) else None
-        )
-        if report_op:
-            attempts = api.get_operation(report_op).reproducibility.attempts
-            worker_versions = attempts[-1].worker_versions if attempts else None
-    if str(view.kind) == "backtest":
+    def strategy_of_model(model_id: str) -> str | None:
         # A backtest's strategy is its model's: the training operation kept the text.
         try:
-            model = api.get_model(view.inputs.model_id)  # type: ignore[union-attr]
-            if model.training_operation_id:
-                training = api.get_operation(model.training_operation_id)
-                strategy_yaml = getattr(training.inputs, "strategy_yaml", None)
+            model = api.get_model(model_id)
         except ApiError as exc:
             if exc.status != 404:
                 raise
-    return run_record(view, strategy_yaml, worker_versions)
+            return None
+        if not model.training_operation_id:
+            return None
+        return getattr(api.get_operation(model.training_operation_id).inputs, "strategy_yaml", None)
+
+    try:
+        return look_up_record(operation_id, api.get_operation, strategy_of_model)
+    except NotARun as exc:
+        fail(str(exc))
+        raise  # fail exits; for the type checker
 
 
 @app.command("list")
@@ -63,15 +54,17 @@ def list_runs(
     limit: Annotated[int, typer.Option(help="at most this many")] = 50,
 ) -> None:
     """Runs, newest first: strategy, hash, data, seed and the headline number."""
-    if kind is not None and kind not in _KINDS:
-        fail(f"--kind {kind!r}: use one of {', '.join(_KINDS)}", code=2)
+    from ktrdr_core.runs import RUN_KINDS
+
+    if kind is not None and kind not in RUN_KINDS:
+        fail(f"--kind {kind!r}: use one of {', '.join(RUN_KINDS)}", code=2)
     from ktrdr_core.runs import run_record
 
     with client() as api:
         views = [
             v
             for v in api.list_operations(kind=kind, limit=limit, strategy=strategy)
-            if str(v.kind) in _KINDS
+            if str(v.kind) in RUN_KINDS
         ]
     records = [run_record(v) for v in views]
 
