@@ -176,6 +176,13 @@ def test_backtest_follow_reports_and_compare(local_stack, quickstart, tmp_path):
     assert text.startswith("<!doctype html>") and "TradingView Lightweight Charts" in text
     assert '"format":"ktrdr-backtest-series/1"' in text  # the data inlined: opens offline
     assert json_of(ktrdr(local_stack, "--json", "backtests", "show", first))["metrics"]
+    # `ktrdr open --print`: the page of a backtest, a model, or the dashboard, as URLs.
+    opened = ktrdr(local_stack, "open", first, "--print")
+    assert opened.stdout == f"{local_stack.url}/#/backtests/{first}\n"
+    model_page = ktrdr(local_stack, "open", model_id, "--print").stdout
+    assert model_page == f"{local_stack.url}/#/models/{model_id}\n"
+    unknown = ktrdr(local_stack, "open", "mdl_000000000000", "--print")
+    assert unknown.exit_code == 1 and "no model 'mdl_000000000000'" in unknown.stderr
     a_folder = tmp_path / "a-folder"
     a_folder.mkdir()
     blocked = ktrdr(local_stack, "backtests", "show", first, "--html", str(a_folder))

@@ -80,6 +80,11 @@ def stack(tmp_path_factory, chromium):
         tested = wait_for_state(api, backtest.operation_id, DONE, "backtest", 180, logs)
         assert tested.state == OperationState.COMPLETED, tested.error
         reader = client.create_token("viewer", "reader").secret
+        walkforward = client.start_walkforward(
+            TINY_STRATEGY, {"training.epochs": 2}, folds=2, train_blocks=2
+        )
+        walked = wait_for_state(api, walkforward.operation_id, DONE, "walk-forward", 300, logs)
+        assert walked.state == OperationState.COMPLETED, walked.error
     yield {
         "api": api,
         "hold": hold,
@@ -87,7 +92,7 @@ def stack(tmp_path_factory, chromium):
         "model_id": model_id,
         "backtest_id": backtest.operation_id,
         "training_id": training.operation_id,
-        "reader": reader,
+        "reader": reader, "walkforward_id": walkforward.operation_id,
     }
     for worker in workers:
         worker.stop()
@@ -244,6 +249,27 @@ def test_every_page_loads_without_a_console_error_and_shows_the_apis_numbers(tab
     tab.go("strategies", "#validate")
     tab.go(f"operations/{stack['training_id']}", "table.facts")
     assert tab.page.text_content("#cancel") == "Cancel" and tab.page.is_disabled("#cancel")
+    assert tab.errors == []
+
+
+def test_the_walkforward_page_shows_its_folds_children_and_stitched_equity(tab, stack):
+    api, walkforward_id = stack["api"], stack["walkforward_id"]
+    with api.client() as client:
+        report = client.walkforward_report(walkforward_id)
+        children = client.get_walkforward(walkforward_id).children
+    tab.login(ADMIN)
+    tab.page.wait_for_selector("table.operations")
+    tab.go(f"walkforwards/{walkforward_id}", "[data-charts-ready]")
+    folds = tab.cells("table.folds")
+    assert [row[4] for row in folds] == [_fmt(f["total_return"]) for f in report["folds"]]
+    table = {row[0]: row[1] for row in tab.cells("table[data-metrics=walkforward]")}
+    assert table == {k: _fmt(v) for k, v in report["metrics"].items()}
+    boundaries = tab.page.evaluate("ktrdrCharts['walkforward:equity'].folds.markers().length")
+    assert boundaries == len(report["folds"])
+    tab.shot("walkforward")
+    tab.go(f"operations/{walkforward_id}", "table.operations")
+    shown = {row[0] for row in tab.cells("table.operations")}
+    assert shown == {child.operation_id for child in children}
     assert tab.errors == []
 
 

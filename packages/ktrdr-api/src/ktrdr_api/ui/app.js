@@ -317,7 +317,9 @@ const pages = {
         report.folds.map((f) => [f.fold ?? f.index, when(f.test_start), when(f.test_end), f.bars, fmt(f.total_return), fmt(f.buy_and_hold_return), f.model_id ? link(`#/models/${f.model_id}`, f.model_id) : "—"]),
         { class: "folds" }),
       el("h3", {}, "Explanation stability"),
-      table(["", ""], Object.entries(report.stability || {}).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : fmt(v)]), { class: "stability" }),
+      el("p", {}, `feature ranking across folds: mean Spearman ${fmt((report.stability || {}).mean_spearman)}, lowest pair ${fmt((report.stability || {}).min_spearman)} (1 = the same order every fold)`),
+      table(["feature", "mean importance", "rank per fold", "folds in top 5"],
+        ((report.stability || {}).features || []).map((f) => [f.feature, fmt(f.mean_importance), f.ranks.join(" "), f.folds_in_top]), { class: "stability" }),
     );
     renderWalkforward(view, series);
     markReady(view);

@@ -153,7 +153,8 @@ export function renderWalkforward(root, series) {
   root.append(table(["metric", "out of sample"], Object.entries(series.metrics).map(([k, v]) => [k, fmt(v)]), { class: "metrics", "data-metrics": "walkforward" }));
   equityPanes(root, "walkforward:", series);
   const held = charts["walkforward:equity"].held;
-  LightweightCharts.createSeriesMarkers(held, series.fold_starts.map((time, i) => ({ time, position: "aboveBar", color: "#455a64", shape: "square", text: `fold ${i}` })));
+  const folds = LightweightCharts.createSeriesMarkers(held, series.fold_starts.map((time, i) => ({ time, position: "aboveBar", color: "#455a64", shape: "square", text: `fold ${i}` })));
+  charts["walkforward:equity"].folds = folds;
   linkZoom();
   for (const c of Object.values(charts)) c.chart.timeScale().fitContent();
 }
