@@ -92,7 +92,8 @@ def stack(tmp_path_factory, chromium):
         "model_id": model_id,
         "backtest_id": backtest.operation_id,
         "training_id": training.operation_id,
-        "reader": reader, "walkforward_id": walkforward.operation_id,
+        "reader": reader,
+        "walkforward_id": walkforward.operation_id,
     }
     for worker in workers:
         worker.stop()
@@ -185,9 +186,14 @@ def test_every_page_loads_without_a_console_error_and_shows_the_apis_numbers(tab
     }
     tab.shot("workers")
 
-    tab.go("datasets", "table.datasets")
+    tab.go("datasets", "[data-charts-ready]")
     [eurusd] = tab.cells("table.datasets")
     assert eurusd[:4] == ["EURUSD", "1h", "1", "5000"]
+    # 5,000 bars in candles of 3 (at most 2,000 candles), drawn by the chart library.
+    with api.client() as client:
+        prices = client.request("GET", "/data/EURUSD/1h/prices").json()
+    assert prices["bars"] == 5000 and prices["bars_per_candle"] == 3
+    assert tab.page.evaluate("ktrdrCharts['EURUSD/1h'].candles.data().length") == 1667
     tab.shot("datasets")
 
     tab.go(f"models/{model_id}", "[data-charts-ready]")

@@ -147,6 +147,12 @@ class ArtifactStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
+    def view_path(self, sha256: str, name: str) -> Path:
+        """Where a view derived from artifact ``sha256`` is kept (``name``: which view, such
+        as ``prices.json``): content-addressed like the artifact, so it never goes stale."""
+        check_sha256(sha256)
+        return self.root / "views" / sha256[:2] / f"{sha256}.{name}"
+
     def size(self, sha256: str) -> int:
         """Size in bytes; ArtifactNotFound when absent."""
         try:
@@ -162,10 +168,12 @@ class ArtifactStore:
             raise ArtifactNotFound(f"artifact {sha256} is not in the store") from None
 
     def delete(self, sha256: str) -> bool:
-        """Remove the file; True when there was one."""
+        """Remove the file and the views derived from it; True when there was one."""
         path = self.path(sha256)
         existed = path.is_file()
         path.unlink(missing_ok=True)
+        for view in self.view_path(sha256, "*").parent.glob(f"{sha256}.*"):
+            view.unlink(missing_ok=True)
         return existed
 
     def put(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ktrdr_api import catalog
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.models import Dataset, Operation
+from ktrdr_api.price_views import price_view
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import ArtifactKind, DatasetView, GapReportInputs, SymbolView
 from ktrdr_core.timeframes import Timeframe
@@ -166,6 +167,7 @@ def catalogue_csv(
     catalog.add_references(
         session, [stored.sha256], catalog.dataset_referrer(symbol, timeframe.value, version)
     )
+    price_view(store, stored.sha256, row.rows)  # the dashboard's price chart, made once
     if exchange is not None:
         check_against_exchange(session, row, exchange, add_operation)
     return catalog.dataset_view(session, row), True

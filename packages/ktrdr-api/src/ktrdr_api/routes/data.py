@@ -18,6 +18,7 @@ from ktrdr_api.auth import requires
 from ktrdr_api.deps import AuditDep, BackendDep, ExchangeDep, SessionDep, SymbolDep, checked_symbol
 from ktrdr_api.fetches import fetch_inputs
 from ktrdr_api.lifecycle import OperationConflict
+from ktrdr_api.price_views import price_view
 from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_api.routes.artifacts import check_declared_length, file_response
 from ktrdr_core.access import Role
@@ -152,6 +153,26 @@ def download(
         ArtifactKind.DATA,
         filename=f"{row.symbol}_{row.timeframe}_v{row.version}.csv",
     )
+
+
+@router.get(
+    "/{symbol}/{timeframe}/prices",
+    response_class=FileResponse,
+    responses={404: {}},
+    dependencies=[requires(Role.READER)],
+)
+def prices(
+    symbol: SymbolDep,
+    timeframe: Timeframe,
+    session: SessionDep,
+    backend: BackendDep,
+    version: VersionQuery = None,
+) -> FileResponse:
+    """The version's price chart: at most 2,000 candles, each bucket of bars keeping its first
+    open, extremes and last close (``ktrdr-price-series/1``; ``ktrdr_core.market_data.prices``)."""
+    row = catalog.dataset(session, symbol, timeframe.value, version)
+    path = price_view(backend.store, row.checksum, row.rows)
+    return FileResponse(path, media_type="application/json")
 
 
 @router.delete(

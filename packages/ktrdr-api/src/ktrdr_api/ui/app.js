@@ -157,6 +157,21 @@ const pages = {
       }),
       { class: "datasets" },
     ));
+    const newest = {};
+    for (const d of sets) if (!newest[`${d.symbol}/${d.timeframe}`]) newest[`${d.symbol}/${d.timeframe}`] = d;
+    for (const d of Object.values(newest)) {
+      const prices = await api(`/data/${encodeURIComponent(d.symbol)}/${d.timeframe}/prices?version=${d.version}`);
+      const box = el("section", { class: "dataset", "data-dataset": `${d.symbol}/${d.timeframe}` });
+      view.append(box);
+      const name = `${d.symbol}/${d.timeframe}`;
+      box.append(el("h4", {}, `${d.symbol} ${d.timeframe} v${d.version}: ${prices.bars} bars` + (prices.bars_per_candle > 1 ? `, ${prices.bars_per_candle} bars a candle` : "")));
+      const chart = LightweightCharts.createChart(box.appendChild(el("div", { class: "chart" })), { height: 280, autoSize: true, timeScale: { timeVisible: true } });
+      const candles = chart.addSeries(LightweightCharts.CandlestickSeries, { upColor: "#26a69a", downColor: "#ef5350", borderVisible: false });
+      candles.setData(prices.candles.map(([time, open, high, low, close]) => ({ time, open, high, low, close })));
+      chart.timeScale().fitContent();
+      charts[name] = { chart, candles };
+    }
+    markReady(view);
     for (const d of sets) {
       const gaps = (d.gap_report || {}).unexpected || [];
       if (!gaps.length) continue;
