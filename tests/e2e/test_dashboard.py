@@ -295,6 +295,66 @@ def test_the_html_report_opens_offline_from_a_file(tab, stack, tmp_path):
     assert tab.errors == []
 
 
+def test_a_portfolio_report_shows_the_whole_then_each_symbol(chromium, tmp_path):
+    """The portfolio's section above each symbol's, drawn from a series document the worker's
+    own code writes (``ktrdr_worker.models.series``), in a report file."""
+    import numpy as np
+    import pandas as pd
+
+    from ktrdr_api.dashboard import report_html
+    from ktrdr_worker.models.series import backtest_series, portfolio_series, symbol_series
+
+    index = pd.date_range("2024-01-01", periods=300, freq="1D", tz="UTC")
+    pages, equities = {}, []
+    for seed, symbol in enumerate(("GOOG", "SPY")):
+        close = 100 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.01, 300)))
+        frame = pd.DataFrame({"open": close, "high": close, "low": close, "close": close}, index)
+        equity = pd.Series(5_000 * close / close[0], index)
+        equities.append(equity)
+        trade = {"side": "long", "entry_price": 1.0, "exit_price": 1.0, "net_pnl": 0.0}
+        report = {
+            "symbol": symbol, "metrics": {"total_return": 0.1 * seed},
+            "buy_and_hold": {"total_return": 0.0}, "zero_trade_reason": None,
+            "signal_counts": {"BUY": 1, "HOLD": 298, "SELL": 1},
+            "trades": [{**trade, "entry_time": index[10 + seed].isoformat(),
+                        "exit_time": index[20].isoformat(), "exit_reason": "signal"}],
+        }  # fmt: skip
+        pages[symbol] = symbol_series(report, frame, equity, equity)
+    document = {
+        "strategy_name": "pair", "timeframe": "1d", "start": index[0].isoformat(),
+        "end": index[-1].isoformat(), "bars": 300, "period": "test",
+        "portfolio": {"metrics": {"total_return": 0.05}, "buy_and_hold": {"total_return": 0.0},
+                      "weights": {"GOOG": 0.5, "SPY": 0.5},
+                      "contributions": {"GOOG": 0.0, "SPY": 0.05}},
+    }  # fmt: skip
+    whole = sum(equities)
+    series = backtest_series(document, pages, portfolio_series(document, whole, whole))
+    page_text, _ = report_html("backtest", "pair", series)
+    (tmp_path / "pair.html").write_text(page_text)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto((tmp_path / "pair.html").as_uri())
+    page.wait_for_selector("[data-charts-ready]")
+    sections = page.eval_on_selector_all(
+        "section", "s => s.map(x => x.dataset.symbol || x.className)"
+    )
+    assert sections == ["portfolio", "GOOG", "SPY"]
+    cells = page.eval_on_selector_all(
+        "table[data-metrics=portfolio] td", "cells => cells.map(c => c.textContent)"
+    )
+    assert cells == ["total_return", "0.0500", "0"]  # strategy, then buy & hold
+    for symbol in ("GOOG", "SPY"):
+        marks = page.evaluate(f"ktrdrCharts['{symbol}:price'].markers.markers().length")
+        assert marks == 2  # its one trade's entry and exit
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "portfolio-report.png"), full_page=True)
+    context.close()
+    assert errors == []
+
+
 def test_a_reader_sees_cancel_as_unavailable(tab, stack):
     tab.login(stack["reader"])
     tab.page.wait_for_selector("table.operations")
