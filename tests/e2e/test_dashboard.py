@@ -252,6 +252,8 @@ def test_every_page_loads_without_a_console_error_and_shows_the_apis_numbers(tab
     tab.shot("runs")
 
     tab.go("backtests", "table.backtests")
+    tab.go("models", "table.models")
+    tab.go("walkforwards", "table.operations")
     tab.go("strategies", "#validate")
     tab.go(f"operations/{stack['training_id']}", "table.facts")
     assert tab.page.text_content("#cancel") == "Cancel" and tab.page.is_disabled("#cancel")
