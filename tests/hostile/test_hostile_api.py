@@ -114,8 +114,12 @@ def test_the_stored_dataset_is_intact_after_every_bad_upload(client, stored):
     assert download.status_code == 200
     assert hashlib.sha256(download.content).hexdigest() == view["checksum"]
     assert download.headers["x-content-sha256"] == view["checksum"]
-    # Nothing of the refused uploads is left in the store: only the good file.
+    # Nothing of the refused uploads is left in the store: only the good file, and the price
+    # chart made from it at its import.
     artifacts = client.app.state.settings.home / "artifacts"
     stored_files = [p.relative_to(artifacts) for p in artifacts.rglob("*") if p.is_file()]
-    assert [p.name for p in stored_files] == [view["checksum"]], stored_files
+    assert sorted(p.name for p in stored_files) == [
+        view["checksum"],
+        f"{view['checksum']}.prices.json",
+    ], stored_files
     assert listing[0]["rows"] == 300
