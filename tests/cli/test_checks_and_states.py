@@ -158,8 +158,20 @@ def test_states_tell_the_truth_about_workers_and_waiting(ktrdr, backend, strateg
         assert status() == "idle"
         worker.process.send_signal(signal.SIGKILL)  # no goodbye: only silence tells
         worker.process.wait()
-        wait_until(lambda: status() == "lost", "the killed worker to show as lost", 30)
-        wait_until(lambda: status() == "offline", "the killed worker to show as offline", 30)
+        # Silence turns it lost, then offline. "lost" lasts one heartbeat interval, which a
+        # loaded machine's CLI start-up may step over, so the order of what was seen is checked,
+        # not that each state was caught (tests/api/test_worker_liveness.py holds the clock).
+        seen: list[str] = []
+
+        def offline() -> bool:
+            current = status()
+            if not seen or seen[-1] != current:
+                seen.append(current)
+            return current == "offline"
+
+        wait_until(offline, "the killed worker to show as offline", 60)
+        order = ["idle", "lost", "offline"]
+        assert set(seen) <= set(order) and seen == sorted(seen, key=order.index), seen
         assert "no training worker is registered and reachable" in ktrdr("ops", "show", op).stdout
     finally:
         worker.stop()
