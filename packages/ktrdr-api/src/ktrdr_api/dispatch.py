@@ -13,8 +13,13 @@ Rules, in order:
 
 Long polling: a claiming worker waits on an ``asyncio.Event`` that ``notify`` sets as soon as
 an operation of its kind is committed as pending, so an idle worker receives a new operation
-in milliseconds; a slow periodic re-check (``RECHECK_S``) covers what no notification
-announces (another API process, the end of a grace period).
+in milliseconds. One notification wakes one waiter (the longest waiting), plus one GPU waiter
+for a training operation, never every waiter of the kind: with hundreds of workers polling,
+waking them all for one operation would cost hundreds of claim queries for one claim. With
+several API processes the notification comes through PostgreSQL (``LISTEN/NOTIFY``, see
+:mod:`ktrdr_api.coordination`) to every process, each of which wakes its own waiter. A slow
+periodic re-check (``RECHECK_S``) covers what no notification announces (the end of a grace
+period, a wake-up that lost its race).
 """
 
 from __future__ import annotations
@@ -167,14 +172,26 @@ class Dispatcher:
         return any(w.kind == kind and w.device != Device.CPU for w in list(self._waiters.values()))
 
     def notify(self, kind: str) -> None:
-        """Wake the workers that serve operations of ``kind``; callable from any thread."""
+        """An operation of ``kind`` became claimable: wake the longest-waiting worker that
+        serves it, and for a training operation also the longest-waiting GPU one (GPU first
+        may leave it to that one). Callable from any thread."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        worker_kind = SERVED_BY.get(OperationKind(kind))
-        for waiter in list(self._waiters.values()):
-            if waiter.kind == worker_kind:
-                loop.call_soon_threadsafe(waiter.event.set)
+        with contextlib.suppress(RuntimeError):  # the loop closed during shut-down
+            loop.call_soon_threadsafe(self._wake_one, OperationKind(kind))
+
+    def _wake_one(self, kind: OperationKind) -> None:
+        worker_kind = SERVED_BY.get(kind)
+        # Not yet woken: a waiter whose event is set will look at the queue anyway.
+        idle = [w for w in self._waiters.values() if w.kind == worker_kind and not w.event.is_set()]
+        picks = idle[:1]
+        if kind == OperationKind.TRAINING:
+            gpu = [w for w in idle if w.device != Device.CPU]
+            if gpu and gpu[0] not in picks:
+                picks.append(gpu[0])
+        for waiter in picks:
+            waiter.event.set()
 
     async def claim(
         self,
