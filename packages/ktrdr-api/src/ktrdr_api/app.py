@@ -176,6 +176,7 @@ def create_app(
     app.state.instance_id = settings.instance_id or secrets.token_hex(8)
     app.state.engine = engine
     app.state.backend = backend
+    app.state.listener = listener  # None on SQLite
     app.state.access = access
     for module in ROUTERS:
         app.include_router(module.router, prefix="/api/v1", responses=REFUSALS)

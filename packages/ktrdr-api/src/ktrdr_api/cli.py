@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config("ktrdr_api.app:serve_app", factory=True, workers=processes, **options)
-    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
