@@ -206,3 +206,25 @@ def test_more_than_one_process_on_sqlite_is_refused(monkeypatch, capsys, tmp_pat
     monkeypatch.setenv("KTRDR_API_PROCESSES", "3")
     assert cli.main(["serve", "--port", "0"]) == 2
     assert "3 API processes need PostgreSQL" in capsys.readouterr().err
+
+
+def test_processes_starting_together_on_a_fresh_home_share_one_token_key(tmp_path):
+    """The first start makes the key of the token hashes; N processes racing to make it must
+    all end up with the same one, or tokens made on one would be refused by another."""
+    from ktrdr_api.tokens import server_key
+
+    settings = Settings(home=tmp_path / "fresh")
+    keys: list[bytes] = []
+    start = threading.Barrier(8)
+
+    def read() -> None:
+        start.wait()
+        keys.append(server_key(settings))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 64
+    assert sorted(p.name for p in settings.home.iterdir()) == ["token-secret"]

@@ -198,6 +198,9 @@ def serve_app() -> FastAPI:
     from ktrdr_api.logs import configure_logging
 
     configure_logging()
+    # No line per request, as with one process: uvicorn silences its access log when it
+    # builds its configuration, which happened in the parent, not in this process.
+    logging.getLogger("uvicorn.access").propagate = False
     return create_app()
 
 
