@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test helpers (tests/support), shared with every bench
 
 import backend  # noqa: E402  (bench/backend.py: server, PostgreSQL, seeded model)
+import httpx  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.support.fleet import SimWorker, http_client, report_artifact  # noqa: E402
@@ -147,67 +148,84 @@ async def drive(run: Run, api: ApiServer, url: str, model_id: str, report: str,
     async with http_client(api.url, backend.TOKEN, connections) as http:
         fleet = [SimWorker(f"sim-{n:04d}", http, report) for n in range(run.workers)]
         tasks = [asyncio.create_task(w.run(stop)) for w in fleet]
-        while sum(w.registrations for w in fleet) < run.workers:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # every worker into its first long poll
-        engine = create_engine(url)
-        peak = 0
-        api_pids = descendants(api.process.pid)
-        cpu_api, cpu_pg, cpu_me = (
-            cpu_seconds(api_pids),
-            cpu_seconds(descendants(postmaster)),
-            time.process_time(),
-        )
-        created = 0
-        body = {"model_id": model_id}
-        started = time.monotonic()
+        try:
+            return await _measure(run, api, url, model_id, http, fleet, postmaster, stop)
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        async def sample() -> None:
-            nonlocal peak
-            while not stop.is_set():
-                with engine.connect() as connection:
-                    count = connection.execute(
-                        text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db"),
-                        {"db": url.rsplit("/", 1)[1]},
-                    ).scalar()
-                peak = max(peak, int(count))
-                await asyncio.sleep(0.5)
 
-        sampler = asyncio.create_task(sample())
+async def _measure(run: Run, api: ApiServer, url: str, model_id: str,
+                   http: httpx.AsyncClient, fleet: list[SimWorker], postmaster: int,
+                   stop: asyncio.Event) -> Run:  # fmt: skip
+    while sum(w.registrations for w in fleet) < run.workers:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # every worker into its first long poll
+    engine = create_engine(url)
+    peak = 0
+    api_pids = descendants(api.process.pid)
+    cpu_api, cpu_pg, cpu_me = (
+        cpu_seconds(api_pids),
+        cpu_seconds(descendants(postmaster)),
+        time.process_time(),
+    )
+    created = 0
+    body = {"model_id": model_id}
+    started = time.monotonic()
 
-        def done() -> int:
-            return sum(len(w.completed) for w in fleet)
+    async def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            with engine.connect() as connection:
+                count = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db"),
+                    {"db": url.rsplit("/", 1)[1]},
+                ).scalar()
+            peak = max(peak, int(count))
+            await asyncio.sleep(0.5)
 
-        async def create_one() -> None:
-            answer = await http.post("/backtests", json=body)
-            answer.raise_for_status()
+    sampler = asyncio.create_task(sample())
 
-        pending: set[asyncio.Task] = set()
-        while created < run.ops:
-            if run.rate is None:  # calibration: keep a backlog of one operation per worker
-                if created - done() >= run.workers:
-                    await asyncio.sleep(0.005)
-                    continue
-            else:
-                due = started + created / run.rate
-                if (wait := due - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
-            task = asyncio.create_task(create_one())
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            created += 1
-        await asyncio.gather(*pending)
-        while done() < run.ops:
-            await asyncio.sleep(0.01)
-        run.wall_s = time.monotonic() - started
-        used_api = cpu_seconds(descendants(api.process.pid)) - cpu_api
-        used_pg = cpu_seconds(descendants(postmaster)) - cpu_pg
-        used_me = time.process_time() - cpu_me
-        stop.set()
-        sampler.cancel()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, sampler, return_exceptions=True)
+    def done() -> int:
+        return sum(len(w.completed) for w in fleet)
+
+    async def create_one() -> None:
+        # A kept-alive connection the server closed as it was reused (its keep-alive
+        # timeout) fails before the request was read: sent again on a new one.
+        for _ in range(3):
+            try:
+                answer = await http.post("/backtests", json=body)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                continue
+        answer.raise_for_status()
+
+    pending: set[asyncio.Task] = set()
+    while created < run.ops:
+        if run.rate is None:  # calibration: keep a backlog of one operation per worker
+            if created - done() >= run.workers:
+                await asyncio.sleep(0.005)
+                continue
+        else:
+            due = started + created / run.rate
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+        task = asyncio.create_task(create_one())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        created += 1
+    await asyncio.gather(*pending)
+    while done() < run.ops:
+        await asyncio.sleep(0.01)
+    run.wall_s = time.monotonic() - started
+    used_api = cpu_seconds(descendants(api.process.pid)) - cpu_api
+    used_pg = cpu_seconds(descendants(postmaster)) - cpu_pg
+    used_me = time.process_time() - cpu_me
+    stop.set()
+    sampler.cancel()
+    await asyncio.gather(sampler, return_exceptions=True)
 
     run.completed = done()
     run.pg_connections = peak
