@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -137,6 +138,7 @@ class Stack:
     def close(self) -> None:
         self.stop_api()
         self.pg.ctl("stop")
+        shutil.rmtree(self.pg.data_dir.parent, ignore_errors=True)
 
 
 async def drive(run: Run, api: ApiServer, url: str, model_id: str, report: str,
