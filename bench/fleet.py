@@ -16,8 +16,10 @@ fast as they complete, a backlog kept); every run then offers 80 % of it, for 10
 - PG conns: most PostgreSQL connections open at once (sampled every 0.5 s);
 - API CPU-s/op: CPU seconds of every API process (the supervisor and its children, from
   /proc) per completed operation, creations included;
-- double claims: operations with more than one attempt, or claimed by two workers, counted
-  from the attempt records and from the workers' own records;
+- double claims: attempts that held an operation while the attempt before them still did,
+  from the attempt records (a requeue after a lost lease is not one);
+- lost leases: attempts whose lease ran out (a claim or heartbeat answered too late for the
+  worker: the sign of an API process past saturation);
 - then, for each resource, the share of its capacity used (API processes: CPU over wall
   time per process, at most one core each; PostgreSQL: CPU over wall time of its server
   processes; this load generator: one core, asyncio being one thread; the machine: all its
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import sys
@@ -99,6 +102,7 @@ class Run:
     pg_connections: int = 0
     api_cpu_per_op: float = 0.0
     double_claims: int = 0
+    lost_leases: int = 0
     shares: dict[str, float] | None = None
 
     @property
@@ -219,8 +223,18 @@ async def _measure(run: Run, api: ApiServer, url: str, model_id: str,
         task.add_done_callback(pending.discard)
         created += 1
     await asyncio.gather(*pending)
-    while done() < run.ops:
-        await asyncio.sleep(0.01)
+
+    def ended() -> int:  # completed, or failed after lost leases: nothing left to wait for
+        with engine.connect() as connection:
+            return connection.execute(
+                text(
+                    "SELECT count(*) FROM operations WHERE kind = 'backtest' "
+                    "AND state IN ('completed', 'failed', 'cancelled')"
+                )
+            ).scalar()
+
+    while done() < run.ops and ended() < run.ops:
+        await asyncio.sleep(0.2)
     run.wall_s = time.monotonic() - started
     used_api = cpu_seconds(descendants(api.process.pid)) - cpu_api
     used_pg = cpu_seconds(descendants(postmaster)) - cpu_pg
@@ -241,17 +255,12 @@ async def _measure(run: Run, api: ApiServer, url: str, model_id: str,
     }
     # Claim latency and double claims, from the backend's records and the workers' own.
     claimed_at: dict[str, float] = {}
-    claimed_by: dict[str, int] = {}
     for worker in fleet:
         for op, at in worker.claimed_at.items():
             claimed_at[op] = at
-            claimed_by[op] = claimed_by.get(op, 0) + 1
     with engine.connect() as connection:
         rows = connection.execute(
-            text(
-                "SELECT id, created_at, jsonb_array_length(attempts::jsonb) FROM operations "
-                "WHERE kind = 'backtest'"
-            )
+            text("SELECT id, created_at, attempts FROM operations WHERE kind = 'backtest'")
         ).all()
     engine.dispose()
     latencies = sorted(
@@ -260,12 +269,26 @@ async def _measure(run: Run, api: ApiServer, url: str, model_id: str,
         if op in claimed_at and isinstance(created, datetime)
     )
     run.claim_ms = (backend.percentile(latencies, 0.5), backend.percentile(latencies, 0.99))
-    run.double_claims = sum(1 for _, _, n in rows if n != 1) + sum(
-        1 for n in claimed_by.values() if n > 1
+    # Two attempts holding one operation at once; a requeue after a lost lease is not one.
+    run.double_claims = sum(_overlaps(attempts) for _, _, attempts in rows)
+    run.lost_leases = sum(
+        a.get("outcome") == "lease_expired" for _, _, attempts in rows for a in attempts
     )
     beats = [s * 1e3 for w in fleet for s in w.heartbeat_s]
     run.heartbeat_p99_ms = backend.percentile(beats, 0.99)
     return run
+
+
+def _overlaps(attempts: list[dict]) -> int:
+    """Attempts claimed before the one before them ended (the attempt records' own clock)."""
+    count = 0
+    for before, after in itertools.pairwise(attempts):
+        ended = before.get("ended_at")
+        if ended is None or datetime.fromisoformat(after["claimed_at"]) < datetime.fromisoformat(
+            ended
+        ):
+            count += 1
+    return count
 
 
 def measure(stack: Stack, run: Run) -> Run:
@@ -275,6 +298,17 @@ def measure(stack: Stack, run: Run) -> Run:
         return asyncio.run(drive(run, api, url, model_id, report, postmaster))
     finally:
         stack.stop_api()
+
+
+def row(run: Run) -> str:
+    """The run's line of the table."""
+    assert run.shares is not None
+    name, share = max(run.shares.items(), key=lambda item: item[1])
+    return (f"{run.workers:>7} | {run.processes:>5} | {run.completed:>6} | "
+            f"{run.ops_per_s:>6.1f} | {run.claim_ms[0]:>7.1f}ms | {run.claim_ms[1]:>7.1f}ms | "
+            f"{run.heartbeat_p99_ms:>5.1f}ms | {run.pg_connections:>8} | "
+            f"{run.api_cpu_per_op * 1e3:>10.2f}ms | {run.double_claims:>6} | "
+            f"{run.lost_leases:>11} | {name} {share:.0%}")  # fmt: skip
 
 
 def main() -> int:
@@ -306,21 +340,15 @@ def main() -> int:
                 for processes in counts:
                     run = measure(stack, Run(workers, processes, ops, rate))
                     runs.append(run)
-                    print(f"  done: {workers} workers, {processes} process(es)", flush=True)
+                    print(f"  done: {row(run)}", flush=True)
         finally:
             stack.close()
 
     print(f"\n{'workers':>7} | {'procs':>5} | {'ops':>6} | {'ops/s':>6} | {'claim p50':>9} | "
           f"{'claim p99':>9} | {'hb p99':>7} | {'PG conns':>8} | {'API CPU-s/op':>12} | "
-          f"{'double':>6} | first to saturate")  # fmt: skip
+          f"{'double':>6} | {'lost leases':>11} | first to saturate")  # fmt: skip
     for run in runs:
-        assert run.shares is not None
-        name, share = max(run.shares.items(), key=lambda item: item[1])
-        print(f"{run.workers:>7} | {run.processes:>5} | {run.completed:>6} | "
-              f"{run.ops_per_s:>6.1f} | {run.claim_ms[0]:>7.1f}ms | {run.claim_ms[1]:>7.1f}ms | "
-              f"{run.heartbeat_p99_ms:>5.1f}ms | {run.pg_connections:>8} | "
-              f"{run.api_cpu_per_op * 1e3:>10.2f}ms | {run.double_claims:>6} | "
-              f"{name} {share:.0%}")  # fmt: skip
+        print(row(run))
     print("\nshare of capacity per run: "
           + "; ".join(f"{r.workers}w/{r.processes}p: "
                       + ", ".join(f"{k} {v:.0%}" for k, v in (r.shares or {}).items())
