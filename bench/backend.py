@@ -58,8 +58,7 @@ from ktrdr_core.protocol import (  # noqa: E402
     WorkerCapabilities,
     WorkerRegistration,
 )
-from tests.support.bundles import bundle_bytes  # noqa: E402
-from tests.support.market_data import eurusd_csv  # noqa: E402
+from tests.support.bundles import seed_model  # noqa: E402  (the benches seed through it)
 from tests.support.postgres import start_postgres  # noqa: E402
 from tests.support.processes import process_env  # noqa: E402
 from tests.support.stack import ApiServer, WorkerProcess  # noqa: E402
@@ -127,15 +126,6 @@ def cold_start(runs: int, home: Path) -> list[Row]:
 
 def start_api(home: Path, database_url: str | None = None, **options: Any) -> Any:
     return ApiServer(home, database_url=database_url, token=TOKEN, **options).start()
-
-
-def seed_model(api: Any, work: Path) -> str:
-    """EURUSD hourly data and an imported model trained on it: backtests can be created."""
-    with api.client() as client:
-        client.import_data("EURUSD", "1h", eurusd_csv(work / "eurusd.csv"))
-        bundle = work / "model.zip"
-        bundle.write_bytes(bundle_bytes(symbol="EURUSD", timeframe="1h"))
-        return client.import_model(bundle).model_id
 
 
 def _registration(worker_id: str) -> WorkerRegistration:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import time
 
 import pytest
 
@@ -73,9 +75,20 @@ def test_async_put_and_stage(store):
 
 
 def test_leftovers_of_interrupted_uploads_are_cleared(store):
-    (store.tmp_dir / "upload-abc").write_bytes(b"half")
+    abandoned = store.tmp_dir / "upload-abc"
+    abandoned.write_bytes(b"half")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
     assert store.clear_temporary() == 1
     assert _files(store) == []
+
+
+def test_an_upload_in_progress_in_another_process_is_left_alone(store):
+    """The store is shared by every API process: one starting keeps a sibling's live upload."""
+    live = store.tmp_dir / "upload-live"
+    live.write_bytes(b"being written")
+    assert store.clear_temporary() == 0
+    assert live.read_bytes() == b"being written"
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "ABC", "0" * 63, "g" * 64, "0" * 64 + "/x"])

@@ -192,3 +192,15 @@ def zip_members(members: dict[str, bytes]) -> bytes:
         for name, content in members.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+def seed_model(api, folder: Path) -> str:  # type: ignore[no-untyped-def]
+    """EURUSD hourly data and an imported model trained on it, on ``api`` (an ApiServer):
+    backtests can be created. Returns the model's id."""
+    from tests.support.market_data import eurusd_csv
+
+    with api.client() as client:
+        client.import_data("EURUSD", "1h", eurusd_csv(folder / "eurusd.csv"))
+        bundle = folder / "model.zip"
+        bundle.write_bytes(bundle_bytes(symbol="EURUSD", timeframe="1h"))
+        return client.import_model(bundle).model_id

@@ -17,8 +17,9 @@ from sqlalchemy.orm import sessionmaker
 from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import REFUSALS, Access, BodyLimit, ProtocolCheck, TokenAuth
+from ktrdr_api.coordination import PENDING, WALKFORWARD, Duty, Listener, announce_on_commit
 from ktrdr_api.dashboard import SecurityHeaders
-from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
+from ktrdr_api.db import SCHEMA_REVISION, is_postgresql, make_engine, schema_revision
 from ktrdr_api.deps import Backend
 from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.ids import utcnow
@@ -46,7 +47,7 @@ from ktrdr_api.routes import dashboard as dashboard_routes
 from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_api.tokens import Tokens, server_key
 from ktrdr_api.walkforward import Orchestrator
-from ktrdr_core.protocol import OperationKind
+from ktrdr_core.protocol import SERVED_BY, OperationKind
 from ktrdr_core.settings import Settings
 from ktrdr_core.version import __version__
 
@@ -100,9 +101,20 @@ def create_app(
         OperationKind.GAP_REPORT: completion.store_exact_report(),
     }
     dispatcher = Dispatcher(ops)
-    ops.on_pending = dispatcher.notify
     metrics = Metrics(ops, dispatcher)
     walkforwards = Orchestrator(ops, sessions)
+    listener: Listener | None = None
+    if is_postgresql(engine):
+        # Every process, this one included, hears of new work through PostgreSQL.
+        announce_on_commit(sessions, Orchestrator.concerns)
+        listener = Listener(
+            engine,
+            lambda topic: _deliver(topic, dispatcher, walkforwards),
+            reconnected=lambda: _missed_wakeups(dispatcher, walkforwards),
+        )
+    else:
+        ops.on_pending = dispatcher.notify
+    duties = [Duty(engine, "lease-sweep"), Duty(engine, "walkforward")]
     access = Access(
         bootstrap=settings.api_token,
         tokens=Tokens(server_key(settings)),
@@ -136,9 +148,11 @@ def create_app(
             upgrade(engine)
         store.clear_temporary()
         dispatcher.attach(asyncio.get_running_loop())
+        if listener is not None:
+            listener.start()
         tasks = [
-            asyncio.create_task(_sweep_leases(ops, interval)),
-            asyncio.create_task(walkforwards.run()),
+            asyncio.create_task(_sweep_leases(ops, interval, duties[0])),
+            asyncio.create_task(walkforwards.run(duties[1])),
         ]
         try:
             yield
@@ -148,6 +162,10 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if listener is not None:
+                listener.stop()
+            for duty in duties:
+                duty.release()
             engine.dispose()
 
     app = FastAPI(
@@ -162,6 +180,7 @@ def create_app(
     app.state.instance_id = settings.instance_id or secrets.token_hex(8)
     app.state.engine = engine
     app.state.backend = backend
+    app.state.listener = listener  # None on SQLite
     app.state.access = access
     for module in ROUTERS:
         app.include_router(module.router, prefix="/api/v1", responses=REFUSALS)
@@ -180,13 +199,45 @@ def create_app(
     return app
 
 
-async def _sweep_leases(ops: Operations, interval_s: float) -> None:
-    """Every ``interval_s`` seconds, requeue or fail operations whose lease ran out (each
-    change is logged by the state machine; one operation that cannot be handled is failed
-    on its own by ``expire_leases``)."""
+def serve_app() -> FastAPI:
+    """The app of one of ``ktrdr-api serve --processes N``'s processes (uvicorn's factory,
+    called in each): logging as ``serve`` sets it, settings from the environment."""
+    from ktrdr_api.logs import configure_logging
+
+    configure_logging()
+    # No line per request, as with one process: uvicorn silences its access log when it
+    # builds its configuration, which happened in the parent, not in this process.
+    logging.getLogger("uvicorn.access").propagate = False
+    return create_app()
+
+
+def _deliver(topic: str, dispatcher: Dispatcher, walkforwards: Orchestrator) -> None:
+    """A wake-up from PostgreSQL (see ktrdr_api.coordination): new work, or a walk-forward
+    to look at."""
+    if topic.startswith(PENDING):
+        dispatcher.notify(topic.removeprefix(PENDING))
+    elif topic == WALKFORWARD:
+        walkforwards.wake()
+
+
+def _missed_wakeups(dispatcher: Dispatcher, walkforwards: Orchestrator) -> None:
+    """The wake-up connection was lost for a while: whatever it missed, look now."""
+    for kind in OperationKind:
+        if SERVED_BY[kind] is not None:
+            dispatcher.notify(kind)
+    walkforwards.wake()
+
+
+async def _sweep_leases(ops: Operations, interval_s: float, duty: Duty) -> None:
+    """Every ``interval_s`` seconds, while this process holds the lease-sweep ``duty``,
+    requeue or fail operations whose lease ran out (each change is logged by the state
+    machine; one operation that cannot be handled is failed on its own by
+    ``expire_leases``)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
+            if not await asyncio.to_thread(duty.held):
+                continue
             await asyncio.to_thread(ops.expire_leases)
         except SQLAlchemyError as exc:
             # The database may be restarting; the next sweep tries again.

@@ -4,7 +4,9 @@ The interface is small on purpose (put a stream -> sha, open, exists, delete) so
 another backend (an object store) can replace the folder. A file becomes visible only
 complete: bytes go to a temporary file in the same folder tree, are flushed to disk, and
 are renamed into place atomically, so a reader never sees half a file and a crash leaves
-at most an orphaned temporary file (cleared at start-up).
+at most an orphaned temporary file (cleared at a later start once it has sat idle for an
+hour). Several API processes share one store safely: two that store the same content rename
+two complete copies of the same bytes onto the same name, and the last rename wins.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,9 @@ from ktrdr_core.errors import KtrdrError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1024 * 1024  # bytes read at a time when hashing a staged file
+
+LEFTOVER_IDLE_S = 3600.0
+"""Seconds without a write after which a temporary upload file counts as abandoned."""
 
 
 class ArtifactError(KtrdrError):
@@ -132,12 +138,19 @@ class ArtifactStore:
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
-    def clear_temporary(self) -> int:
-        """Delete temporary files left by interrupted uploads; returns how many."""
+    def clear_temporary(self, *, idle_s: float = LEFTOVER_IDLE_S) -> int:
+        """Delete temporary files left by interrupted uploads; returns how many.
+
+        Only those untouched for ``idle_s`` seconds: the store is shared by every API process,
+        and a process starting must not delete another one's upload in progress (which writes
+        to its file all along)."""
         removed = 0
+        cutoff = time.time() - idle_s
         for leftover in self.tmp_dir.glob("upload-*"):
-            leftover.unlink(missing_ok=True)
-            removed += 1
+            with contextlib.suppress(FileNotFoundError):  # finished meanwhile
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     def path(self, sha256: str) -> Path:

@@ -10,12 +10,18 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
+import shutil
 import socket
 import ssl
 import sys
 from pathlib import Path
 
 from ktrdr_core.settings import Settings, SettingsError
+
+# Named here, not imported: importing ktrdr_api.metrics would import prometheus_client before
+# the variable is set.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="allow plain HTTP beyond loopback (KTRDR_INSECURE_HTTP=1); tokens cross the "
         "network readable",
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        help="API processes sharing the port (default: KTRDR_API_PROCESSES or 1); more than "
+        "one needs PostgreSQL, which coordinates them",
     )
     commands.add_parser("migrate", help="apply database migrations and exit")
     args = parser.parse_args(argv)
@@ -52,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     host = args.host or settings.api_host
+    processes = args.processes or settings.api_processes
+    problem = processes_problem(processes, settings.effective_database_url)
+    if problem is not None:
+        print(f"ktrdr-api: {problem}", file=sys.stderr)
+        return 2
     cert = args.tls_cert or settings.tls_cert
     key = args.tls_key or settings.tls_key
     insecure = args.insecure_http or settings.insecure_http
@@ -85,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ktrdr-api: cannot listen on {host}: {exc}", file=sys.stderr)
         return 2
 
+    if processes > 1:
+        # Before anything imports prometheus_client: it picks its storage at import.
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_folder(settings.home)
+
     import uvicorn
 
-    from ktrdr_api.app import create_app
     from ktrdr_api.logs import configure_logging
 
     configure_logging()  # JSON lines unless stderr is a terminal
-    app = create_app(settings)
     database = settings.effective_database_url.partition(":")[0].partition("+")[0]
     name, port = sock.getsockname()[:2]
     log = logging.getLogger("ktrdr_api")
@@ -102,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             host,
         )
     log.info(
-        "serving on %s://%s:%d (%s database, token %s)",
+        "serving on %s://%s:%d (%s database, token %s, %d process%s)",
         "https" if cert else "http",
         f"[{name}]" if ":" in name else name,
         port,
         database,
         "required" if settings.api_token else "off",
+        processes,
+        "" if processes == 1 else "es",
     )
-    config = uvicorn.Config(
-        app,
+    options = dict(
         log_config=None,  # keep the handler configured above
         log_level="info",
         # No line per request: /metrics carries latencies per route, and a log write per
@@ -119,8 +139,41 @@ def main(argv: list[str] | None = None) -> int:
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    if processes == 1:
+        from ktrdr_api.app import create_app
+
+        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run(sockets=[sock])
+        return 0
+    # N processes accept on the one socket (the kernel spreads connections); uvicorn's
+    # supervisor starts each (an app of its own from the environment) and replaces one that
+    # dies. PostgreSQL coordinates them (ktrdr_api.coordination).
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("ktrdr_api.app:serve_app", factory=True, workers=processes, **options)
+    Multiprocess(config, sockets=[sock]).run()
     return 0
+
+
+def processes_problem(processes: int, database_url: str) -> str | None:
+    """Why ``processes`` API processes cannot share ``database_url``, or None."""
+    if processes > 1 and database_url.startswith("sqlite"):
+        return (
+            f"{processes} API processes need PostgreSQL (KTRDR_DATABASE_URL="
+            "postgresql+psycopg://…), which coordinates them: SQLite serves exactly one "
+            "process. Run one process (--processes 1), or move to PostgreSQL "
+            '(compose/README.md, "Scaling").'
+        )
+    return None
+
+
+def metrics_folder(home: Path) -> str:
+    """A fresh, empty folder for the processes' metric files (prometheus_client's
+    multiprocess mode), under ``home``: counts start at zero with the server."""
+    folder = home / "metrics"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return str(folder)
 
 
 def tls_problem(cert: Path | None, key: Path | None) -> str | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from ktrdr_core.settings import Settings
@@ -50,3 +53,29 @@ def schema_revision(engine: Engine) -> str | None:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock's key for ``name``: a stable 31-bit number (crc32), the same in
+    every process and every release."""
+    return zlib.crc32(f"ktrdr:{name}".encode()) & 0x7FFFFFFF
+
+
+def is_postgresql(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def advisory_lock(engine: Engine, name: str) -> Iterator[None]:
+    """Hold the advisory lock ``name`` for the block, waiting for it (PostgreSQL); nothing on
+    SQLite, where one process is all there is."""
+    if not is_postgresql(engine):
+        yield
+        return
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(select(func.pg_advisory_lock(lock_key(name))))
+        try:
+            yield
+        finally:
+            connection.execute(select(func.pg_advisory_unlock(lock_key(name))))

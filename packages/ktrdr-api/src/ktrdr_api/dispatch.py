@@ -13,8 +13,15 @@ Rules, in order:
 
 Long polling: a claiming worker waits on an ``asyncio.Event`` that ``notify`` sets as soon as
 an operation of its kind is committed as pending, so an idle worker receives a new operation
-in milliseconds; a slow periodic re-check (``RECHECK_S``) covers what no notification
-announces (another API process, the end of a grace period).
+in milliseconds. One notification wakes one waiter (the longest waiting), plus one GPU waiter
+for a training operation, never every waiter of the kind: with hundreds of workers polling,
+waking them all for one operation would cost hundreds of claim queries for one claim. With
+several API processes the notification comes through PostgreSQL (``LISTEN/NOTIFY``, see
+:mod:`ktrdr_api.coordination`) to every process, each of which wakes its own waiter. A slow
+periodic re-check (``RECHECK_S``) covers what no notification announces (the end of a grace
+period, a wake-up that lost its race): once a period, one waiter per worker kind looks at the
+queue, and one that finds work passes the look on to the next waiter, so the re-check costs
+a query or two per period whatever the number of waiting workers.
 """
 
 from __future__ import annotations
@@ -143,6 +150,7 @@ class _Waiter:
     kind: OperationKind
     device: Device
     event: asyncio.Event = field(default_factory=asyncio.Event)
+    rechecking: bool = False  # woken by the periodic re-check, not by a notification
 
 
 class Dispatcher:
@@ -154,6 +162,7 @@ class Dispatcher:
         self._waiters: dict[int, _Waiter] = {}
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._rechecks: asyncio.Task[None] | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the event loop the app serves on (called from the lifespan)."""
@@ -167,14 +176,34 @@ class Dispatcher:
         return any(w.kind == kind and w.device != Device.CPU for w in list(self._waiters.values()))
 
     def notify(self, kind: str) -> None:
-        """Wake the workers that serve operations of ``kind``; callable from any thread."""
+        """An operation of ``kind`` became claimable: wake the longest-waiting worker that
+        serves it, and for a training operation also the longest-waiting GPU one (GPU first
+        may leave it to that one). Callable from any thread."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        worker_kind = SERVED_BY.get(OperationKind(kind))
-        for waiter in list(self._waiters.values()):
-            if waiter.kind == worker_kind:
-                loop.call_soon_threadsafe(waiter.event.set)
+        with contextlib.suppress(RuntimeError):  # the loop closed during shut-down
+            loop.call_soon_threadsafe(self._wake_one, OperationKind(kind))
+
+    def _wake_one(self, kind: OperationKind, *, rechecking: bool = False) -> None:
+        worker_kind = SERVED_BY.get(kind)
+        # Not yet woken: a waiter whose event is set will look at the queue anyway.
+        idle = [w for w in self._waiters.values() if w.kind == worker_kind and not w.event.is_set()]
+        picks = idle[:1]
+        if kind == OperationKind.TRAINING:
+            gpu = [w for w in idle if w.device != Device.CPU]
+            if gpu and gpu[0] not in picks:
+                picks.append(gpu[0])
+        for waiter in picks:
+            waiter.rechecking = rechecking
+            waiter.event.set()
+
+    async def _recheck(self) -> None:
+        """While anyone waits: every ``recheck_s``, one waiter per kind of work looks."""
+        while self._waiters:
+            await asyncio.sleep(self.recheck_s)
+            for kind in {k for w in list(self._waiters.values()) for k in served_kinds(w.kind)}:
+                self._wake_one(kind, rechecking=True)
 
     async def claim(
         self,
@@ -196,6 +225,8 @@ class Dispatcher:
         waiter = _Waiter(worker.worker_id, worker.kind, worker.device)
         key = next(self._ids)
         self._waiters[key] = waiter
+        if self._rechecks is None or self._rechecks.done():
+            self._rechecks = loop.create_task(self._recheck())
         deadline = loop.time() + timeout_s
         try:
             while True:
@@ -203,16 +234,30 @@ class Dispatcher:
                 gpu_waiting = worker.device == Device.CPU and self.gpu_waiting(worker.kind)
                 offer = await asyncio.to_thread(ops.try_claim, worker, gpu_waiting=gpu_waiting)
                 if offer is not None:
+                    if waiter.rechecking:  # more may be waiting unannounced: the next looks
+                        self._wake_one(offer.kind, rechecking=True)
                     return offer
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.event.wait(), min(remaining, self.recheck_s))
-                if gone is not None and await gone():
+                woken = await self._wait(waiter, deadline, gone)
+                if woken is None:
                     return None  # nobody to answer, and not heard from since the poll began
+                if not woken:
+                    break
         finally:
             del self._waiters[key]
         # Heard from until now: the silence that makes a worker "lost" starts here.
         await asyncio.to_thread(ops.mark_seen, worker_id)
         return None
+
+    async def _wait(
+        self, waiter: _Waiter, deadline: float, gone: Callable[[], Awaitable[bool]] | None
+    ) -> bool | None:
+        """Until ``waiter`` is woken (True), the poll's ``deadline`` passes (False) or its
+        worker hangs up (None; asked every ``recheck_s``)."""
+        loop = asyncio.get_running_loop()
+        while (remaining := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.event.wait(), min(remaining, self.recheck_s))
+                return True
+            if gone is not None and await gone():
+                return None
+        return False

@@ -88,15 +88,12 @@ class Leases(OperationStore):
                 )
                 self._lose_lease(session, op, now=now, reason=reason)
             worker.current_operation_id = None
-            info = WorkerInfo(
+            return WorkerInfo(
                 worker_id=worker.id,
                 kind=OperationKind(worker.kind),
                 device=Device(worker.device),
                 versions=dict(worker.versions or {}),
             )
-        for op in held:
-            self.on_pending(op.kind)
-        return info
 
     def mark_seen(self, worker_id: str) -> None:
         """The worker was heard from just now (its long poll ended without work)."""
@@ -122,9 +119,17 @@ class Leases(OperationStore):
     def _claim_one(self, op_id: str, worker: WorkerInfo, now: datetime) -> ClaimResponse | None:
         check_transition(P, Event.CLAIM, R)
         with self.sessions.begin() as session:
-            op = session.get(Operation, op_id)
-            if op is None or op.state != P.value:
-                return None  # another worker was faster
+            # PostgreSQL: lock the row, or skip it at once when another claim holds it (that
+            # claimer moves on to the next candidate instead of queueing behind the lock).
+            # SQLite has no row locks: one writer at a time, and the conditional update below
+            # keeps a second claim out on both.
+            op = session.scalars(
+                select(Operation)
+                .where(Operation.id == op_id, Operation.state == P.value)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if op is None:
+                return None  # another worker was faster, or is claiming it right now
             attempt = op.attempt + 1
             lease_expires_at = now + self.lease
             record = AttemptRecord(
@@ -224,9 +229,6 @@ class Leases(OperationStore):
                 continue
             if view is not None:
                 changed.append(view)
-        for view in changed:
-            if view.state == P:
-                self.on_pending(view.kind)
         return changed
 
     def _expire_lease(self, op_id: str, now: datetime) -> OperationView | None:

@@ -16,12 +16,19 @@ and counted by this process since it started:
 - ``ktrdr_http_request_duration_seconds{method,route,status}``: a latency histogram per
   route template (``/api/v1/operations/{operation_id}``, so ids never become labels).
 
-Each app has its own registry. Counters and the histogram live in memory: several API
-processes each expose their own, as Prometheus expects.
+Each app has its own registry. In one process, counters and the histogram live in memory.
+With several processes behind one port (``ktrdr-api serve --processes N``), a scrape lands on
+any one of them, so they use prometheus_client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR``
+(set by ``serve`` before any process imports the library) names a folder where each process
+writes its counts to files of its own, and every scrape sums the files of all processes, dead
+ones included, so a counter never goes back when a process is replaced. The gauges come from
+the database and are the same whichever process answers. Replicas on several hosts each
+expose their own host's processes; Prometheus scrapes each replica.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -53,6 +60,9 @@ LATENCY_BUCKETS_S = (
 """Upper bounds in seconds; up to 60 s because a claim is a long poll of up to a minute."""
 
 AUTH_FAILURE_REASONS = ("missing", "invalid", "role", "scope")
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's own variable: where processes sharing a port keep their counts."""
 
 UNMATCHED_ROUTE = "(unmatched)"
 """Route label of a request no route answered (404, or refused before routing: 401, 426)."""
@@ -128,25 +138,33 @@ class Metrics:
     def __init__(self, operations: OperationStore, dispatcher: Dispatcher):
         self.registry = CollectorRegistry()
         self.registry.register(DatabaseGauges(operations, dispatcher))
+        shared = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if shared:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            # The counters below write to files in ``shared`` (the library chose its value
+            # class at import, from the same variable); the scrape reads every process's.
+            MultiProcessCollector(self.registry, path=shared)
+        own = None if shared else self.registry
         self.transitions = Counter(
             "ktrdr_operation_transitions",
             "Committed operation state changes since this process started.",
             ["kind", "event", "state"],
-            registry=self.registry,
+            registry=own,
         )
         self.latency = Histogram(
             "ktrdr_http_request_duration_seconds",
             "Time from request received to response sent, per route template.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
+            registry=own,
         )
         self.auth_failures = Counter(
             "ktrdr_auth_failures",
             "Requests refused since this process started: missing or invalid (unknown, "
             "revoked) token (401), a role or worker scope that does not cover it (403).",
             ["reason"],
-            registry=self.registry,
+            registry=own,
         )
         for reason in AUTH_FAILURE_REASONS:  # every series present from the start, at 0
             self.auth_failures.labels(reason)

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from ktrdr_api.db import advisory_lock
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -20,5 +22,9 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to `revision` (default: the newest)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the database schema to `revision` (default: the newest).
+
+    Under an advisory lock on PostgreSQL: of N processes starting together, one migrates and
+    the others, once it is done, find nothing left to do."""
+    with advisory_lock(engine, "migrations"):
+        command.upgrade(alembic_config(engine), revision)

@@ -170,10 +170,7 @@ class Operations(Leases):
                 self._finish(session, op, target=X, **released)
             else:
                 self._requeue(session, op, **released)
-            view = to_view(op)
-        if view.state == P:
-            self.on_pending(view.kind)
-        return view
+            return to_view(op)
 
     # --- requests from users ----------------------------------------------------------
 

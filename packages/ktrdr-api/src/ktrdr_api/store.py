@@ -53,6 +53,11 @@ def note(session: Session, transition: Transition) -> None:
     session.info.setdefault(_NOTES, []).append(transition)
 
 
+def noted(session: Session) -> list[Transition]:
+    """The transitions ``session``'s transaction has noted so far (not yet committed)."""
+    return list(session.info.get(_NOTES, ()))
+
+
 def load(session: Session, operation_id: str) -> Operation:
     """The operation's row; OperationNotFound naming the id when there is none."""
     op = session.get(Operation, operation_id)
@@ -89,11 +94,12 @@ class OperationStore:
 
     def _committed(self, session: Session) -> None:
         """Log and report the transitions a transaction made, now that they are durable;
-        an operation created pending is announced to the workers that can claim it."""
+        an operation made pending (created, requeued) is announced to the workers that can
+        claim it."""
         for transition in session.info.pop(_NOTES, ()):
             transition.log()
             self.on_transition(transition)
-            if transition.event == "create" and transition.target == OperationState.PENDING:
+            if transition.target == OperationState.PENDING:
                 self.on_pending(transition.kind)
 
     # --- creation and reads -----------------------------------------------------------

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,12 +62,20 @@ def server_key(settings: Settings) -> bytes:
         pass
     settings.home.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode()
+    # Written whole under a name of its own, then linked into place: API processes starting
+    # together never read a half-written key, and the first link wins for all of them.
+    fd, staged = tempfile.mkstemp(dir=settings.home, prefix=f".{KEY_FILE}-")  # mode 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another backend process made it first
-        return Path(path).read_bytes().strip()
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(staged, path)
+        except FileExistsError:  # another backend process made it first
+            return Path(path).read_bytes().strip()
+    finally:
+        os.unlink(staged)
     return key
 
 

@@ -15,8 +15,10 @@ running; :class:`Orchestrator` then drives it by creating children, each with a 
 
 The orchestrator is level-triggered: each pass reads the walk-forward and its children and
 creates what is missing, so a pass after a backend restart simply carries on. Passes run
-after every child's terminal transition and on a slow periodic sweep; the (parent, role)
-unique constraint makes two racing passes create a child once.
+after every child's terminal transition (announced to every API process through PostgreSQL)
+and on a slow periodic sweep, in the one process that holds the ``walkforward`` duty (see
+:mod:`ktrdr_api.coordination`); the (parent, role) unique constraint makes two racing passes
+(the one a new walk-forward's request makes, the leader's) create a child once.
 
 A child that fails fails the walk-forward once no child is still running, naming the
 folds; ``ops retry`` on the walk-forward then reuses every completed child and runs only the
@@ -38,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ktrdr_api import catalog
+from ktrdr_api.coordination import Duty
 from ktrdr_api.lifecycle import OperationConflict, OperationNotFound, Transition
 from ktrdr_api.operations import Operations
 from ktrdr_api.strategies import (
@@ -161,25 +164,40 @@ class Orchestrator:
 
     # --- triggers -------------------------------------------------------------------
 
-    def notice(self, transition: Transition) -> None:
-        """``Operations.on_transition``: a child ended, or a walk-forward was cancelled."""
+    @staticmethod
+    def concerns(transition: Transition) -> bool:
+        """Whether a pass should follow ``transition``: a child ended, or a walk-forward was
+        cancelled."""
         ended_child = transition.kind in _CHILD_KINDS and transition.target in _TERMINAL
         cancelled = (
             transition.kind == OperationKind.WALKFORWARD and transition.event == "request_cancel"
         )
-        if (ended_child or cancelled) and self._loop is not None and self._wake is not None:
+        return ended_child or cancelled
+
+    def notice(self, transition: Transition) -> None:
+        """``Operations.on_transition``: wake the passes when the transition concerns them."""
+        if self.concerns(transition):
+            self.wake()
+
+    def wake(self) -> None:
+        """Ask for a pass now; callable from any thread."""
+        if self._loop is not None and self._wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed during shut-down
                 self._loop.call_soon_threadsafe(self._wake.set)
 
-    async def run(self) -> None:
+    async def run(self, duty: Duty | None = None) -> None:
         """The background task: a pass over running walk-forwards when woken, or every
-        ``sweep_s`` seconds. It ends only when cancelled."""
+        ``sweep_s`` seconds. It ends only when cancelled. With ``duty``, only while this
+        process holds it (one process drives the walk-forwards; another takes over within a
+        sweep when it dies)."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.sweep_s)
             self._wake.clear()
+            if duty is not None and not await asyncio.to_thread(duty.held):
+                continue
             try:
                 await asyncio.to_thread(self.sweep)
             except SQLAlchemyError as exc:

@@ -15,6 +15,7 @@
 | KTRDR_MAX_ATTEMPTS | lost leases an operation survives before it fails | 3 |
 | KTRDR_MAX_UPLOAD_MB | largest upload (data file, artifact) the backend accepts, in MiB | 1024 |
 | KTRDR_INSTANCE_ID | the backend's name in /health (at most 64 characters) | random per start |
+| KTRDR_API_PROCESSES | processes `ktrdr-api serve` runs on its port (>1: PostgreSQL) | 1 |
 
 A variable's name is ``KTRDR_`` and its field's name, upper-cased: pydantic-settings reads
 them, so a subclass (the worker's ``WorkerSettings``) adds variables by adding fields. Other
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_processes: int = Field(default=1, ge=1, le=64)
     api_url: str | None = None
     api_token: str = ""
     token_secret: str = ""

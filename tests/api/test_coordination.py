@@ -1,0 +1,230 @@
+"""Several API processes on one PostgreSQL: wake-ups through LISTEN/NOTIFY, claims that never
+hand one operation out twice, one leader per background duty, migrations that run once; and
+SQLite refused for more than one process.
+
+Each "process" here is an app of its own (its own engine, pool, dispatcher and listener) on
+the same database: what they share is PostgreSQL, as separate processes do. The real
+processes are the fault drill's (tests/e2e/test_drills_api_processes.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from ktrdr_api import cli
+from ktrdr_api.app import create_app
+from ktrdr_api.coordination import Duty
+from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
+from ktrdr_api.migrations import upgrade
+from ktrdr_core.protocol import BacktestInputs
+from ktrdr_core.settings import Settings
+from tests.support.api import FakeClock, claim, register
+from tests.support.waiting import wait_until
+
+_names = iter(range(10**6))
+
+
+@pytest.fixture
+def shared_url(postgres_server) -> str:
+    return postgres_server.create_database(f"ktrdr_coord_{next(_names)}")
+
+
+@pytest.fixture
+def two_processes(shared_url, tmp_path):
+    """Two apps on one PostgreSQL database and one artifact folder, both listening."""
+    clients = []
+    for name in ("a", "b"):
+        settings = Settings(home=tmp_path / "home", database_url=shared_url, lease_seconds=30)
+        client = TestClient(create_app(settings, clock=FakeClock(), sweep_interval_s=3600))
+        client.__enter__()
+        clients.append(client)
+        wait_until(client.app.state.listener.listening.is_set, f"{name} listening", 30)
+    yield clients
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def _backtest(backend) -> str:
+    inputs = BacktestInputs(model_id="mdl_000000000000", bundle_sha256="0" * 64, data=[])
+    return backend.operations.create(inputs).operation_id
+
+
+def test_an_operation_created_on_one_process_wakes_a_long_poll_on_the_other(two_processes):
+    a, b = two_processes
+    # No periodic re-check on b: only the notification through PostgreSQL can end its wait
+    # before the poll's 30 s run out.
+    b.app.state.backend.dispatcher.recheck_s = 3600
+    register(a, "bt-1", kind="backtest")
+    results: dict = {}
+    # The poll's last look at its end would find the operation: only an answer well before
+    # that end shows the wake-up.
+    poll = threading.Thread(target=lambda: results.update(got=claim(b, "bt-1", 20)), daemon=True)
+    poll.start()
+    wait_until(lambda: b.app.state.backend.dispatcher.waiting(), "bt-1 long-polling on b", 30)
+    op_id = _backtest(a.app.state.backend)
+    poll.join(timeout=10)
+    assert "got" in results, "b's poll was not woken by the operation made on a"
+    assert results["got"]["operation_id"] == op_id
+
+
+def test_a_rolled_back_creation_wakes_nobody(two_processes):
+    a, b = two_processes
+    b.app.state.backend.dispatcher.recheck_s = 3600
+    register(a, "bt-1", kind="backtest")
+    results: dict = {}
+    poll = threading.Thread(target=lambda: results.update(got=claim(b, "bt-1", 2)))
+    poll.start()
+    wait_until(lambda: b.app.state.backend.dispatcher.waiting(), "bt-1 long-polling on b", 30)
+    ops = a.app.state.backend.operations
+    inputs = BacktestInputs(model_id="mdl_000000000000", bundle_sha256="0" * 64, data=[])
+    with ops.sessions() as session:  # added, then rolled back: never existed
+        ops.add(session, inputs)
+        session.rollback()
+    poll.join(timeout=60)
+    assert results["got"] is None
+
+
+def test_claims_racing_on_two_processes_never_hand_one_operation_out_twice(two_processes):
+    a, b = two_processes
+    backends = [a.app.state.backend, b.app.state.backend]
+    workers = [f"bt-{n}" for n in range(8)]
+    for worker_id in workers:
+        register(a, worker_id, kind="backtest")
+    created = [_backtest(backends[n % 2]) for n in range(40)]
+    claimed: list[tuple[str, str]] = []
+    start = threading.Barrier(len(workers))
+
+    def drain(index: int, worker_id: str) -> None:
+        ops = backends[index % 2].operations
+        start.wait()
+        while True:
+            offer = ops.try_claim(ops.begin_claim(worker_id), gpu_waiting=False)
+            if offer is None:
+                return
+            claimed.append((offer.operation_id, worker_id))
+            # Completing is not the point: a worker asking again while holding one would
+            # lose it (begin_claim); record and move the holding aside.
+            with ops.sessions.begin() as session:
+                session.execute(
+                    text("UPDATE workers SET current_operation_id = NULL WHERE id = :id"),
+                    {"id": worker_id},
+                )
+                session.execute(
+                    text("UPDATE operations SET worker_id = 'parked' WHERE id = :id"),
+                    {"id": offer.operation_id},
+                )
+
+    threads = [threading.Thread(target=drain, args=(i, w)) for i, w in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    times = Counter(op for op, _ in claimed)
+    assert sorted(times) == sorted(created)
+    assert set(times.values()) == {1}
+    # And the attempt records agree: one attempt each.
+    for op_id in created:
+        assert backends[0].operations.get(op_id).attempt == 1
+
+
+def test_a_duty_passes_to_another_process_when_its_leader_dies(shared_url):
+    engines = [make_engine(Settings(database_url=shared_url)) for _ in range(2)]
+    first, second = (Duty(engine, "lease-sweep") for engine in engines)
+    try:
+        assert first.held() and first.held()  # taken, then kept
+        assert not second.held()
+        # The leader's process dies: PostgreSQL drops its connection, and the lock with it.
+        with engines[1].connect() as admin:
+            admin.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                     " AND objid = :key"),
+                {"key": first.key},
+            )  # fmt: skip
+        wait_until(second.held, "the second process taking the duty over", 30)
+        assert not first.held()  # the old leader notices it lost it, and stays out
+    finally:
+        first.release()
+        second.release()
+        for engine in engines:
+            engine.dispose()
+
+
+def test_each_duty_has_its_own_leader(shared_url):
+    engine = make_engine(Settings(database_url=shared_url))
+    other = make_engine(Settings(database_url=shared_url))
+    duties = [Duty(engine, "lease-sweep"), Duty(other, "walkforward")]
+    try:
+        assert all(duty.held() for duty in duties)
+    finally:
+        for duty in duties:
+            duty.release()
+        engine.dispose()
+        other.dispose()
+
+
+def test_every_duty_is_the_one_process_s_on_sqlite(tmp_path):
+    engine = make_engine(Settings(home=tmp_path))
+    assert Duty(engine, "lease-sweep").held() and Duty(engine, "lease-sweep").held()
+    engine.dispose()
+
+
+def test_processes_starting_together_migrate_once(shared_url):
+    engines = [make_engine(Settings(database_url=shared_url)) for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(engines))
+
+    def migrate(engine) -> None:
+        start.wait()
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # reported below, with the others'
+            errors.append(exc)
+
+    # Daemons, with one deadline for all: without the lock they can deadlock in PostgreSQL.
+    threads = [threading.Thread(target=migrate, args=(e,), daemon=True) for e in engines]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: not any(t.is_alive() for t in threads), "every migration to end", 120)
+    try:
+        assert errors == []
+        assert schema_revision(engines[0]) == SCHEMA_REVISION
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_more_than_one_process_on_sqlite_is_refused(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("KTRDR_HOME", str(tmp_path))
+    assert cli.main(["serve", "--processes", "2", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "2 API processes need PostgreSQL" in err and "SQLite serves exactly one" in err
+    monkeypatch.setenv("KTRDR_API_PROCESSES", "3")
+    assert cli.main(["serve", "--port", "0"]) == 2
+    assert "3 API processes need PostgreSQL" in capsys.readouterr().err
+
+
+def test_processes_starting_together_on_a_fresh_home_share_one_token_key(tmp_path):
+    """The first start makes the key of the token hashes; N processes racing to make it must
+    all end up with the same one, or tokens made on one would be refused by another."""
+    from ktrdr_api.tokens import server_key
+
+    settings = Settings(home=tmp_path / "fresh")
+    keys: list[bytes] = []
+    start = threading.Barrier(8)
+
+    def read() -> None:
+        start.wait()
+        keys.append(server_key(settings))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 64
+    assert sorted(p.name for p in settings.home.iterdir()) == ["token-secret"]
