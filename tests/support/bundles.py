@@ -68,15 +68,18 @@ def bundle_manifest(
     symbol: str = "GOOG",
     timeframe: str = "1d",
     weights: bytes = WEIGHTS,
+    period: tuple[str, str] = ("2012-01-03T00:00:00Z", "2012-06-01T00:00:00Z"),
 ) -> dict:
-    """A complete ``bundle.json`` (the ktrdr-core schema) for a small model on ``symbol``."""
+    """A complete ``bundle.json`` (the ktrdr-core schema) for a small model on ``symbol``;
+    ``period``: its parts' (and so its test period's) first and last time, which must lie
+    inside the stored data a backtest of it reads (the backend refuses it otherwise)."""
     features = feature_names or ["1d_rsi_zone_oversold", "1d_rsi_zone_overbought"]
     per_class = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
-    # Inside GOOG's daily bars (tests.support.market_data: 2004-08-19 … 2013-03-01), which the
-    # backend checks a backtest's data against.
+    # The default lies inside GOOG's daily bars (tests.support.market_data: 2004-08-19 …
+    # 2013-03-01).
     part = {
-        "start": "2012-01-03T00:00:00Z",
-        "end": "2012-06-01T00:00:00Z",
+        "start": period[0],
+        "end": period[1],
         "samples": 30,
         "class_counts": {"BUY": 10, "HOLD": 10, "SELL": 10},
     }
@@ -99,8 +102,8 @@ def bundle_manifest(
                 "timeframe": timeframe,
                 "checksum": "cd" * 32,
                 "rows": 100,
-                "first": "2012-01-03T00:00:00Z",
-                "last": "2012-12-31T00:00:00Z",
+                "first": period[0],
+                "last": max(period[1], "2012-12-31T00:00:00Z"),
                 "samples": {"train": 30, "validation": 30, "test": 30},
             }
         ],
@@ -202,5 +205,7 @@ def seed_model(api, folder: Path) -> str:  # type: ignore[no-untyped-def]
     with api.client() as client:
         client.import_data("EURUSD", "1h", eurusd_csv(folder / "eurusd.csv"))
         bundle = folder / "model.zip"
-        bundle.write_bytes(bundle_bytes(symbol="EURUSD", timeframe="1h"))
+        # Inside the EURUSD bars (2017-04-19 … 2018-02-07), past the model's warm-up.
+        period = ("2017-06-01T00:00:00Z", "2018-01-31T00:00:00Z")
+        bundle.write_bytes(bundle_bytes(symbol="EURUSD", timeframe="1h", period=period))
         return client.import_model(bundle).model_id
