@@ -37,11 +37,13 @@ from ktrdr_api.routes import (
     symbols,
     system,
     training,
+    tunes,
     walkforwards,
     workers,
 )
 from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_api.tokens import Tokens, server_key
+from ktrdr_api.tunes import TuneKeeper, Tunes
 from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.protocol import OperationKind
 from ktrdr_core.settings import Settings
@@ -60,6 +62,7 @@ ROUTERS = (
     training,
     backtests,
     walkforwards,
+    tunes,
     models,
     access_routes,
 )
@@ -99,6 +102,7 @@ def create_app(
     ops.on_pending = dispatcher.notify
     metrics = Metrics(ops, dispatcher)
     walkforwards = Orchestrator(ops, sessions)
+    studies = TuneKeeper(ops)
     access = Access(
         bootstrap=settings.api_token,
         tokens=Tokens(server_key(settings)),
@@ -114,11 +118,13 @@ def create_app(
         store=store,
         metrics=metrics,
         walkforwards=walkforwards,
+        tunes=Tunes(ops, walkforwards),
     )
 
     def on_transition(transition: Transition) -> None:
         metrics.count_transition(transition)
         walkforwards.notice(transition)
+        studies.notice(transition)
 
     ops.on_transition = on_transition
     interval = sweep_interval_s or min(1.0, settings.lease_seconds / 4)
@@ -135,6 +141,7 @@ def create_app(
         tasks = [
             asyncio.create_task(_sweep_leases(ops, interval)),
             asyncio.create_task(walkforwards.run()),
+            asyncio.create_task(studies.run()),
         ]
         try:
             yield

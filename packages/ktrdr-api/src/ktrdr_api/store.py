@@ -122,7 +122,7 @@ class OperationStore:
         retry_of: str | None = None,
         strategy_name: str | None = None,
         parent_id: str | None = None,
-        role: ChildRole | None = None,
+        role: ChildRole | str | None = None,
     ) -> Operation:
         """Add a new operation to the caller's transaction: it exists (and workers hear of
         it) only if that transaction commits. Returns the flushed row.
