@@ -445,7 +445,25 @@ class Tunes:
                 fold_values += [None] * (index + 1 - len(fold_values))
                 fold_values[index] = objective_of(grandchild.result.summary, inputs.objective)
         started, finished = child.started_at, child.finished_at
+        summary = result.summary if result else {}
+        tested = [f for f in summary.get("folds", []) if isinstance(f, dict)]
+        bars = sum(int(f.get("bars") or 0) for f in tested) or None
+        test_days = (
+            sum(
+                (date.fromisoformat(f["test_end"]) - date.fromisoformat(f["test_start"])).days + 1
+                for f in tested
+            )
+            if tested
+            else None
+        )
         return TrialView(
+            metrics={
+                key: value
+                for key in (summary.get("metrics") or {})
+                if (value := objective_of(summary, key)) is not None
+            },
+            bars=bars,
+            test_days=test_days,
             number=int(number),
             role=child.role or "",
             operation_id=child.operation_id,

@@ -48,6 +48,10 @@ from ktrdr_core.protocol import (
     SymbolSettings,
     SymbolView,
     TrainingRequest,
+    TrialRequest,
+    TrialView,
+    TuneRequest,
+    TuneView,
     WalkforwardRequest,
     WalkforwardView,
     WindowMode,
@@ -667,6 +671,44 @@ class KtrdrClient:
 
     def download_walkforward_chart(self, operation_id: str, dest: Path, fmt: str = "png") -> str:
         return self._download(f"/walkforwards/{_op(operation_id)}/chart", dest, {"format": fmt})
+
+    # --- parameter studies --------------------------------------------------------------
+
+    def start_tune(self, request: TuneRequest) -> OperationView:
+        """Start a parameter study (see ``ktrdr_core.tuning``); 422 lists every problem of
+        the strategy and the search space."""
+        return self._model(OperationView, "POST", "/tunes", json=self._body(request))
+
+    def list_tunes(self, state: OperationState | str | None = None) -> list[OperationView]:
+        params = {"state": str(state)} if state else None
+        return self._models(OperationView, "GET", "/tunes", params=params)
+
+    def get_tune(self, operation_id: str) -> TuneView:
+        """The study with its trials and holdout runs."""
+        return self._model(TuneView, "GET", f"/tunes/{_op(operation_id)}")
+
+    def best_tune(self, operation_id: str) -> dict[str, Any]:
+        """The best trial, its holdout run and the strategy with its parameters (YAML)."""
+        return self.request("GET", f"/tunes/{_op(operation_id)}/best").json()
+
+    def driver_tune(self, worker_id: str, operation_id: str, attempt: int) -> TuneView:
+        """The study as the worker holding it at ``attempt`` reads it (its driver)."""
+        return self._model(
+            TuneView,
+            "GET",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}",
+            params={"attempt": attempt},
+        )
+
+    def create_trial(self, worker_id: str, operation_id: str, request: TrialRequest) -> TrialView:
+        """Ask for a trial of the study the worker holds (the same trial again: the same
+        operation)."""
+        return self._model(
+            TrialView,
+            "POST",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}/trials",
+            json=self._body(request),
+        )
 
     # --- models -------------------------------------------------------------------------
 

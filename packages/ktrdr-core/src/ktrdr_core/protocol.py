@@ -1135,6 +1135,11 @@ class TrialView(_View):
     value: float | None = None
     fold_values: list[float | None] = Field(default_factory=list)
     folds: int = 0
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="the stitched out-of-sample metrics (finite ones)"
+    )
+    bars: int | None = Field(default=None, description="test bars over every fold")
+    test_days: int | None = Field(default=None, description="calendar days the tests span")
     error: str | None = None
     pruned: bool = False
     workers: list[str] = Field(default_factory=list)
