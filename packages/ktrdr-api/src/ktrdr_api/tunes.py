@@ -129,25 +129,31 @@ def check_space(request: TuneRequest, effective_text: str, strategy: Any) -> dic
             problems.append(issue(path, "names no value of the strategy (see `ktrdr runs diff`)"))
         else:
             usable[path] = spec
-    lows = {path: probe_values(spec)[0] for path, spec in usable.items()}
+    refused: set[str] = set()
+
+    def probe(path: str, values: dict[str, Any], note: str = "") -> bool:
+        try:
+            check_strategy(effective_text, values)
+        except StrategyInvalid as exc:
+            reasons = "; ".join(f"{i.path}: {i.message}" for i in exc.issues[:3])
+            problems.append(
+                issue(path, f"value {values[path]!r}{note} makes the strategy invalid: {reasons}")
+            )
+            refused.add(path)
+            return False
+        return True
+
+    # Each end alone first; then with every other usable distribution at its low end.
     for path, spec in usable.items():
-        for value in probe_values(spec):
-            for others in ({}, {k: v for k, v in lows.items() if k != path}):
-                try:
-                    check_strategy(effective_text, others | {path: value})
-                except StrategyInvalid as exc:
-                    reasons = "; ".join(f"{i.path}: {i.message}" for i in exc.issues[:3])
-                    with_others = " with the other parameters at their low ends" if others else ""
-                    problems.append(
-                        issue(
-                            path,
-                            f"value {value!r}{with_others} makes the strategy invalid: {reasons}",
-                        )
-                    )
-                    break
-            else:
+        all(probe(path, {path: value}) for value in probe_values(spec))
+    lows = {p: probe_values(spec)[0] for p, spec in usable.items() if p not in refused}
+    if len(lows) > 1:
+        for path, spec in usable.items():
+            if path in refused:
                 continue
-            break
+            others = {k: v for k, v in lows.items() if k != path}
+            note = " with the other parameters at their low ends"
+            all(probe(path, others | {path: value}, note) for value in probe_values(spec))
     if request.sampler == "grid" and grid_size(usable) is None:
         problems.append(
             StrategyIssue(path="sampler", message="a grid needs a step on every float range")
