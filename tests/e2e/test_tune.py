@@ -74,7 +74,7 @@ def stack(tmp_path_factory):
             folder / "workers",
             worker_id=f"tune-{kind}-{n}",
             torch_free=kind == "backtest",
-        )  # fmt: skip
+        )
         for kind, n in (("training", 1), ("training", 2), ("backtest", 1), ("backtest", 2))
     ]
     for worker in workers:
@@ -155,8 +155,9 @@ def test_a_killed_driver_is_resumed_elsewhere_and_every_trial_runs_once(stack, t
         drivers[killed].wait_exit()
         # The driver holds its worker's slot: a replacement host takes the backtests the
         # surviving worker cannot while it drives the study.
-        replacement = WorkerProcess("backtest", api, tmp_path, worker_id="tune-backtest-3",
-                                    torch_free=True)  # fmt: skip
+        replacement = WorkerProcess(
+            "backtest", api, tmp_path, worker_id="tune-backtest-3", torch_free=True
+        )
         workers.append(replacement)
         replacement.wait_registered()
         done = wait_for_state(api, started.operation_id, DONE, "ends", 1500, lambda: _logs(workers))
