@@ -371,6 +371,20 @@ class Tunes:
             view = self._failed_trial(study, inputs, role, request.params, str(exc))
         return self._trial_view(view, inputs)
 
+    def prune(self, worker_id: str, operation_id: str, number: int, attempt: int) -> TrialView:
+        """Stop trial ``number`` (its folds so far fell below the median): its walk-forward is
+        cancelled with its unfinished folds; the trials table shows it pruned."""
+        study = self.held(worker_id, operation_id, attempt)
+        inputs = study.inputs
+        assert isinstance(inputs, TuneInputs)
+        trial = self._child(operation_id, trial_role(number))
+        if trial is None:
+            raise OperationNotFound(f"study {operation_id} has no trial {number}")
+        if trial.state not in _TERMINAL:
+            with contextlib.suppress(OperationConflict):  # it ended meanwhile
+                trial = self.operations.request_cancel(trial.operation_id)
+        return self._trial_view(trial, inputs, study)
+
     def _failed_trial(
         self,
         study: OperationView,
@@ -425,7 +439,7 @@ class Tunes:
         trials, holdout = [], []
         for role, child in children.items():
             (holdout if role.startswith("holdout:") else trials).append(
-                self._trial_view(child, inputs)
+                self._trial_view(child, inputs, study)
             )
         return TuneView(
             operation=study,
@@ -433,7 +447,9 @@ class Tunes:
             holdout=sorted(holdout, key=lambda t: t.number),
         )
 
-    def _trial_view(self, child: OperationView, inputs: TuneInputs) -> TrialView:
+    def _trial_view(
+        self, child: OperationView, inputs: TuneInputs, study: OperationView | None = None
+    ) -> TrialView:
         number = (child.role or "trial:0").partition(":")[2]
         result = child.result if isinstance(child.result, WalkforwardResult) else None
         folds = child.inputs.folds if isinstance(child.inputs, WalkforwardInputs) else []
@@ -479,7 +495,12 @@ class Tunes:
             fold_values=fold_values,
             folds=len(folds),
             error=child.error,
-            pruned=child.state == OperationState.CANCELLED and "pruned" in (child.error or ""),
+            # Only the driver cancels a trial of a study that itself goes on: a pruned one.
+            pruned=child.state == OperationState.CANCELLED
+            and study is not None
+            and not study.cancel_requested
+            and study.state
+            in (OperationState.PENDING, OperationState.RUNNING, OperationState.COMPLETED),
             workers=workers,
             started_at=started,
             finished_at=finished,

@@ -710,6 +710,17 @@ class KtrdrClient:
             json=self._body(request),
         )
 
+    def prune_trial(
+        self, worker_id: str, operation_id: str, number: int, attempt: int
+    ) -> TrialView:
+        """Stop trial ``number`` of the study the worker holds (its unfinished folds)."""
+        return self._model(
+            TrialView,
+            "POST",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}/trials/{number}/prune",
+            json={"attempt": attempt},
+        )
+
     # --- models -------------------------------------------------------------------------
 
     def import_model(self, path: Path) -> ModelView:

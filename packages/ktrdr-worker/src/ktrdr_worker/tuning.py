@@ -114,6 +114,7 @@ class StudyDriver:
         *,
         read: Callable[[], TuneView],
         create: Callable[[TrialRequest], TrialView],
+        prune: Callable[[int], TrialView],
         attempt: int,
         check: Callable[[], None],
         progress: Callable[[float, str], None],
@@ -125,6 +126,7 @@ class StudyDriver:
         self.inputs = inputs
         self.read = read
         self.create = create
+        self.prune = prune
         self.attempt = attempt
         self.check = check
         self.report = progress
@@ -266,8 +268,9 @@ class StudyDriver:
             optuna_trial = self.active.get(trial.number)
             if optuna_trial is None:
                 continue
-            if self.inputs.prune and trial.state not in _TERMINAL:
-                self._report_folds(trial, optuna_trial)
+            if self.inputs.prune:
+                # An ended trial's folds still count: the median the next ones meet.
+                self._report_folds(trial, optuna_trial, decide=trial.state not in _TERMINAL)
             if trial.state in _TERMINAL:
                 state, value = self._ending(trial)
                 self.study.tell(optuna_trial, value if value is not None else None, state=state)
@@ -275,13 +278,27 @@ class StudyDriver:
                 ended = True
         return ended
 
-    def _report_folds(self, trial: TrialView, optuna_trial: optuna.trial.Trial) -> None:
+    def _report_folds(
+        self, trial: TrialView, optuna_trial: optuna.trial.Trial, *, decide: bool
+    ) -> None:
+        """Report the trial's new fold values; with ``decide``, prune it when the pruner says."""
         done = self.reported.get(trial.number, 0)
         for step, value in enumerate(trial.fold_values[done:], start=done):
             if value is None:
                 break
             optuna_trial.report(value, step)
             self.reported[trial.number] = step + 1
+            if decide and trial.number not in self.pruned and optuna_trial.should_prune():
+                log.info(
+                    "trial %d pruned after fold %d: %s %.4g",
+                    trial.number,
+                    step,
+                    self.inputs.objective,
+                    value,
+                )
+                self.prune(trial.number)
+                self.pruned.add(trial.number)
+                return
 
     def _progress(self, view: TuneView) -> None:
         inputs = self.inputs

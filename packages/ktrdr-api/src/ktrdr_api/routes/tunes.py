@@ -17,6 +17,7 @@ from ktrdr_api.responses import ModelResponse, model_response
 from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     WORKER_ID_PATTERN,
+    AttemptRef,
     OperationKind,
     OperationState,
     OperationView,
@@ -104,3 +105,21 @@ async def create_trial(
     again when it exists); only the worker holding the study, at its attempt."""
     view = await run_in_threadpool(backend.tunes.create_trial, worker_id, operation_id, request)
     return model_response(view, status_code=201)
+
+
+@router.post(
+    "/workers/{worker_id}/tunes/{operation_id}/trials/{number}/prune",
+    response_model=TrialView,
+    responses={404: {}, 409: {}},
+    dependencies=[requires(Role.WORKER)],
+)
+def prune_trial(
+    worker_id: WorkerIdPath,
+    operation_id: OperationIdPath,
+    number: Annotated[int, Path(ge=0, le=100_000)],
+    attempt: AttemptRef,
+    backend: BackendDep,
+) -> TrialView:
+    """Stop a trial whose folds fell below the median (``--prune``): its unfinished folds
+    are cancelled; only the worker holding the study, at its attempt."""
+    return backend.tunes.prune(worker_id, operation_id, number, attempt.attempt)

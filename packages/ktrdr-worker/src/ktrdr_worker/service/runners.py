@@ -424,6 +424,10 @@ def run_tune(job: Job) -> TuneResult:
             lambda: job.client.create_trial(worker_id, operation_id, request),
             f"creation of trial {request.number}",
         ),
+        prune=lambda number: job.call(
+            lambda: job.client.prune_trial(worker_id, operation_id, number, attempt),
+            f"pruning of trial {number}",
+        ),
         attempt=attempt,
         check=job.check,
         progress=lambda percent, message: job.progress(percent, message),
