@@ -146,6 +146,7 @@ def test_a_killed_driver_is_resumed_elsewhere_and_every_trial_runs_once(stack, t
 
         def driven():
             view = client.get_tune(started.operation_id)
+            assert not view.operation.state.is_terminal, view.operation.error
             running = view.operation.state == OperationState.RUNNING
             return view if running and view.trials else None
 
