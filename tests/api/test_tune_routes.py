@@ -135,6 +135,10 @@ def test_a_study_is_claimed_by_a_backtest_worker_and_its_trials_are_child_walkfo
     assert (fold.test_start, fold.test_end) == (inputs.holdout_start, inputs.holdout_end)
     assert fold.train_end == inputs.search_end
     assert [h.number for h in kc.get_tune(offer.operation_id).holdout] == [0]
+    # `ktrdr ops list` shows the study, not its trials (`--all` shows them too).
+    listed = {v.operation_id for v in kc.list_operations(top_level=True)}
+    assert offer.operation_id in listed and trial.operation_id not in listed
+    assert trial.operation_id in {v.operation_id for v in kc.list_operations()}
 
 
 def test_parameters_the_strategy_refuses_make_a_failed_trial_with_the_reason(kc):

@@ -28,7 +28,6 @@ import logging
 from datetime import UTC, date, timedelta
 from typing import Any
 
-import yaml
 from sqlalchemy.exc import SQLAlchemyError
 
 from ktrdr_api.lifecycle import OperationConflict, OperationNotFound, Transition
@@ -67,6 +66,7 @@ from ktrdr_core.tuning import (
     parse_space,
     probe_values,
     space_lines,
+    strategy_text,
     trial_role,
 )
 from ktrdr_core.version import installed_distributions
@@ -541,8 +541,7 @@ class Tunes:
             f"{inputs.holdout_start} … {inputs.holdout_end}",
             "parameters: " + ", ".join(f"{k}={v!r}" for k, v in best.params.items()),
         ]
-        text = "".join(f"# {line}\n" for line in header)
-        text += yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        text = strategy_text(document, header)
         return {
             "trial": best.model_dump(mode="json"),
             "holdout": None if holdout is None else holdout.model_dump(mode="json"),

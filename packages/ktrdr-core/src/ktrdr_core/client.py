@@ -381,8 +381,12 @@ class KtrdrClient:
         state: OperationState | str | None = None,
         limit: int = 100,
         strategy: str | None = None,
+        top_level: bool = False,
     ) -> list[OperationView]:
+        """Newest first; ``top_level``: leave out child operations (folds, trials)."""
         params: dict[str, Any] = {"limit": limit}
+        if top_level:
+            params["top_level"] = "true"
         if kind:
             params["kind"] = str(kind)
         if state:

@@ -31,6 +31,7 @@ from ktrdr_core.strategy.issues import StrategyProblem
 
 __all__ = [
     "EULER_GAMMA",
+    "DeflatedSharpe",
     "SpaceError",
     "deflated_sharpe",
     "grid_size",
@@ -38,6 +39,8 @@ __all__ = [
     "overfitting_warning",
     "parse_space",
     "probe_values",
+    "space_lines",
+    "strategy_text",
     "trial_role",
 ]
 
@@ -185,6 +188,15 @@ def grid_size(space: Mapping[str, Mapping[str, Any]]) -> int | None:
         else:
             return None
     return size
+
+
+def strategy_text(document: Mapping[str, Any], header: Sequence[str]) -> str:
+    """A strategy document as YAML, after ``header``'s lines as comments (the best trial's
+    strategy, its header naming the study and the holdout result)."""
+    import yaml
+
+    comments = "".join(f"# {line}\n" for line in header)
+    return comments + yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
 
 
 def trial_role(number: int, *, holdout: bool = False) -> str:
