@@ -15,6 +15,7 @@ import pytest
 
 from ktrdr_core.protocol import OperationKind, OperationState, TuneRequest
 from ktrdr_core.simulator import PlantedEffect, simulate_csv
+from tests.support.cli import run_ktrdr
 from tests.support.stack import ApiServer, WorkerProcess, wait_for_state
 from tests.support.waiting import wait_until
 
@@ -136,6 +137,50 @@ def test_a_search_finds_the_planted_period_and_the_holdout_confirms_it(stack):
     for run in study.holdout:
         assert run.state == OperationState.COMPLETED
     assert inputs.search_end < inputs.holdout_start
+
+
+def test_the_cli_shows_the_study_and_writes_the_best_strategy(stack, tmp_path):
+    api, _ = stack
+    with api.client() as client:
+        [study] = [v for v in client.list_tunes() if v.state == OperationState.COMPLETED][:1]
+    env = {"KTRDR_API_URL": api.url}
+    shown = run_ktrdr("tunes", "show", study.operation_id, home=tmp_path, cwd=tmp_path, **env)
+    assert shown.returncode == 0, shown.stderr
+    assert "TRIAL" in shown.stdout and "HOLDOUT" in shown.stdout
+    assert "deflated Sharpe" in shown.stdout and "parameter importance" in shown.stdout
+    best = tmp_path / "best.yaml"
+    written = run_ktrdr("tunes", "best", study.operation_id, "--write", str(best), home=tmp_path,
+                        cwd=tmp_path, **env)  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    text = best.read_text()
+    assert text.startswith(f"# best of study {study.operation_id} (planted_rsi)")
+    assert "on the holdout" in text.splitlines()[0]
+    # The written file is a strategy the CLI validates offline, with the best period in it.
+    checked = run_ktrdr("strategies", "validate", str(best), home=tmp_path, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    period = study.result.summary["best"]["params"]["indicators.rsi_14.params.period"]
+    assert f"period: {period}" in text
+
+
+TWO_PARAMETERS = SPACE + "decisions.confidence_threshold: {float: [0.4, 0.6]}\n"
+
+
+def test_one_trial_at_a_time_with_one_seed_gives_identical_trial_tables(stack):
+    api, workers = stack
+    tables = []
+    with api.client() as client:
+        for _ in range(2):
+            started = client.start_tune(
+                _request(trials=3, parallel=1, sampler="tpe", seed=11, space=TWO_PARAMETERS)
+            )
+            done = wait_for_state(
+                api, started.operation_id, DONE, "ends", 900, lambda: _logs(workers)
+            )
+            assert done.state == OperationState.COMPLETED, done.error
+            study = client.get_tune(started.operation_id)
+            tables.append([(t.number, t.params, t.value, t.state) for t in study.trials])
+    assert tables[0] == tables[1]
+    assert len({str(row[1]) for row in tables[0]}) == 3
 
 
 def test_a_killed_driver_is_resumed_elsewhere_and_every_trial_runs_once(stack, tmp_path):

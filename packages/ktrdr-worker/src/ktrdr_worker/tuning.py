@@ -139,7 +139,6 @@ class StudyDriver:
         self.active: dict[int, optuna.trial.Trial] = {}
         self.reported: dict[int, int] = {}  # trial -> folds told to the pruner
         self.pruned: set[int] = set()
-        self.creation_lags: list[float] = []  # seconds from a trial ending to the next asked
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         from optuna.samplers import RandomSampler, TPESampler
@@ -236,7 +235,6 @@ class StudyDriver:
         if inputs.sampler == "grid":
             tried = [self._encoded(t.params) for t in view.trials]
             budget = min(budget, next_number + self._enqueue_grid(tried))
-        ended_at: float | None = None
         while True:
             self.check()
             while len(self.active) < inputs.parallel and next_number < budget:
@@ -246,24 +244,18 @@ class StudyDriver:
                         attempt=self.attempt, number=next_number, params=self._params(trial)
                     )
                 )
-                if ended_at is not None:
-                    self.creation_lags.append(time.monotonic() - ended_at)
-                    ended_at = None
                 self.active[next_number] = trial
                 next_number += 1
             if not self.active:
                 break
             self.sleep(POLL_SECONDS)
             view = self.read()
-            if self._tell(view):
-                ended_at = time.monotonic()
+            self._tell(view)
             self._progress(view)
         return self._finish()
 
-    def _tell(self, view: TuneView) -> bool:
-        """Tell the study every trial that ended; report folds to the pruner. True when a
-        trial ended."""
-        ended = False
+    def _tell(self, view: TuneView) -> None:
+        """Tell the study every trial that ended; report folds to the pruner."""
         for trial in view.trials:
             optuna_trial = self.active.get(trial.number)
             if optuna_trial is None:
@@ -275,8 +267,6 @@ class StudyDriver:
                 state, value = self._ending(trial)
                 self.study.tell(optuna_trial, value if value is not None else None, state=state)
                 del self.active[trial.number]
-                ended = True
-        return ended
 
     def _report_folds(
         self, trial: TrialView, optuna_trial: optuna.trial.Trial, *, decide: bool
@@ -401,7 +391,6 @@ class StudyDriver:
             "importance": self.importance(),
             "deflated_sharpe": self._deflated(ranked),
             "warnings": warnings,
-            "driver_lag_s": self.creation_lags,
         }
 
     def importance(self) -> dict[str, float] | str:
