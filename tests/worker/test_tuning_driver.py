@@ -222,3 +222,28 @@ def test_pruning_stops_a_trial_whose_folds_fall_below_the_median():
         assert abs(fake.trials[number].params["indicators.rsi_14.params.period"] - 14) >= 8
         assert len(fake.trials[number].fold_values) < 3
     assert result.summary["pruned"] == len(pruned)
+
+
+def test_the_driver_needs_no_torch_scipy_or_scikit_learn(tmp_path):
+    """What the torch-free image runs (tests/images runs the same probe inside it)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support.blocked import blocking_path
+    from tests.support.processes import process_env
+    from tests.support.tuning_probe import PROBE
+
+    env = process_env({"PYTHONPATH": str(blocking_path(tmp_path / "blocked"))}, home=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["imported"] == []
+    assert set(result["importance"]) == {
+        "indicators.rsi_14.params.period",
+        "training.learning_rate",
+    }
+    assert abs(result["best"]["indicators.rsi_14.params.period"] - 14) <= 3
+    assert len(result["holdout"]) == 3
