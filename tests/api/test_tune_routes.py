@@ -15,6 +15,7 @@ from ktrdr_core.protocol import (
     OperationState,
     TrialRequest,
     TuneRequest,
+    WalkforwardResult,
     WorkerRegistration,
 )
 from tests.support.market_data import packaged_csv
@@ -154,6 +155,40 @@ def test_parameters_the_strategy_refuses_make_a_failed_trial_with_the_reason(kc)
     assert trial.state == OperationState.FAILED
     assert "the parameters make no valid run" in trial.error
     assert "indicators.rsi_14.params.period" in trial.error
+
+
+def test_a_retried_study_keeps_its_completed_trials(kc, backend):
+    started = kc.start_tune(_request())
+    offer = _claim_study(kc)
+    params = {"indicators.rsi_14.params.period": 14}
+    done, cut = (
+        kc.create_trial(
+            "b1",
+            started.operation_id,
+            TrialRequest(
+                attempt=offer.attempt,
+                number=n,
+                params=params | {"indicators.rsi_14.params.period": 14 + n},
+            ),
+        )
+        for n in (0, 1)
+    )
+    # The backend's orchestrator would complete it after its folds: the test plays it.
+    backend.operations.conclude(
+        done.operation_id,
+        OperationState.COMPLETED,
+        result=WalkforwardResult(report_sha256="0" * 64, report_operation_id="op_000000000000",
+                                 summary={"metrics": {"sharpe": 1.25}}),
+    )  # fmt: skip
+    kc.fail_operation("b1", started.operation_id, offer.attempt, "the driver broke")
+    retried = kc.retry_operation(started.operation_id)
+    assert retried.inputs.reuse == {"trial:0": done.operation_id}
+    offer = _claim_study(kc, "b2")
+    assert offer.operation_id == retried.operation_id
+    view = kc.driver_tune("b2", retried.operation_id, offer.attempt)
+    # The driver rebuilds from trial 0 (completed, kept) and asks for trial 1 again.
+    assert [(t.number, t.value) for t in view.trials] == [(0, 1.25)]
+    assert cut.operation_id not in {t.operation_id for t in view.trials}
 
 
 def test_cancelling_a_study_cancels_its_trials(kc):

@@ -160,6 +160,13 @@ def test_the_cli_shows_the_study_and_writes_the_best_strategy(stack, tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     period = study.result.summary["best"]["params"]["indicators.rsi_14.params.period"]
     assert f"period: {period}" in text
+    # Every trial is an experiment record: `runs diff` lines two trials up.
+    with api.client() as client:
+        first, second = client.get_tune(study.operation_id).trials[:2]
+    diffed = run_ktrdr("runs", "diff", first.operation_id, second.operation_id, home=tmp_path,
+                       cwd=tmp_path, **env)  # fmt: skip
+    assert diffed.returncode == 0, diffed.stderr
+    assert "indicators.rsi_14.params.period" in diffed.stdout
 
 
 TWO_PARAMETERS = SPACE + "decisions.confidence_threshold: {float: [0.4, 0.6]}\n"
