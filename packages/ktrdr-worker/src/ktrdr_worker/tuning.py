@@ -46,7 +46,7 @@ __all__ = ["POLL_SECONDS", "StudyDriver", "distributions_of"]
 
 log = logging.getLogger("ktrdr_worker.tuning")
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 """How often the driver reads its study's trials while they run."""
 
 HOLDOUT_RANKS = 3
