@@ -18,6 +18,7 @@ from ktrdr_core.protocol import (
     WalkforwardResult,
     WorkerRegistration,
 )
+from ktrdr_core.settings import Settings
 from tests.support.market_data import packaged_csv
 from tests.support.waiting import wait_until
 
@@ -28,6 +29,14 @@ indicators.rsi_14.params.period: {int: [7, 28]}
 training.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}
 model.hidden_layers: {choice: [[32], [64, 32]]}
 """
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    """Every test here on SQLite and on a real PostgreSQL."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return Settings(home=home, database_url=database_url, lease_seconds=30, max_attempts=3)
 
 
 @pytest.fixture
