@@ -15,13 +15,15 @@ import tomllib
 from collections import deque
 from pathlib import Path
 
+# A parameter study's driver runs on a worker: the backend keeps the study, never Optuna.
+SEARCH = ("optuna",)
 NUMERIC = ("torch", "scikit-learn", "numpy", "pandas", "scipy", "triton", "nvidia-*", "cuda-*")
 
 # distribution -> patterns it must never reach
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "ktrdr-core": (*NUMERIC, "ktrdr-api", "ktrdr-worker", "ktrdr-cli"),
-    "ktrdr-api": (*NUMERIC, "ktrdr-worker", "ktrdr-cli"),
-    "ktrdr-cli": (*NUMERIC, "ktrdr-api", "ktrdr-worker"),
+    "ktrdr-core": (*NUMERIC, *SEARCH, "ktrdr-api", "ktrdr-worker", "ktrdr-cli"),
+    "ktrdr-api": (*NUMERIC, *SEARCH, "ktrdr-worker", "ktrdr-cli"),
+    "ktrdr-cli": (*NUMERIC, *SEARCH, "ktrdr-api", "ktrdr-worker"),
     "ktrdr-worker": ("ktrdr-api", "ktrdr-cli"),
 }
 # distribution -> packages it must reach (the worker exists to run torch)

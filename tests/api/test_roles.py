@@ -28,6 +28,7 @@ PATH_VALUES = {
     "timeframe": "1d",
     "model_id": "mdl_000000000000",
     "token_id": "tok_000000000000",
+    "number": "3",
 }
 
 

@@ -28,6 +28,7 @@ PLAUSIBLE = {
     "model_id": "mdl_0123456789ab",
     "sha256": "0" * 64,
     "token_id": "tok_0123456789ab",
+    "number": "3",
 }
 HOSTILE = ["a..b", "..%2F..%2Fetc%2Fpasswd", "a%2Fb", "a%00b", "%00", "AAPL%00", "%2E%2E"]
 _PARAM = re.compile(r"{(\w+)}")

@@ -40,12 +40,14 @@ from ktrdr_api.routes import (
     symbols,
     system,
     training,
+    tunes,
     walkforwards,
     workers,
 )
 from ktrdr_api.routes import dashboard as dashboard_routes
 from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_api.tokens import Tokens, server_key
+from ktrdr_api.tunes import TuneKeeper, Tunes
 from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.protocol import SERVED_BY, OperationKind
 from ktrdr_core.settings import Settings
@@ -64,6 +66,7 @@ ROUTERS = (
     training,
     backtests,
     walkforwards,
+    tunes,
     models,
     runs,
     access_routes,
@@ -115,6 +118,9 @@ def create_app(
     else:
         ops.on_pending = dispatcher.notify
     duties = [Duty(engine, "lease-sweep"), Duty(engine, "walkforward")]
+    # Every process runs the study keeper: its pass only asks to cancel what is not yet
+    # asked (idempotent), and the process that took a study's cancel acts on it at once.
+    studies = TuneKeeper(ops)
     access = Access(
         bootstrap=settings.api_token,
         tokens=Tokens(server_key(settings)),
@@ -130,11 +136,13 @@ def create_app(
         store=store,
         metrics=metrics,
         walkforwards=walkforwards,
+        tunes=Tunes(ops, walkforwards),
     )
 
     def on_transition(transition: Transition) -> None:
         metrics.count_transition(transition)
         walkforwards.notice(transition)
+        studies.notice(transition)
 
     ops.on_transition = on_transition
     interval = sweep_interval_s or min(1.0, settings.lease_seconds / 4)
@@ -153,6 +161,7 @@ def create_app(
         tasks = [
             asyncio.create_task(_sweep_leases(ops, interval, duties[0])),
             asyncio.create_task(walkforwards.run(duties[1])),
+            asyncio.create_task(studies.run()),
         ]
         try:
             yield

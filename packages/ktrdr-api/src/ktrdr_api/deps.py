@@ -17,6 +17,7 @@ from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.metrics import Metrics
 from ktrdr_api.operations import Operations
 from ktrdr_api.tokens import LOCAL, Principal
+from ktrdr_api.tunes import Tunes
 from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.exchanges import exchange_code
 from ktrdr_core.protocol import normalise_symbol
@@ -34,6 +35,7 @@ class Backend:
     store: ArtifactStore
     metrics: Metrics
     walkforwards: Orchestrator
+    tunes: Tunes
 
     @property
     def local_database(self) -> bool:

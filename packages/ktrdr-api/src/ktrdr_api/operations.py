@@ -222,7 +222,8 @@ class Operations(Leases):
             references = catalog.references_of(session, f"operation:{op.id}")
             device, checkpoint = op.device, op.checkpoint_sha256
             strategy_name = op.strategy_name
-            if op.kind == OperationKind.WALKFORWARD:
+            # A study's retry likewise keeps its completed trials and runs only the rest.
+            if op.kind in (OperationKind.WALKFORWARD, OperationKind.TUNE):
                 done = session.execute(
                     select(Operation.role, Operation.id).where(
                         Operation.parent_id == op.id, Operation.state == C.value

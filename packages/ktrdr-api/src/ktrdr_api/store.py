@@ -128,7 +128,7 @@ class OperationStore:
         retry_of: str | None = None,
         strategy_name: str | None = None,
         parent_id: str | None = None,
-        role: ChildRole | None = None,
+        role: ChildRole | str | None = None,
     ) -> Operation:
         """Add a new operation to the caller's transaction: it exists (and workers hear of
         it) only if that transaction commits. Returns the flushed row.
@@ -188,9 +188,13 @@ class OperationStore:
         state: OperationState | None = None,
         limit: int = 100,
         strategy_name: str | None = None,
+        top_level: bool = False,
     ) -> list[OperationView]:
-        """Newest first, at most ``limit``."""
+        """Newest first, at most ``limit``; ``top_level``: without child operations (the
+        folds of walk-forwards, the trials of studies)."""
         query = select(Operation).order_by(Operation.created_at.desc(), Operation.id).limit(limit)
+        if top_level:
+            query = query.where(Operation.parent_id.is_(None))
         if kind is not None:
             query = query.where(Operation.kind == kind.value)
         if strategy_name is not None:

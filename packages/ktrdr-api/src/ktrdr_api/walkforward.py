@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, date
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -61,6 +62,7 @@ from ktrdr_api.walkforward_children import (
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     ChildRole,
+    FoldPlan,
     OperationKind,
     OperationState,
     OperationView,
@@ -73,6 +75,9 @@ from ktrdr_core.protocol import (
 from ktrdr_core.version import installed_distributions
 
 log = logging.getLogger("ktrdr_api.walkforward")
+
+Planner = Callable[[date, date, int], list[FoldPlan]]
+"""(first day, last day, embargo days) -> the folds of a walk-forward."""
 
 SWEEP_S = 2.0
 """Seconds between two passes over every running walk-forward when nothing announced one."""
@@ -103,8 +108,19 @@ class Orchestrator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # one pass at a time per process keeps the log tidy
 
-    def start(self, request: WalkforwardRequest) -> OperationView:
-        """Validate the strategy, plan the folds and create the running walk-forward."""
+    def start(
+        self,
+        request: WalkforwardRequest,
+        *,
+        planner: Planner | None = None,
+        parent_id: str | None = None,
+        role: str | None = None,
+    ) -> OperationView:
+        """Validate the strategy, plan the folds and create the running walk-forward.
+
+        ``planner`` (first day, last day, embargo days -> folds) replaces the even cut of
+        :func:`~ktrdr_core.walkforward.plan_folds` (a study's single-split trials and holdout
+        runs); ``parent_id``/``role`` make the walk-forward a study's child."""
         from ktrdr_core.walkforward import WalkforwardError, embargo_days, plan_folds
 
         check_backtest_settings(request.settings)
@@ -126,21 +142,23 @@ class Orchestrator:
         embargo_bars = (
             request.embargo_bars if request.embargo_bars is not None else strategy.embargo_bars
         )
+        # The embargo spans ``embargo_bars`` bars of every symbol: the widest in days.
+        embargo = max(
+            embargo_days(embargo_bars, ref.first.date(), ref.last.date(), ref.rows, exchange_bars=n)
+            for ref, n in zip(data, exchange_bars, strict=True)
+        )
         try:
-            folds = plan_folds(
-                first,
-                last,
-                folds=request.folds,
-                window=request.window,
-                train_blocks=request.train_blocks,
-                # The embargo spans ``embargo_bars`` bars of every symbol: the widest in days.
-                embargo=max(
-                    embargo_days(
-                        embargo_bars, ref.first.date(), ref.last.date(), ref.rows, exchange_bars=n
-                    )
-                    for ref, n in zip(data, exchange_bars, strict=True)
-                ),
-            )
+            if planner is not None:
+                folds = planner(first, last, embargo)
+            else:
+                folds = plan_folds(
+                    first,
+                    last,
+                    folds=request.folds,
+                    window=request.window,
+                    train_blocks=request.train_blocks,
+                    embargo=embargo,
+                )
         except WalkforwardError as exc:
             raise StrategyInvalid([StrategyIssue(path="folds", message=str(exc))]) from None
         inputs = WalkforwardInputs(
@@ -158,7 +176,9 @@ class Orchestrator:
             settings=request.settings,
             versions=installed_distributions(),
         )
-        view = self.operations.create(inputs, references=[r.checksum for r in data])
+        view = self.operations.create(
+            inputs, references=[r.checksum for r in data], parent_id=parent_id, role=role
+        )
         self.advance(view.operation_id)
         return self.operations.get(view.operation_id)
 

@@ -64,6 +64,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "walkforwards_app",
         "Walk-forward results.",
     ),
+    "tune": (
+        "ktrdr_cli.commands.tune",
+        "tune",
+        "Search a strategy's parameters with Optuna; trials are walk-forwards on every worker.",
+    ),
+    "tunes": (
+        "ktrdr_cli.commands.tune",
+        "tunes_app",
+        "Parameter studies: their trials, the holdout check, the best strategy.",
+    ),
     "runs": (
         "ktrdr_cli.commands.runs",
         "app",

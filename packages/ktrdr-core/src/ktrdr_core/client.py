@@ -48,6 +48,10 @@ from ktrdr_core.protocol import (
     SymbolSettings,
     SymbolView,
     TrainingRequest,
+    TrialRequest,
+    TrialView,
+    TuneRequest,
+    TuneView,
     WalkforwardRequest,
     WalkforwardView,
     WindowMode,
@@ -377,8 +381,12 @@ class KtrdrClient:
         state: OperationState | str | None = None,
         limit: int = 100,
         strategy: str | None = None,
+        top_level: bool = False,
     ) -> list[OperationView]:
+        """Newest first; ``top_level``: leave out child operations (folds, trials)."""
         params: dict[str, Any] = {"limit": limit}
+        if top_level:
+            params["top_level"] = "true"
         if kind:
             params["kind"] = str(kind)
         if state:
@@ -678,6 +686,55 @@ class KtrdrClient:
         """The dashboard's address of ``page`` (operations, backtests, walkforwards, models,
         …) and ``item`` on it. The token is never part of it: the page asks for it."""
         return f"{self.base_url}/#/{page}" + (f"/{item}" if item else "")
+
+    # --- parameter studies --------------------------------------------------------------
+
+    def start_tune(self, request: TuneRequest) -> OperationView:
+        """Start a parameter study (see ``ktrdr_core.tuning``); 422 lists every problem of
+        the strategy and the search space."""
+        return self._model(OperationView, "POST", "/tunes", json=self._body(request))
+
+    def list_tunes(self, state: OperationState | str | None = None) -> list[OperationView]:
+        params = {"state": str(state)} if state else None
+        return self._models(OperationView, "GET", "/tunes", params=params)
+
+    def get_tune(self, operation_id: str) -> TuneView:
+        """The study with its trials and holdout runs."""
+        return self._model(TuneView, "GET", f"/tunes/{_op(operation_id)}")
+
+    def best_tune(self, operation_id: str) -> dict[str, Any]:
+        """The best trial, its holdout run and the strategy with its parameters (YAML)."""
+        return self.request("GET", f"/tunes/{_op(operation_id)}/best").json()
+
+    def driver_tune(self, worker_id: str, operation_id: str, attempt: int) -> TuneView:
+        """The study as the worker holding it at ``attempt`` reads it (its driver)."""
+        return self._model(
+            TuneView,
+            "GET",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}",
+            params={"attempt": attempt},
+        )
+
+    def create_trial(self, worker_id: str, operation_id: str, request: TrialRequest) -> TrialView:
+        """Ask for a trial of the study the worker holds (the same trial again: the same
+        operation)."""
+        return self._model(
+            TrialView,
+            "POST",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}/trials",
+            json=self._body(request),
+        )
+
+    def prune_trial(
+        self, worker_id: str, operation_id: str, number: int, attempt: int
+    ) -> TrialView:
+        """Stop trial ``number`` of the study the worker holds (its unfinished folds)."""
+        return self._model(
+            TrialView,
+            "POST",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}/trials/{number}/prune",
+            json={"attempt": attempt},
+        )
 
     # --- models -------------------------------------------------------------------------
 

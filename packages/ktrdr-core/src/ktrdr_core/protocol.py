@@ -104,6 +104,13 @@ __all__ = [
     "TrainingRequest",
     "TrainingResult",
     "TrainingResultView",
+    "TrialRequest",
+    "TrialView",
+    "TuneInputs",
+    "TuneRequest",
+    "TuneResult",
+    "TuneResultView",
+    "TuneView",
     "WalkforwardInputs",
     "WalkforwardReportInputs",
     "WalkforwardReportResult",
@@ -176,6 +183,7 @@ class OperationKind(StrEnum):
     WALKFORWARD_REPORT = "wf_report"  # stitches a walk-forward's folds into one report
     GAP_REPORT = "gap_report"  # checks a dataset version against its exchange's sessions
     STRATEGY_AUDIT = "strategy_audit"  # trust checks on a strategy (ktrdr strategies audit)
+    TUNE = "tune"  # a parameter search's driver (ktrdr tune): its trials are child walk-forwards
 
 
 WORKER_KINDS = (OperationKind.TRAINING, OperationKind.BACKTEST)
@@ -195,6 +203,9 @@ SERVED_BY: dict[OperationKind, OperationKind | None] = {
     OperationKind.GAP_REPORT: OperationKind.BACKTEST,
     # The audit makes labels (scipy) and may train (torch): a training worker's packages.
     OperationKind.STRATEGY_AUDIT: OperationKind.TRAINING,
+    # The study driver (Optuna's ask-and-tell) needs numpy, not torch: a backtest worker runs
+    # it and holds that worker's slot for the whole study; its trials run everywhere.
+    OperationKind.TUNE: OperationKind.BACKTEST,
 }
 """Operation kind -> the worker kind that runs it (None: no worker, the backend does)."""
 
@@ -551,6 +562,38 @@ class StrategyAuditInputs(_StrategyInputs):
     permutations: int = 1000
 
 
+class TuneInputs(_StrategyInputs):
+    """A parameter search (``ktrdr_core.tuning``) over the dotted strategy paths of
+    ``space`` (path -> distribution, as :func:`ktrdr_core.tuning.parse_space` reads it).
+
+    Every trial is a child walk-forward over [``data_start``, ``search_end``] with ``folds``
+    folds; the days from ``holdout_start`` to ``holdout_end`` are never seen by a trial and
+    re-evaluate the best trials once the search ends. ``reuse``: trial role -> completed
+    trial of the study this one retries."""
+
+    kind: Literal["tune"] = "tune"
+    space_yaml: str
+    space: dict[str, dict[str, Any]]
+    trials: int
+    objective: str
+    direction: Literal["maximize", "minimize"]
+    folds: int
+    train_blocks: int
+    embargo_bars: int
+    sampler: Literal["tpe", "random", "grid"]
+    prune: bool
+    parallel: int
+    holdout: float
+    data_start: date
+    search_end: date
+    holdout_start: date
+    holdout_end: date
+    tune_seed: int
+    keep_best: int = 3
+    settings: dict[str, Any] = Field(default_factory=dict, description="backtest overrides")
+    reuse: dict[str, str] = Field(default_factory=dict)
+
+
 OperationInputs = Annotated[
     TrainingInputs
     | BacktestInputs
@@ -558,7 +601,8 @@ OperationInputs = Annotated[
     | WalkforwardInputs
     | WalkforwardReportInputs
     | GapReportInputs
-    | StrategyAuditInputs,
+    | StrategyAuditInputs
+    | TuneInputs,
     Field(discriminator="kind"),
 ]
 
@@ -632,13 +676,22 @@ class StrategyAuditResult(_Request):
     report: StrategyAuditReport
 
 
+class TuneResult(_Request):
+    """A finished study, as its driver reports it: ``summary`` holds the trials table, the
+    best trial, parameter importance and the holdout comparison (``ktrdr_core.tuning``)."""
+
+    kind: Literal["tune"] = "tune"
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
 OperationResult = Annotated[
     TrainingResult
     | BacktestResult
     | DataFetchResult
     | WalkforwardReportResult
     | GapReportResult
-    | StrategyAuditResult,
+    | StrategyAuditResult
+    | TuneResult,
     Field(discriminator="kind"),
 ]
 
@@ -694,6 +747,10 @@ class StrategyAuditResultView(_ResultMapping, StrategyAuditResult):
     model_config = ConfigDict(extra="ignore")
 
 
+class TuneResultView(_ResultMapping, TuneResult):
+    model_config = ConfigDict(extra="ignore")
+
+
 class WalkforwardResult(_ResultMapping, _View):
     """A completed walk-forward: its report job's result, the job, and every child by role."""
 
@@ -714,7 +771,8 @@ OperationResultView = Annotated[
     | WalkforwardReportResultView
     | WalkforwardResult
     | GapReportResultView
-    | StrategyAuditResultView,
+    | StrategyAuditResultView
+    | TuneResultView,
     Field(discriminator="kind"),
 ]
 
@@ -1024,3 +1082,77 @@ class BacktestRequest(_Request):
         if self.start and self.end and self.start >= self.end:
             raise ValueError(f"start {self.start} must be before end {self.end}")
         return self
+
+
+# --- parameter searches (ktrdr tune; see ktrdr_core.tuning) ------------------------------
+
+
+class TuneRequest(StrategyValidationRequest):
+    """Search ``space`` (the search-space YAML text; ``space_name``: its file name, for
+    messages) for the parameters that make ``objective`` (a walk-forward metric such as
+    ``sharpe``) best, in ``trials`` trials of ``folds`` folds each (1: one train/test split).
+    The last ``holdout`` fraction of the date range is kept from every trial and
+    re-evaluates the best ones once the search ends."""
+
+    space: str = Field(min_length=1, max_length=1_000_000)
+    space_name: str = Field(default="space.yaml", max_length=255)
+    trials: int = Field(default=20, ge=1, le=10_000)
+    objective: str = Field(default="sharpe", min_length=1, max_length=64)
+    direction: Literal["maximize", "minimize"] = "maximize"
+    folds: int = Field(default=3, ge=1, le=50)
+    train_blocks: int = Field(
+        default=3, ge=1, le=50, description="training window length, in test windows"
+    )
+    embargo_bars: int | None = Field(default=None, ge=0, le=100_000)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    prune: bool = False
+    parallel: int = Field(default=2, ge=1, le=64)
+    holdout: float = Field(default=0.2, gt=0.0, lt=0.9)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    keep_best: int = Field(default=3, ge=1, le=1000)
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="backtest overrides: capital, commission, ..."
+    )
+
+
+class TrialRequest(AttemptRef):
+    """The study driver asks for trial ``number`` with ``params`` (dotted strategy path ->
+    value), as the attempt it holds; ``holdout``: re-evaluate that trial on the holdout."""
+
+    number: int = Field(ge=0, le=100_000)
+    params: dict[str, Any] = Field(default_factory=dict)
+    holdout: bool = False
+
+
+class TrialView(_View):
+    """One trial of a study (or a holdout re-evaluation): its walk-forward operation, the
+    parameters it tried, and what it scored (``value``: the objective over its stitched
+    folds; ``fold_values``: the objective on each fold that completed, in fold order)."""
+
+    number: int
+    role: str
+    operation_id: str
+    state: OperationState
+    params: dict[str, Any]
+    value: float | None = None
+    fold_values: list[float | None] = Field(default_factory=list)
+    folds: int = 0
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="the stitched out-of-sample metrics (finite ones)"
+    )
+    bars: int | None = Field(default=None, description="test bars over every fold")
+    test_days: int | None = Field(default=None, description="calendar days the tests span")
+    error: str | None = None
+    pruned: bool = False
+    workers: list[str] = Field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+
+
+class TuneView(_View):
+    """A study with its trials and holdout re-evaluations, by number."""
+
+    operation: OperationView
+    trials: list[TrialView]
+    holdout: list[TrialView]

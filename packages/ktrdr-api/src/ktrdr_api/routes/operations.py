@@ -28,10 +28,12 @@ def list_operations(
     strategy: Annotated[
         str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     ] = None,
+    top_level: bool = False,
 ) -> list[OperationView]:
-    """Newest first, filtered by kind, state and strategy name."""
+    """Newest first, filtered by kind, state and strategy name; ``top_level``: without the
+    child operations of walk-forwards and studies."""
     views = backend.operations.list_operations(
-        kind=kind, state=state, limit=limit, strategy_name=strategy
+        kind=kind, state=state, limit=limit, strategy_name=strategy, top_level=top_level
     )
     return with_waiting_reasons(backend, views)
 

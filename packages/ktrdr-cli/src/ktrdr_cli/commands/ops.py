@@ -18,10 +18,14 @@ def list_ops(
     status: Annotated[str | None, typer.Option(help="pending, running, completed, …")] = None,
     kind: Annotated[str | None, typer.Option(help="training or backtest")] = None,
     limit: Annotated[int, typer.Option(help="newest N")] = 20,
+    everything: Annotated[
+        bool,
+        typer.Option("--all", help="with the folds of walk-forwards and the trials of studies"),
+    ] = False,
 ) -> None:
     """The newest operations, with state and progress."""
     with client() as api:
-        views = api.list_operations(kind=kind, state=status, limit=limit)
+        views = api.list_operations(kind=kind, state=status, limit=limit, top_level=not everything)
     emit(
         views,
         lambda: table(

@@ -30,6 +30,8 @@ from ktrdr_core.protocol import (
     StrategyAuditResult,
     TrainingInputs,
     TrainingResult,
+    TuneInputs,
+    TuneResult,
     WalkforwardReportInputs,
     WalkforwardReportResult,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "run_gap_report",
     "run_strategy_audit",
     "run_training",
+    "run_tune",
     "run_walkforward_report",
 ]
 
@@ -56,7 +59,8 @@ Runner = Callable[
     | DataFetchResult
     | WalkforwardReportResult
     | GapReportResult
-    | StrategyAuditResult,
+    | StrategyAuditResult
+    | TuneResult,
 ]
 
 # Progress (percent) given to the phases around the computing.
@@ -394,6 +398,40 @@ def run_strategy_audit(job: Job) -> StrategyAuditResult:
     return StrategyAuditResult(report=report)
 
 
+def run_tune(job: Job) -> TuneResult:
+    """Drive a parameter study (``ktrdr_worker.tuning``): ask Optuna for trials, have the
+    backend run them as child walk-forwards, tell Optuna how they scored, then re-evaluate
+    the best on the holdout. Holds this worker's slot until the study ends."""
+    from ktrdr_worker.tuning import StudyDriver
+
+    inputs = job.claim.inputs
+    if not isinstance(inputs, TuneInputs):
+        raise TypeError(f"a tune job got {inputs.kind} inputs")
+    worker_id, operation_id = job.heartbeat.worker_id, job.attempt.operation_id
+    attempt = job.attempt.number
+    job.progress(0.0, f"reading study {operation_id}", now=True)
+    driver = StudyDriver(
+        inputs,
+        read=lambda: job.call(
+            lambda: job.client.driver_tune(worker_id, operation_id, attempt), "read of the study"
+        ),
+        create=lambda request: job.call(
+            lambda: job.client.create_trial(worker_id, operation_id, request),
+            f"creation of trial {request.number}",
+        ),
+        prune=lambda number: job.call(
+            lambda: job.client.prune_trial(worker_id, operation_id, number, attempt),
+            f"pruning of trial {number}",
+        ),
+        attempt=attempt,
+        check=job.check,
+        progress=lambda percent, message: job.progress(percent, message),
+    )
+    result = driver.run()
+    job.check(finishing=True)
+    return result
+
+
 def warm_up(kind: OperationKind) -> None:
     """Pay a kind's one-off import costs before registering, not inside the first job's lease.
 
@@ -415,4 +453,5 @@ RUNNERS: dict[OperationKind, Runner] = {
     OperationKind.WALKFORWARD_REPORT: run_walkforward_report,
     OperationKind.GAP_REPORT: run_gap_report,
     OperationKind.STRATEGY_AUDIT: run_strategy_audit,
+    OperationKind.TUNE: run_tune,
 }
