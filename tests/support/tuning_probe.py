@@ -6,7 +6,8 @@ parameters, the importance, and which of the hidden packages got imported (none 
 PROBE = r"""
 import json, sys
 from datetime import UTC, date, datetime
-from ktrdr_core.protocol import DataRef, OperationState, TrialView, TuneInputs, TuneView
+from ktrdr_core.protocol import (BundleKeeping, DataRef, OperationState, TrialView, TuneInputs,
+                                 TuneView)
 from ktrdr_worker.tuning import StudyDriver
 
 inputs = TuneInputs(
@@ -32,10 +33,18 @@ def create(request):
         fold_values=[value, value], folds=2))
     return book[request.number]
 
+def watch(known, wait_s):
+    # Every trial completes as it is created: each watched one has changed.
+    return [(holdout if role.startswith("holdout:") else trials)[int(role.partition(":")[2])]
+            for role in known]
+
+
 driver = StudyDriver(
     inputs, read=lambda: TuneView.model_construct(operation=None, trials=list(trials.values()),
                                                   holdout=list(holdout.values())),
-    create=create, prune=lambda number: trials[number], attempt=1, check=lambda: None,
+    create=create, prune=lambda number: trials[number], watch=watch,
+    keep=lambda: BundleKeeping(keep_best=3, kept=[], deleted=[], freed_bytes=0),
+    attempt=1, check=lambda: None,
     progress=lambda percent, message: None, sleep=lambda seconds: None)
 summary = driver.run().summary
 print(json.dumps({

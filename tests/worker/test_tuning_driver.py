@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ktrdr_core.protocol import (
+    BundleKeeping,
     DataRef,
     OperationState,
     TrialRequest,
@@ -79,6 +80,8 @@ class FakeStudy:
         self.created: list[int] = []
         self.fail = fail
         self.folds_per_read = 3
+        self.unsettled = 0  # how many calls to keep() find a training still running
+        self.kept: list[str] = []  # what the driver saw when it asked to keep the best
 
     def _view(self, number: int, params: dict, holdout: bool) -> TrialView:
         return TrialView(
@@ -114,7 +117,7 @@ class FakeStudy:
                     trial.fold_values
                     + folds[len(trial.fold_values) : len(trial.fold_values) + self.folds_per_read]
                 )
-                update = {"fold_values": done}
+                update = {"fold_values": done, "folds_done": len(done)}
                 if len(done) == 3:
                     failed = number in self.fail and book is self.trials
                     update |= {
@@ -127,6 +130,29 @@ class FakeStudy:
             operation=None, trials=list(self.trials.values()), holdout=list(self.holdout.values())
         )
 
+    def watch(self, known: dict[str, int], wait_s: float) -> list[TrialView]:
+        """What the backend's long poll answers: the watched trials that ended or completed
+        more folds than the driver knew (the fake's trials move on at each look)."""
+        self.read()
+        changed = []
+        for role, seen in known.items():
+            kind, _, number = role.partition(":")
+            trial = (self.holdout if kind == "holdout" else self.trials)[int(number)]
+            if trial.state != OperationState.RUNNING or trial.folds_done > seen:
+                changed.append(trial)
+        return changed
+
+    def keep(self) -> BundleKeeping:
+        running = [
+            t.role for t in [*self.trials.values(), *self.holdout.values()]
+            if t.state == OperationState.RUNNING
+        ]  # fmt: skip
+        self.kept.append("running: " + ",".join(running) if running else "all ended")
+        unsettled = ["op_000000000099"] if self.unsettled else []
+        self.unsettled = max(0, self.unsettled - 1)
+        return BundleKeeping(keep_best=3, kept=[0, 1, 2], deleted=[], freed_bytes=10,
+                             unsettled=unsettled)  # fmt: skip
+
 
 def _driver(fake: FakeStudy, check=lambda: None) -> StudyDriver:
     return StudyDriver(
@@ -134,6 +160,8 @@ def _driver(fake: FakeStudy, check=lambda: None) -> StudyDriver:
         read=fake.read,
         create=fake.create,
         prune=fake.prune,
+        watch=fake.watch,
+        keep=fake.keep,
         attempt=1,
         check=check,
         progress=lambda percent, message: None,
@@ -169,6 +197,17 @@ def test_one_trial_at_a_time_with_one_seed_reproduces_the_study_trial_for_trial(
         summary["median"]["trial"]
     }
     assert set(summary["importance"]) == set(SPACE)
+    # The bundles are dealt with once every trial and holdout run ended, once.
+    assert first.kept == ["all ended"]
+    assert summary["bundles"] == {"keep_best": 3, "kept": [0, 1, 2], "freed_bytes": 10}
+
+
+def test_the_driver_asks_again_to_keep_the_best_while_a_training_has_yet_to_end():
+    fake = FakeStudy(_inputs(trials=4))
+    fake.unsettled = 2
+    result = _driver(fake).run()
+    assert fake.kept == ["all ended"] * 3
+    assert result.summary["bundles"]["kept"] == [0, 1, 2]
 
 
 class Crash(Exception):

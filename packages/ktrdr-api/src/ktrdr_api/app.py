@@ -17,7 +17,14 @@ from sqlalchemy.orm import sessionmaker
 from ktrdr_api import completion, errors, model_bundles
 from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.auth import REFUSALS, Access, BodyLimit, ProtocolCheck, TokenAuth
-from ktrdr_api.coordination import PENDING, WALKFORWARD, Duty, Listener, announce_on_commit
+from ktrdr_api.coordination import (
+    ENDED,
+    PENDING,
+    WALKFORWARD,
+    Duty,
+    Listener,
+    announce_on_commit,
+)
 from ktrdr_api.dashboard import SecurityHeaders
 from ktrdr_api.db import SCHEMA_REVISION, is_postgresql, make_engine, schema_revision
 from ktrdr_api.deps import Backend
@@ -47,7 +54,7 @@ from ktrdr_api.routes import (
 from ktrdr_api.routes import dashboard as dashboard_routes
 from ktrdr_api.routes import metrics as metrics_route
 from ktrdr_api.tokens import Tokens, server_key
-from ktrdr_api.tunes import TuneKeeper, Tunes
+from ktrdr_api.tunes import StudyWatch, TuneKeeper, Tunes
 from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.protocol import SERVED_BY, OperationKind
 from ktrdr_core.settings import Settings
@@ -106,14 +113,15 @@ def create_app(
     dispatcher = Dispatcher(ops)
     metrics = Metrics(ops, dispatcher)
     walkforwards = Orchestrator(ops, sessions)
+    tunes = Tunes(ops, walkforwards, store)
     listener: Listener | None = None
     if is_postgresql(engine):
         # Every process, this one included, hears of new work through PostgreSQL.
         announce_on_commit(sessions, Orchestrator.concerns)
         listener = Listener(
             engine,
-            lambda topic: _deliver(topic, dispatcher, walkforwards),
-            reconnected=lambda: _missed_wakeups(dispatcher, walkforwards),
+            lambda topic: _deliver(topic, dispatcher, walkforwards, tunes.watch),
+            reconnected=lambda: _missed_wakeups(dispatcher, walkforwards, tunes.watch),
         )
     else:
         ops.on_pending = dispatcher.notify
@@ -136,13 +144,14 @@ def create_app(
         store=store,
         metrics=metrics,
         walkforwards=walkforwards,
-        tunes=Tunes(ops, walkforwards),
+        tunes=tunes,
     )
 
     def on_transition(transition: Transition) -> None:
         metrics.count_transition(transition)
         walkforwards.notice(transition)
         studies.notice(transition)
+        tunes.watch.notice(transition)
 
     ops.on_transition = on_transition
     interval = sweep_interval_s or min(1.0, settings.lease_seconds / 4)
@@ -220,21 +229,26 @@ def serve_app() -> FastAPI:
     return create_app()
 
 
-def _deliver(topic: str, dispatcher: Dispatcher, walkforwards: Orchestrator) -> None:
-    """A wake-up from PostgreSQL (see ktrdr_api.coordination): new work, or a walk-forward
-    to look at."""
+def _deliver(
+    topic: str, dispatcher: Dispatcher, walkforwards: Orchestrator, watch: StudyWatch
+) -> None:
+    """A wake-up from PostgreSQL (see ktrdr_api.coordination): new work, a walk-forward to
+    look at, or a child that ended (a study's driver may wait for it)."""
     if topic.startswith(PENDING):
         dispatcher.notify(topic.removeprefix(PENDING))
     elif topic == WALKFORWARD:
         walkforwards.wake()
+    elif topic.startswith(ENDED):
+        watch.notify(topic.removeprefix(ENDED))
 
 
-def _missed_wakeups(dispatcher: Dispatcher, walkforwards: Orchestrator) -> None:
+def _missed_wakeups(dispatcher: Dispatcher, walkforwards: Orchestrator, watch: StudyWatch) -> None:
     """The wake-up connection was lost for a while: whatever it missed, look now."""
     for kind in OperationKind:
         if SERVED_BY[kind] is not None:
             dispatcher.notify(kind)
     walkforwards.wake()
+    watch.notify_all()
 
 
 async def _sweep_leases(ops: Operations, interval_s: float, duty: Duty) -> None:

@@ -23,13 +23,16 @@ worker's result model; raising a KtrdrError refuses the completion and changes n
 
 def catalogue_model(read_bundle: Callable[[str], BundleManifest]) -> CompletionHook:
     """A training's hook: its bundle becomes a model, named by the result's ``model_id`` so a
-    researcher backtests it next. ``read_bundle(sha256)`` validates the stored bundle."""
+    researcher backtests it next, and the result keeps the bundle's size (``bundle_bytes``:
+    what deleting the model frees, known after it is gone). ``read_bundle(sha256)``
+    validates the stored bundle."""
 
     def hook(session: Session, op: Operation, result: Any, now: datetime) -> dict[str, Any]:
         model = catalog.create_model(
             session, op, result.bundle_sha256, read_bundle=read_bundle, now=now
         )
-        return {"model_id": model.id}
+        stored = catalog.artifact(session, result.bundle_sha256)
+        return {"model_id": model.id, "bundle_bytes": stored.size if stored else None}
 
     return hook
 

@@ -36,10 +36,12 @@ from ktrdr_core.protocol import OperationState
 log = logging.getLogger("ktrdr_api.coordination")
 
 CHANNEL = "ktrdr"
-"""The one NOTIFY channel; payloads are topics: ``pending:<kind>`` or ``walkforward``."""
+"""The one NOTIFY channel; payloads are topics: ``pending:<kind>``, ``walkforward`` or
+``ended:<operation id>`` (a child of that operation ended: a study's driver waits on it)."""
 
 WALKFORWARD = "walkforward"
 PENDING = "pending:"
+ENDED = "ended:"
 
 
 def announce_on_commit(
@@ -47,7 +49,8 @@ def announce_on_commit(
 ) -> None:
     """Make every transaction of ``sessions`` NOTIFY the topics of the transitions it noted:
     ``pending:<kind>`` for an operation made claimable, ``walkforward`` for one that
-    ``concerns_walkforwards``. Sent inside the transaction, so delivered only if it commits."""
+    ``concerns_walkforwards``, ``ended:<parent>`` for a child that ended. Sent inside the
+    transaction, so delivered only if it commits."""
 
     @event.listens_for(sessions, "before_commit")
     def _announce(session: Session) -> None:
@@ -65,6 +68,8 @@ def topics_of(
             yield PENDING + transition.kind
         if concerns_walkforwards(transition):
             yield WALKFORWARD
+        if transition.ended_child_of:
+            yield ENDED + transition.ended_child_of
 
 
 class Listener:

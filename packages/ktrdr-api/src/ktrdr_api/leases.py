@@ -163,7 +163,9 @@ class Leases(OperationStore):
             )
             note(
                 session,
-                Transition(op_id, op.kind, Event.CLAIM, P, R, attempt, worker.worker_id),
+                Transition(
+                    op_id, op.kind, Event.CLAIM, P, R, attempt, worker.worker_id, None, op.parent_id
+                ),
             )
             inputs = op.inputs
             kind = op.kind

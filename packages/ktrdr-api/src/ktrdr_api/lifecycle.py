@@ -101,6 +101,12 @@ class Transition:
     attempt: int
     worker_id: str | None
     reason: str | None = None
+    parent_id: str | None = None  # the walk-forward or study it is a child of
+
+    @property
+    def ended_child_of(self) -> str | None:
+        """The parent whose child this transition ended (None: no child, or not an end)."""
+        return self.parent_id if self.parent_id and self.target.is_terminal else None
 
     def log(self) -> None:
         level = _LOG_LEVELS.get(self.event, logging.INFO)

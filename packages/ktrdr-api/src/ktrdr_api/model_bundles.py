@@ -1,6 +1,7 @@
 """Stored model bundles, read as the backend needs them: the manifest checked against its
 schema and the weights against the checksum it records (before a model is catalogued), and
-the data a bundle trained elsewhere names (before it is imported)."""
+the data a bundle trained elsewhere names (before it is imported); and the one way a model
+is deleted (`ktrdr models delete`, a study keeping only its best trials' bundles)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
+from ktrdr_api import catalog
+from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_core.bundles import BundleError, BundleManifest, check_weights, read_manifest
-from ktrdr_core.protocol import DataRef, normalise_symbol
+from ktrdr_core.protocol import DataRef, ModelView, normalise_symbol
 
 IMPORTED_DATA_VERSION = 0
 """``DataRef.version`` of the data an imported model names: it was not catalogued here."""
@@ -99,3 +103,33 @@ def imported_data(manifest: BundleManifest, bundle_sha256: str) -> list[dict[str
             f"model bundle {bundle_sha256[:12]}: bundle.json data is invalid at "
             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         ) from None
+
+
+def delete_model(
+    sessions: sessionmaker[Session], store: ArtifactStore, model_id: str, *, force: bool = False
+) -> ModelView:
+    """Delete model ``model_id`` (catalog.NotFound when there is none): its row and
+    references in one transaction, then the files nobody uses any more — its bundle, and the
+    data it was trained on once no dataset version catalogues it. Raises catalog.InUse naming
+    the pending or running operations that use its bundle, unless ``force``. Returns the
+    model as it was."""
+    with sessions.begin() as session:
+        row = catalog.model(session, model_id)
+        view = catalog.model_view(session, row)
+        referrer = f"model:{row.id}"
+        blockers = [b for b in catalog.blocking_users(session, row.bundle_sha256) if b != referrer]
+        if blockers and not force:
+            raise catalog.InUse(
+                f"model {row.id} is used by {', '.join(blockers)}; "
+                "delete with --force to remove it anyway"
+            )
+        used = catalog.references_of(session, referrer)
+        catalog.drop_references(session, referrer)
+        session.delete(row)
+        session.flush()
+        # The bundle and the data it was trained on go when nothing else uses them; data
+        # files stay while their dataset versions are catalogued.
+        unused = [sha for sha in used if catalog.release_artifact(session, sha)]
+    for sha in unused:
+        store.delete(sha)
+    return view

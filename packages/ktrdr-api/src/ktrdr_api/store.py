@@ -169,7 +169,10 @@ class OperationStore:
         if parent_id:
             reason = f"{role} of {parent_id}"
         state = OperationState(op.state)
-        note(session, Transition(op.id, op.kind, "create", None, state, 0, None, reason))
+        note(
+            session,
+            Transition(op.id, op.kind, "create", None, state, 0, None, reason, op.parent_id),
+        )
         return op
 
     def get(self, operation_id: str) -> OperationView:
@@ -278,7 +281,9 @@ class OperationStore:
         reason = reason or values.get("error")
         note(
             session,
-            Transition(op.id, op.kind, event, state, target, op.attempt, op.worker_id, reason),
+            Transition(
+                op.id, op.kind, event, state, target, op.attempt, op.worker_id, reason, op.parent_id
+            ),
         )
         # Keep the in-memory row in step for the caller's view (no reload round trip).
         session.expunge(op)

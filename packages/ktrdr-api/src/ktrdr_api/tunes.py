@@ -18,19 +18,42 @@ told to Optuna again, running ones adopted), so no trial runs twice and none is 
 (parent, role) constraint makes a repeated request for trial N return trial N.
 
 Cancelling a study, or its end, cancels its unfinished children (:class:`TuneKeeper`).
+
+**Storage.** Once the holdout runs ended, the driver asks the backend to keep only the
+model bundles of the study's ``keep_best`` best trials (:meth:`Tunes.keep_bundles`): every
+other trial's fold models and holdout models are deleted the way `ktrdr models delete`
+deletes one. The trials' records (parameters, results, reports) all stay, so the trials
+table and `runs diff` keep working. The call is idempotent and the study completes only
+after it, so a driver that dies meanwhile leaves it to the next attempt. A study that
+failed or was cancelled keeps every bundle: its ranking is not final, and `ops retry`
+reuses its completed trials — the retried study prunes them with its own once it
+completes (the best k of all its trials are among the best k of the reused ones).
+
+**Waiting.** The driver waits for its trials through :meth:`Tunes.changes` and
+:class:`StudyWatch`: a long poll that answers as soon as a watched trial ended or completed
+a fold, woken by the commit of that change (in this process, or through PostgreSQL's
+NOTIFY from another one), and that reads only the watched trials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ktrdr_api import catalog
+from ktrdr_api.artifacts import ArtifactStore
 from ktrdr_api.lifecycle import OperationConflict, OperationNotFound, Transition
+from ktrdr_api.model_bundles import delete_model
+from ktrdr_api.models import Model, Operation
 from ktrdr_api.operations import Operations
 from ktrdr_api.strategies import (
     StrategyInvalid,
@@ -44,13 +67,16 @@ from ktrdr_api.walkforward import Orchestrator
 from ktrdr_core.errors import KtrdrError
 from ktrdr_core.protocol import (
     BacktestResultView,
+    BundleKeeping,
     FoldPlan,
     OperationKind,
     OperationState,
     OperationView,
     StrategyIssue,
+    TrainingResultView,
     TrialRequest,
     TrialView,
+    TrialWatch,
     TuneInputs,
     TuneRequest,
     TuneView,
@@ -65,6 +91,7 @@ from ktrdr_core.tuning import (
     objective_of,
     parse_space,
     probe_values,
+    ranked_trials,
     space_lines,
     strategy_text,
     trial_role,
@@ -186,10 +213,12 @@ def single_split(first: date, last: date, embargo: int, train_blocks: int) -> li
 class Tunes:
     """Starts studies, creates their trials for the driver holding them, and reads them."""
 
-    def __init__(self, operations: Operations, walkforwards: Orchestrator):
+    def __init__(self, operations: Operations, walkforwards: Orchestrator, store: ArtifactStore):
         self.operations = operations
         self.walkforwards = walkforwards
         self.sessions = walkforwards.sessions
+        self.store = store
+        self.watch = StudyWatch()
 
     # --- a researcher starts a study -----------------------------------------------
 
@@ -455,7 +484,11 @@ class Tunes:
         folds = child.inputs.folds if isinstance(child.inputs, WalkforwardInputs) else []
         fold_values: list[float | None] = []
         workers: list[str] = []
+        trained: dict[str, int | None] = {}  # model id -> its bundle's bytes
+        folds_done = 0
         for grandchild in self.operations.children(child.operation_id):
+            if isinstance(grandchild.result, TrainingResultView) and grandchild.result.model_id:
+                trained[grandchild.result.model_id] = grandchild.result.bundle_bytes
             workers += [
                 a.worker_id
                 for a in grandchild.reproducibility.attempts
@@ -463,6 +496,7 @@ class Tunes:
             ]
             role = grandchild.role or ""
             if role.startswith("backtest:") and isinstance(grandchild.result, BacktestResultView):
+                folds_done += 1
                 index = int(role.partition(":")[2])
                 fold_values += [None] * (index + 1 - len(fold_values))
                 fold_values[index] = objective_of(grandchild.result.summary, inputs.objective)
@@ -478,7 +512,11 @@ class Tunes:
             if tested
             else None
         )
+        stored = self._stored_models(trained)
         return TrialView(
+            models=sorted(stored),
+            models_deleted=len(trained) - len(stored),
+            freed_bytes=sum(size or 0 for m, size in trained.items() if m not in stored),
             metrics={
                 key: value
                 for key in (summary.get("metrics") or {})
@@ -493,6 +531,7 @@ class Tunes:
             params=_params(child, inputs),
             value=objective_of(result.summary, inputs.objective) if result else None,
             fold_values=fold_values,
+            folds_done=folds_done,
             folds=len(folds),
             error=child.error,
             # Only the driver cancels a trial of a study that itself goes on: a pruned one.
@@ -507,21 +546,162 @@ class Tunes:
             duration_s=(finished - started).total_seconds() if started and finished else None,
         )
 
+    def _stored_models(self, model_ids: Iterable[str]) -> set[str]:
+        """Which of ``model_ids`` are still catalogued."""
+        wanted = list(model_ids)
+        if not wanted:
+            return set()
+        with self.sessions() as session:
+            return set(session.scalars(select(Model.id).where(Model.id.in_(wanted))))
+
+    # --- the driver waits for its trials -----------------------------------------------
+
+    def changes(
+        self, worker_id: str, operation_id: str, request: TrialWatch
+    ) -> tuple[list[TrialView], set[str]]:
+        """The trials of ``request.known`` that ended or completed more folds than the driver
+        saw (one query for their states, one for their fold counts; views only for those),
+        and the operations whose changes concern the watch (the study and those trials)."""
+        study = self.held(worker_id, operation_id, request.attempt)
+        inputs = study.inputs
+        assert isinstance(inputs, TuneInputs)
+        roles = list(request.known)
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Operation.id, Operation.role, Operation.state).where(
+                    Operation.parent_id == operation_id, Operation.role.in_(roles)
+                )
+            ).all()
+            folds = dict(
+                session.execute(  # type: ignore[arg-type]
+                    select(Operation.parent_id, func.count())
+                    .where(
+                        Operation.parent_id.in_([row.id for row in rows]),
+                        Operation.kind == OperationKind.BACKTEST.value,
+                        Operation.state == OperationState.COMPLETED.value,
+                    )
+                    .group_by(Operation.parent_id)
+                ).all()
+            )
+        changed = [
+            row.id
+            for row in rows
+            if OperationState(row.state).is_terminal
+            or folds.get(row.id, 0) > request.known[row.role]
+        ]
+        views = [self._trial_view(self.operations.get(i), inputs, study) for i in changed]
+        return views, {operation_id, *(row.id for row in rows)}
+
+    async def wait_for_changes(
+        self, worker_id: str, operation_id: str, request: TrialWatch
+    ) -> list[TrialView]:
+        """:meth:`changes`, waiting up to ``request.wait_s`` seconds for some: woken by the
+        commit of a change to the study or one of the watched trials' children."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.wait_s
+        with self.watch.watching({operation_id}) as waiter:
+            while True:
+                waiter.event.clear()
+                changed, ids = await asyncio.to_thread(
+                    self.changes, worker_id, operation_id, request
+                )
+                if changed:
+                    return changed
+                if ids != waiter.ids:
+                    # Watch the trials from now on, and look again: a fold that ended
+                    # before they were watched was not announced to this wait.
+                    waiter.ids = ids
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    return []
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.event.wait(), left)
+
+    # --- keeping the best trials' bundles ------------------------------------------------
+
+    def keep_bundles(self, worker_id: str, operation_id: str, attempt: int) -> BundleKeeping:
+        """Delete the models of every trial of the study (and of its holdout run) outside
+        its ``keep_best`` best, as the driver holding it asks once the holdout runs ended.
+        Idempotent: a model already gone is skipped (its file too, when an interrupted
+        deletion left it behind). A model that a pending or running operation uses stays,
+        with a warning in the log; a training that has not ended yet is listed in
+        ``unsettled`` for the driver to ask again."""
+        self.held(worker_id, operation_id, attempt)
+        view = self.view(operation_id)
+        inputs = view.operation.inputs
+        assert isinstance(inputs, TuneInputs)
+        kept = [t.number for t in ranked_trials(view.trials, inputs.direction)]
+        kept = kept[: inputs.keep_best]
+        runs = view.trials + view.holdout
+        # Two trainings of equal parameters may make one bundle, one model: a kept one.
+        keep = {m for run in runs if run.number in kept for m in run.models}
+        deleted: list[str] = []
+        unsettled: list[str] = []
+        for run in runs:
+            if run.number in kept:
+                continue
+            for training in self._trainings(run.operation_id):
+                if training.state not in _TERMINAL:
+                    unsettled.append(training.operation_id)
+                    continue
+                result = training.result
+                if not isinstance(result, TrainingResultView) or result.model_id in (None, *keep):
+                    continue  # it made no model, or a kept trial's
+                if self._delete(result.model_id, result.bundle_sha256, run.role):
+                    deleted.append(result.model_id)
+        if deleted:
+            log.info(
+                "study %s keeps the bundles of trials %s (best %d); deleted %d models",
+                operation_id,
+                kept,
+                inputs.keep_best,
+                len(deleted),
+                extra={"operation_id": operation_id},
+            )
+        after = self.view(operation_id)
+        return BundleKeeping(
+            keep_best=inputs.keep_best,
+            kept=kept,
+            deleted=deleted,
+            freed_bytes=sum(t.freed_bytes for t in after.trials + after.holdout),
+            unsettled=unsettled,
+        )
+
+    def _trainings(self, run_id: str) -> Iterator[OperationView]:
+        for child in self.operations.children(run_id):
+            if child.kind == OperationKind.TRAINING:
+                yield child
+
+    def _delete(self, model_id: str, bundle_sha256: str, role: str) -> bool:
+        """Delete one model of a trial outside the best; whether this call deleted it."""
+        try:
+            delete_model(self.sessions, self.store, model_id)
+        except catalog.NotFound:
+            # Gone already. A deletion interrupted between its commit and the file's removal
+            # left the file with no catalogue row (every stored file has one): remove it.
+            with self.sessions() as session:
+                orphan = catalog.artifact(session, bundle_sha256) is None
+            if orphan and self.store.exists(bundle_sha256):
+                self.store.delete(bundle_sha256)
+            return False
+        except catalog.InUse as exc:
+            log.warning("%s keeps model %s for now: %s", role, model_id, exc)
+            return False
+        return True
+
     def best_strategy(self, operation_id: str) -> dict[str, Any]:
         """The best completed trial, and the study's strategy with its parameters as YAML
         whose header names the study and its holdout result."""
         view = self.view(operation_id)
         inputs = view.operation.inputs
         assert isinstance(inputs, TuneInputs)
-        done = [
-            t for t in view.trials if t.state == OperationState.COMPLETED and t.value is not None
-        ]
-        if not done:
+        ranked = ranked_trials(view.trials, inputs.direction)
+        if not ranked:
             raise OperationConflict(
                 f"study {operation_id} has no completed trial with a {inputs.objective}"
             )
-        sign = 1 if inputs.direction == "maximize" else -1
-        best = max(done, key=lambda t: (sign * t.value, -t.number))  # type: ignore[operator]
+        best = ranked[0]
         from ktrdr_core.strategy.yaml_source import parse_yaml
 
         document = parse_yaml(inputs.strategy_yaml).data
@@ -552,6 +732,61 @@ class Tunes:
 def _params(child: OperationView, inputs: TuneInputs) -> dict[str, Any]:
     overrides = getattr(child.inputs, "overrides", {}) or {}
     return {k: v for k, v in overrides.items() if k in inputs.space}
+
+
+class _Waiter:
+    def __init__(self, ids: set[str], loop: asyncio.AbstractEventLoop):
+        self.ids = ids
+        self.loop = loop
+        self.event = asyncio.Event()
+
+
+class StudyWatch:
+    """The drivers' long polls (:meth:`Tunes.wait_for_changes`): each waits on an event
+    that is set when a change to an operation it watches is committed — the study itself,
+    or a trial one of whose children ended. ``notice`` hears this process's transitions;
+    ``notify`` an id from PostgreSQL (``ended:<parent>``, :mod:`ktrdr_api.coordination`)
+    for those committed by another process. Both are callable from any thread."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[int, _Waiter] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def watching(self, ids: set[str]) -> Iterator[_Waiter]:
+        waiter = _Waiter(ids, asyncio.get_running_loop())
+        key = next(self._ids)
+        with self._lock:
+            self._waiters[key] = waiter
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                del self._waiters[key]
+
+    def notify(self, operation_id: str) -> None:
+        """A change to ``operation_id`` (or to one of its children) was committed."""
+        with self._lock:
+            waiters = [w for w in self._waiters.values() if operation_id in w.ids]
+        for waiter in waiters:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shut-down
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+    def notify_all(self) -> None:
+        """Wake every wait (wake-ups from other processes may have been lost)."""
+        with self._lock:
+            waiters = list(self._waiters.values())
+        for waiter in waiters:
+            with contextlib.suppress(RuntimeError):
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+    def notice(self, transition: Transition) -> None:
+        """``Operations.on_transition``: this process committed ``transition``."""
+        if self._waiters:
+            self.notify(transition.operation_id)
+            if transition.ended_child_of:
+                self.notify(transition.ended_child_of)
 
 
 class TuneKeeper:

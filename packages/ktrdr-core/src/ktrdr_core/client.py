@@ -27,6 +27,7 @@ from ktrdr_core.protocol import (
     ArtifactView,
     AttemptRef,
     BacktestRequest,
+    BundleKeeping,
     ClaimRequest,
     ClaimResponse,
     Completion,
@@ -50,6 +51,7 @@ from ktrdr_core.protocol import (
     TrainingRequest,
     TrialRequest,
     TrialView,
+    TrialWatch,
     TuneRequest,
     TuneView,
     WalkforwardRequest,
@@ -733,6 +735,28 @@ class KtrdrClient:
             TrialView,
             "POST",
             f"/workers/{worker_id}/tunes/{_op(operation_id)}/trials/{number}/prune",
+            json={"attempt": attempt},
+        )
+
+    def watch_trials(
+        self, worker_id: str, operation_id: str, request: TrialWatch
+    ) -> list[TrialView]:
+        """Wait (up to ``request.wait_s``) for watched trials of the study the worker holds
+        to end or complete a fold; those that did (none when the wait ran out)."""
+        return self._models(
+            TrialView,
+            "POST",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}/changes",
+            json=self._body(request),
+            timeout=request.wait_s + 30.0,  # the backend holds the request up to wait_s
+        )
+
+    def keep_bundles(self, worker_id: str, operation_id: str, attempt: int) -> BundleKeeping:
+        """Keep only the best trials' model bundles of the study the worker holds."""
+        return self._model(
+            BundleKeeping,
+            "POST",
+            f"/workers/{worker_id}/tunes/{_op(operation_id)}/keep",
             json={"attempt": attempt},
         )
 

@@ -720,6 +720,9 @@ class TrainingResultView(_ResultMapping, TrainingResult):
     model_id: str | None = Field(
         default=None, description="the model the training's bundle was catalogued as"
     )
+    bundle_bytes: int | None = Field(
+        default=None, description="the bundle's size when it was catalogued, in bytes"
+    )
 
 
 class BacktestResultView(_ResultMapping, BacktestResult):
@@ -1109,7 +1112,13 @@ class TuneRequest(StrategyValidationRequest):
     parallel: int = Field(default=2, ge=1, le=64)
     holdout: float = Field(default=0.2, gt=0.0, lt=0.9)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
-    keep_best: int = Field(default=3, ge=1, le=1000)
+    keep_best: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="once the study ends, only the model bundles of this many best trials "
+        "are kept (their folds' and holdout runs' models); every trial's record stays",
+    )
     settings: dict[str, Any] = Field(
         default_factory=dict, description="backtest overrides: capital, commission, ..."
     )
@@ -1136,6 +1145,7 @@ class TrialView(_View):
     params: dict[str, Any]
     value: float | None = None
     fold_values: list[float | None] = Field(default_factory=list)
+    folds_done: int = Field(default=0, description="folds whose backtest completed")
     folds: int = 0
     metrics: dict[str, float] = Field(
         default_factory=dict, description="the stitched out-of-sample metrics (finite ones)"
@@ -1148,6 +1158,13 @@ class TrialView(_View):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_s: float | None = None
+    models: list[str] = Field(
+        default_factory=list, description="the models its folds trained that are still stored"
+    )
+    models_deleted: int = Field(
+        default=0, description="models its folds trained that were deleted since"
+    )
+    freed_bytes: int = Field(default=0, description="bytes of those deleted models' bundles")
 
 
 class TuneView(_View):
@@ -1156,3 +1173,26 @@ class TuneView(_View):
     operation: OperationView
     trials: list[TrialView]
     holdout: list[TrialView]
+
+
+class TrialWatch(AttemptRef):
+    """The driver waits up to ``wait_s`` seconds for one of the trials it watches to change:
+    ``known`` maps each one's role (``trial:3``, ``holdout:3``) to the fold results the
+    driver has seen of it. The answer is the watched trials that ended or completed another
+    fold since (none when the wait ran out)."""
+
+    known: dict[str, int] = Field(max_length=10_000)
+    wait_s: float = Field(default=5.0, ge=0.0, le=MAX_CLAIM_TIMEOUT_S)
+
+
+class BundleKeeping(_View):
+    """What a study keeps once it ended: the model bundles of its ``keep_best`` best trials
+    (``kept``, by number, best first); every other trial's models are deleted. ``freed_bytes``
+    counts every deleted bundle of the study's trials; ``unsettled``: trainings of the study
+    that have not ended yet (their models are dealt with once they have)."""
+
+    keep_best: int
+    kept: list[int]
+    deleted: list[str] = Field(description="the models this call deleted")
+    freed_bytes: int
+    unsettled: list[str] = Field(default_factory=list)

@@ -21,12 +21,13 @@ child walk-forwards the backend keeps (``ktrdr_api.tunes``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 from ktrdr_core.errors import KtrdrError
+from ktrdr_core.protocol import OperationState, TrialView
 from ktrdr_core.strategy.issues import StrategyProblem
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "overfitting_warning",
     "parse_space",
     "probe_values",
+    "ranked_trials",
     "space_lines",
     "strategy_text",
     "trial_role",
@@ -202,6 +204,16 @@ def strategy_text(document: Mapping[str, Any], header: Sequence[str]) -> str:
 def trial_role(number: int, *, holdout: bool = False) -> str:
     """A study's child role: ``trial:3``, or ``holdout:3`` for trial 3's holdout run."""
     return f"{'holdout' if holdout else 'trial'}:{number}"
+
+
+def ranked_trials(trials: Iterable[TrialView], direction: str) -> list[TrialView]:
+    """The completed trials that have an objective value, best first for ``direction``
+    (``maximize`` or ``minimize``); of two equal values the lower trial number ranks first.
+    The one ranking of a study: its best trial, the holdout re-evaluations, the bundles
+    kept."""
+    sign = -1 if direction == "maximize" else 1
+    done = [t for t in trials if t.state == OperationState.COMPLETED and t.value is not None]
+    return sorted(done, key=lambda t: (sign * t.value, t.number))  # type: ignore[operator]
 
 
 def objective_of(summary: Mapping[str, Any] | None, objective: str) -> float | None:

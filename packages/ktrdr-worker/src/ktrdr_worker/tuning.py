@@ -2,10 +2,13 @@
 backtest worker, trials run by the backend as child walk-forwards on every worker.
 
 The driver holds one backtest worker's slot for the whole study. It keeps nothing of its
-own: each pass reads the study from the backend (``ktrdr_api.tunes``), so a driver that
-starts on a requeued study rebuilds it — completed, failed and pruned trials are added to
-Optuna as they ended (``Study.add_trial``), trials still running are adopted (enqueued with
-their parameters and asked again) — and carries on from the next trial number. No trial
+own: it reads the study from the backend (``ktrdr_api.tunes``) when it starts, then waits
+on a long poll that answers as soon as one of its running trials ended or completed a fold
+(only those come back), so the next trial is asked for within milliseconds of a trial
+ending. A driver that starts on a requeued study rebuilds it — completed, failed and
+pruned trials are added to Optuna as they ended (``Study.add_trial``), trials still running
+are adopted (enqueued with their parameters and asked again) — and carries on from the next
+trial number. No trial
 runs twice: trial N is one child operation, however often it is asked for.
 
 With ``parallel`` 1 and one seed, each trial is asked after the previous one was told, so
@@ -16,6 +19,8 @@ the next one: such a study is not reproduced trial for trial.
 Once the budget is spent, the best three trials and the median one are re-evaluated on
 the holdout (the end of the date range no trial saw); the result sets the search's
 objective beside the holdout's, with the deflated Sharpe ratio given the number of trials.
+Then the backend deletes the model bundles of every trial outside the best ``keep_best``
+(idempotent: a driver resumed after dying there asks again), and the study completes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ktrdr_core.protocol import (
+    BundleKeeping,
     OperationState,
     TrialRequest,
     TrialView,
@@ -37,7 +43,7 @@ from ktrdr_core.protocol import (
     TuneResult,
     TuneView,
 )
-from ktrdr_core.tuning import deflated_sharpe, overfitting_warning
+from ktrdr_core.tuning import deflated_sharpe, overfitting_warning, ranked_trials, trial_role
 
 if TYPE_CHECKING:
     import optuna
@@ -47,7 +53,11 @@ __all__ = ["POLL_SECONDS", "StudyDriver", "distributions_of"]
 log = logging.getLogger("ktrdr_worker.tuning")
 
 POLL_SECONDS = 0.05
-"""How often the driver reads its study's trials while they run."""
+"""How long the driver waits before asking again for what the backend could not do yet."""
+
+WAIT_SECONDS = 5.0
+"""The longest one wait for the trials to change; the driver checks whether it must stop
+(cancelled, shutting down) between two waits."""
 
 HOLDOUT_RANKS = 3
 """The best trials re-evaluated on the holdout (the median trial joins them as reference)."""
@@ -104,9 +114,11 @@ def _grid(space: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 class StudyDriver:
-    """Runs one attempt of a study. ``call(fn, what)`` wraps every backend call (retries,
-    interruption), ``check()`` raises when the attempt must stop, ``progress(percent,
-    message)`` reports; ``sleep`` waits between two reads of the trials."""
+    """Runs one attempt of a study through the backend: ``read()`` the whole study,
+    ``create`` a trial, ``prune`` one, ``watch(known, wait_s)`` for trials to change
+    (``known``: role -> folds seen; answers the changed trials), ``keep()`` only the best
+    trials' bundles. ``check()`` raises when the attempt must stop, ``progress(percent,
+    message)`` reports; ``sleep`` waits before asking the backend again."""
 
     def __init__(
         self,
@@ -115,6 +127,8 @@ class StudyDriver:
         read: Callable[[], TuneView],
         create: Callable[[TrialRequest], TrialView],
         prune: Callable[[int], TrialView],
+        watch: Callable[[dict[str, int], float], list[TrialView]],
+        keep: Callable[[], BundleKeeping],
         attempt: int,
         check: Callable[[], None],
         progress: Callable[[float, str], None],
@@ -127,6 +141,8 @@ class StudyDriver:
         self.read = read
         self.create = create
         self.prune = prune
+        self.watch = watch
+        self.keep = keep
         self.attempt = attempt
         self.check = check
         self.report = progress
@@ -137,6 +153,8 @@ class StudyDriver:
             direction=inputs.direction, sampler=self._sampler(), pruner=self._pruner()
         )
         self.active: dict[int, optuna.trial.Trial] = {}
+        self.seen: dict[int, int] = {}  # running trial -> folds completed as last seen
+        self.ended: dict[int, TrialView] = {}
         self.reported: dict[int, int] = {}  # trial -> folds told to the pruner
         self.pruned: set[int] = set()
 
@@ -193,6 +211,7 @@ class StudyDriver:
         for trial in view.trials:
             params = self._encoded(trial.params)
             if trial.state in _TERMINAL:
+                self.ended[trial.number] = trial
                 state, value = self._ending(trial)
                 self.study.add_trial(
                     create_trial(
@@ -210,6 +229,7 @@ class StudyDriver:
             else:
                 self.study.enqueue_trial(params, skip_if_exists=False)
                 self.active[trial.number] = self.study.ask(self.distributions)
+                self.seen[trial.number] = 0  # its folds so far go to the pruner at once
         if view.trials:
             log.info(
                 "study rebuilt from %d trials (%d still running)", len(numbers), len(self.active)
@@ -245,21 +265,22 @@ class StudyDriver:
                     )
                 )
                 self.active[next_number] = trial
+                self.seen[next_number] = 0
                 next_number += 1
             if not self.active:
                 break
-            self.sleep(POLL_SECONDS)
-            view = self.read()
-            self._tell(view)
-            self._progress(view)
+            known = {trial_role(n): self.seen[n] for n in self.active}
+            self._tell(self.watch(known, WAIT_SECONDS))
+            self._progress()
         return self._finish()
 
-    def _tell(self, view: TuneView) -> None:
+    def _tell(self, changed: list[TrialView]) -> None:
         """Tell the study every trial that ended; report folds to the pruner."""
-        for trial in view.trials:
+        for trial in changed:
             optuna_trial = self.active.get(trial.number)
             if optuna_trial is None:
                 continue
+            self.seen[trial.number] = trial.folds_done
             if self.inputs.prune:
                 # An ended trial's folds still count: the median the next ones meet.
                 self._report_folds(trial, optuna_trial, decide=trial.state not in _TERMINAL)
@@ -267,6 +288,8 @@ class StudyDriver:
                 state, value = self._ending(trial)
                 self.study.tell(optuna_trial, value if value is not None else None, state=state)
                 del self.active[trial.number]
+                del self.seen[trial.number]
+                self.ended[trial.number] = trial
 
     def _report_folds(
         self, trial: TrialView, optuna_trial: optuna.trial.Trial, *, decide: bool
@@ -290,23 +313,18 @@ class StudyDriver:
                 self.pruned.add(trial.number)
                 return
 
-    def _progress(self, view: TuneView) -> None:
+    def _progress(self) -> None:
         inputs = self.inputs
-        done = [t for t in view.trials if t.state in _TERMINAL]
-        best = self._best(view.trials)
-        message = f"{len(done)}/{inputs.trials} trials done, {len(self.active)} running"
-        if best is not None:
+        done = len(self.ended)
+        ranked = self._ranked(list(self.ended.values()))
+        message = f"{done}/{inputs.trials} trials done, {len(self.active)} running"
+        if ranked:
+            best = ranked[0]
             message += f"; best {inputs.objective} {best.value:.4g} (trial {best.number})"
-        self.report(90.0 * len(done) / inputs.trials, message)
-
-    def _best(self, trials: list[TrialView]) -> TrialView | None:
-        ranked = self._ranked(trials)
-        return ranked[0] if ranked else None
+        self.report(90.0 * done / inputs.trials, message)
 
     def _ranked(self, trials: list[TrialView]) -> list[TrialView]:
-        sign = -1 if self.inputs.direction == "maximize" else 1
-        done = [t for t in trials if t.state == OperationState.COMPLETED and t.value is not None]
-        return sorted(done, key=lambda t: (sign * t.value, t.number))  # type: ignore[operator]
+        return ranked_trials(trials, self.inputs.direction)
 
     # --- the holdout and the report -------------------------------------------------------
 
@@ -317,22 +335,43 @@ class StudyDriver:
         median = ranked[len(ranked) // 2] if len(ranked) > HOLDOUT_RANKS else None
         if median is not None:
             chosen.append(median)
-        for trial in chosen:
-            self.create(
+        runs = {
+            trial.number: self.create(
                 TrialRequest(
                     attempt=self.attempt, number=trial.number, params=trial.params, holdout=True
                 )
             )
-        wanted = {t.number for t in chosen}
+            for trial in chosen
+        }
+        while running := [n for n, run in runs.items() if run.state not in _TERMINAL]:
+            self.check()
+            self.report(95.0, f"re-evaluating {len(runs)} trials on the holdout")
+            known = {trial_role(n, holdout=True): runs[n].folds_done for n in running}
+            runs |= {run.number: run for run in self.watch(known, WAIT_SECONDS)}
+        keeping = self._keep_best()
+        view = self.read()
+        summary = self.summary(view, ranked, median)
+        summary["bundles"] = {
+            "keep_best": keeping.keep_best,
+            "kept": keeping.kept,
+            "freed_bytes": keeping.freed_bytes,
+        }
+        return TuneResult(summary=summary)
+
+    def _keep_best(self) -> BundleKeeping:
+        """Have the backend delete the bundles of every trial outside the best; once more
+        while a training of the study has yet to end (a stopped trial's fold)."""
         while True:
             self.check()
-            view = self.read()
-            runs = {h.number: h for h in view.holdout if h.number in wanted}
-            if all(n in runs and runs[n].state in _TERMINAL for n in wanted):
-                break
-            self.report(95.0, f"re-evaluating {len(wanted)} trials on the holdout")
+            keeping = self.keep()
+            if not keeping.unsettled:
+                return keeping
+            self.report(
+                97.0,
+                f"keeping the bundles of the best {keeping.keep_best} trials: "
+                f"{len(keeping.unsettled)} trainings have yet to end",
+            )
             self.sleep(POLL_SECONDS)
-        return TuneResult(summary=self.summary(view, ranked, median))
 
     def summary(
         self, view: TuneView, ranked: list[TrialView], median: TrialView | None

@@ -148,24 +148,6 @@ def delete(
     model_id: ModelIdPath, backend: BackendDep, auditor: AuditDep, force: bool = False
 ) -> ModelView:
     """Delete a model; 409 names the live backtests using it unless ``force``."""
-    with backend.sessions.begin() as session:
-        row = catalog.model(session, model_id)
-        view = catalog.model_view(session, row)
-        referrer = f"model:{row.id}"
-        blockers = [b for b in catalog.blocking_users(session, row.bundle_sha256) if b != referrer]
-        if blockers and not force:
-            raise catalog.InUse(
-                f"model {row.id} is used by {', '.join(blockers)}; "
-                "delete with --force to remove it anyway"
-            )
-        used = catalog.references_of(session, referrer)
-        catalog.drop_references(session, referrer)
-        session.delete(row)
-        session.flush()
-        # The bundle and the data it was trained on go when nothing else uses them; data
-        # files stay while their dataset versions are catalogued.
-        unused = [sha for sha in used if catalog.release_artifact(session, sha)]
-    for sha in unused:
-        backend.store.delete(sha)
+    view = model_bundles.delete_model(backend.sessions, backend.store, model_id, force=force)
     auditor("model.delete", f"{view.model_id} {view.name}", detail="force" if force else None)
     return view

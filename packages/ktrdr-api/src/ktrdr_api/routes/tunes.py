@@ -1,5 +1,6 @@
 """Parameter searches: start a study, list and show studies with their trials, the best
-strategy; and the two calls the study's driver makes as the worker holding it.
+strategy; and the calls the study's driver makes as the worker holding it (read the study,
+create a trial, prune one, wait for its trials to change, keep the best trials' bundles).
 
 Cancel and retry go through /operations like every other operation.
 """
@@ -18,11 +19,13 @@ from ktrdr_core.access import Role
 from ktrdr_core.protocol import (
     WORKER_ID_PATTERN,
     AttemptRef,
+    BundleKeeping,
     OperationKind,
     OperationState,
     OperationView,
     TrialRequest,
     TrialView,
+    TrialWatch,
     TuneRequest,
     TuneView,
 )
@@ -123,3 +126,39 @@ def prune_trial(
     """Stop a trial whose folds fell below the median (``--prune``): its unfinished folds
     are cancelled; only the worker holding the study, at its attempt."""
     return backend.tunes.prune(worker_id, operation_id, number, attempt.attempt)
+
+
+@router.post(
+    "/workers/{worker_id}/tunes/{operation_id}/changes",
+    responses={404: {}, 409: {"description": "this attempt does not hold the study"}},
+    dependencies=[requires(Role.WORKER)],
+)
+async def watch_trials(
+    worker_id: WorkerIdPath,
+    operation_id: OperationIdPath,
+    request: TrialWatch,
+    backend: BackendDep,
+) -> list[TrialView]:
+    """A long poll: the watched trials that ended or completed another fold since the driver
+    last saw them, as soon as there are some (at most ``wait_s`` seconds; none when the wait
+    ran out). Only the worker holding the study, at its attempt."""
+    return await backend.tunes.wait_for_changes(worker_id, operation_id, request)
+
+
+@router.post(
+    "/workers/{worker_id}/tunes/{operation_id}/keep",
+    responses={404: {}, 409: {"description": "this attempt does not hold the study"}},
+    dependencies=[requires(Role.WORKER)],
+)
+async def keep_bundles(
+    worker_id: WorkerIdPath,
+    operation_id: OperationIdPath,
+    attempt: AttemptRef,
+    backend: BackendDep,
+) -> BundleKeeping:
+    """Once the holdout runs ended: delete the models (fold and holdout runs) of every trial
+    outside the study's ``keep_best`` best, keeping every trial's record. Idempotent; only
+    the worker holding the study, at its attempt."""
+    return await run_in_threadpool(
+        backend.tunes.keep_bundles, worker_id, operation_id, attempt.attempt
+    )

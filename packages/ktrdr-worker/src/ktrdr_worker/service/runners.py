@@ -30,6 +30,7 @@ from ktrdr_core.protocol import (
     StrategyAuditResult,
     TrainingInputs,
     TrainingResult,
+    TrialWatch,
     TuneInputs,
     TuneResult,
     WalkforwardReportInputs,
@@ -422,6 +423,18 @@ def run_tune(job: Job) -> TuneResult:
         prune=lambda number: job.call(
             lambda: job.client.prune_trial(worker_id, operation_id, number, attempt),
             f"pruning of trial {number}",
+        ),
+        watch=lambda known, wait_s: job.call(
+            lambda: job.client.watch_trials(
+                worker_id,
+                operation_id,
+                TrialWatch(attempt=attempt, known=known, wait_s=wait_s),
+            ),
+            "wait for the trials",
+        ),
+        keep=lambda: job.call(
+            lambda: job.client.keep_bundles(worker_id, operation_id, attempt),
+            "deletion of the bundles outside the best trials",
         ),
         attempt=attempt,
         check=job.check,
