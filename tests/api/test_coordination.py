@@ -72,6 +72,19 @@ def test_an_operation_created_on_one_process_wakes_a_long_poll_on_the_other(two_
     assert results["got"]["operation_id"] == op_id
 
 
+def test_a_child_ending_on_one_process_wakes_the_study_drivers_waiting_on_the_other(
+    two_processes,
+):
+    a, b = two_processes
+    heard: list[str] = []
+    b.app.state.backend.tunes.watch.notify = heard.append  # what a waiting driver hears
+    ops = a.app.state.backend.operations
+    inputs = BacktestInputs(model_id="mdl_000000000000", bundle_sha256="0" * 64, data=[])
+    child = ops.create(inputs, parent_id="op_00000000abcd", role="backtest:0")
+    ops.request_cancel(child.operation_id)  # a pending child ends at once
+    wait_until(lambda: "op_00000000abcd" in heard, "b hearing that a child of the study ended", 30)
+
+
 def test_a_rolled_back_creation_wakes_nobody(two_processes):
     a, b = two_processes
     b.app.state.backend.dispatcher.recheck_s = 3600
