@@ -60,12 +60,18 @@ def test_a_space_with_problems_is_refused_with_file_line_and_path(backend, tmp_p
 def test_a_valid_space_starts_a_study_for_a_backtest_worker(backend, tmp_path):
     strategy, space = _files(tmp_path, "indicators.rsi_14.params.period: {int: [7, 21]}\n")
     result = _tune(backend, tmp_path, str(strategy), "--space", str(space), "--trials", "5",
-                   "--direction", "max", "--sampler", "random")  # fmt: skip
+                   "--direction", "max", "--sampler", "random", "--keep", "2")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "study started: op_" in result.stdout
     shown = run_ktrdr("--url", backend.url, "tunes", "show", result.stdout.split()[2],
                       home=tmp_path / "home", cwd=tmp_path)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "pending" in shown.stdout
+    assert "every trial keeps its own until the study ends, then the best 2" in shown.stdout
     bad = _tune(backend, tmp_path, str(strategy), "--space", str(space), "--direction", "up")
     assert bad.returncode == 2 and "use max or min" in bad.stderr
+    none_kept = _tune(backend, tmp_path, str(strategy), "--space", str(space), "--keep", "0")
+    assert none_kept.returncode == 2
+    assert "Invalid value for '--keep': Input should be greater than or equal to 1" in (
+        none_kept.stderr
+    )

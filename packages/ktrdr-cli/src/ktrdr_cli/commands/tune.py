@@ -41,12 +41,19 @@ def tune(
         float, typer.Option(help="the last fraction of the range no trial sees")
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="the sampler's seed")] = 0,
+    keep: Annotated[
+        int,
+        typer.Option(
+            min=1, help="once it ends, keep the model bundles of this many best trials only"
+        ),
+    ] = 3,
     follow_it: Annotated[bool, typer.Option("--follow", "-f", help="until it ends")] = False,
 ) -> None:
     """Search a strategy's parameters with Optuna; trials are walk-forwards on every worker.
 
-    The best trials are re-checked on a holdout no trial saw. The study's driver holds one
-    backtest worker's slot until it ends."""
+    The best trials are re-checked on a holdout no trial saw; then only the best --keep
+    trials keep their model bundles (every trial's record stays). The study's driver holds
+    one backtest worker's slot until it ends."""
     from ktrdr_core.protocol import TuneRequest
 
     for path in (strategy, space):
@@ -69,6 +76,7 @@ def tune(
         parallel=parallel,
         holdout=holdout,
         seed=seed,
+        keep_best=keep,
     )
     with client() as api:
         view = api.start_tune(request)
@@ -192,6 +200,29 @@ def _show(api: KtrdrClient, operation_id: str, *, follow_it: bool) -> None:
     emit(view, lambda: _report(view))
 
 
+def _bundles(view: TuneView) -> str:
+    """Which trials keep their model bundles, and what deleting the others freed."""
+    study = view.operation
+    keep = getattr(study.inputs, "keep_best", 3)
+    state = str(study.state)
+    if state == "completed":
+        runs = view.trials + view.holdout
+        kept = ", ".join(str(t.number) for t in view.trials if t.models) or "none"
+        deleted = sum(t.models_deleted for t in runs)
+        freed = sum(t.freed_bytes for t in runs)
+        return (
+            f"model bundles: trials {kept} keep theirs (the best {keep}, with their holdout "
+            f"runs'); {deleted} models of the others deleted, {freed / 1e6:.2f} MB freed"
+        )
+    if state in ("failed", "cancelled"):
+        return (
+            f"model bundles: every trial keeps its own, the study having {state} "
+            f"(`ktrdr ops retry {study.operation_id}` reuses its completed trials; the retry "
+            f"keeps the best {keep} trials' bundles once it completes)"
+        )
+    return f"model bundles: every trial keeps its own until the study ends, then the best {keep}"
+
+
 def _report(view: TuneView) -> None:
     study = view.operation
     inputs = study.inputs
@@ -205,17 +236,22 @@ def _report(view: TuneView) -> None:
             str(t.number),
             _params(t.params),
             _num(t.value),
-            f"{sum(v is not None for v in t.fold_values)}/{t.folds}",
+            f"{t.folds_done}/{t.folds}",
             "pruned" if t.pruned else str(t.state),
             "-" if t.duration_s is None else f"{t.duration_s:.0f}s",
             ",".join(t.workers) or "-",
+            "kept" if t.models else "deleted" if t.models_deleted else "-",
         ]
         for t in view.trials
     ]
-    table(rows, ["TRIAL", "PARAMETERS", objective.upper(), "FOLDS", "STATE", "TIME", "WORKERS"])
+    table(
+        rows,
+        ["TRIAL", "PARAMETERS", objective.upper(), "FOLDS", "STATE", "TIME", "WORKERS", "BUNDLES"],
+    )
     for t in view.trials:
         if t.error and str(t.state) == "failed":
             typer.echo(f"trial {t.number} failed: {t.error.splitlines()[0]}")
+    typer.echo(_bundles(view))
     summary = study.result.summary if study.result else None
     if not summary:
         return
