@@ -3,7 +3,8 @@ backtest workers run as the torch-free image does (one of them holds the study's
 
 The market is the simulator's, with its one documented planted effect (mean reversion after
 RSI(14) extremes, ``ktrdr_core.simulator.RSI_REVERSION``): a search over the RSI's period
-finds it, and the holdout, which no trial saw, confirms it. Then the driver's worker is
+finds it, and the holdout, which no trial saw, confirms it; once it ended only the best
+three trials keep their model bundles, which still backtest. Then the driver's worker is
 killed mid-study; the study finishes on the other backtest worker and every trial ran once.
 """
 
@@ -13,8 +14,9 @@ import signal
 
 import pytest
 
-from ktrdr_core.protocol import OperationKind, OperationState, TuneRequest
+from ktrdr_core.protocol import OperationKind, OperationState, TrainingResultView, TuneRequest
 from ktrdr_core.simulator import PlantedEffect, simulate_csv
+from ktrdr_core.tuning import ranked_trials
 from tests.support.cli import run_ktrdr
 from tests.support.stack import ApiServer, WorkerProcess, wait_for_state
 from tests.support.waiting import wait_until
@@ -137,6 +139,38 @@ def test_a_search_finds_the_planted_period_and_the_holdout_confirms_it(stack):
     for run in study.holdout:
         assert run.state == OperationState.COMPLETED
     assert inputs.search_end < inputs.holdout_start
+    _only_the_best_keep_their_bundles(api, study, workers)
+
+
+def _only_the_best_keep_their_bundles(api, study, workers) -> None:
+    """The study kept the model bundles of its best 3 trials (3 folds each, and each one's
+    holdout run) and deleted the others' (the median trial's holdout run's too), from the
+    catalogue and from the artifact store; a kept model still backtests."""
+    best = ranked_trials(study.trials, "maximize")[:3]
+    kept = {t.number for t in best}
+    assert study.operation.result.summary["bundles"]["kept"] == [t.number for t in best]
+    with api.client() as client:
+        listed = {m.model_id for m in client.list_models()}
+        for run in study.trials + study.holdout:
+            trainings = [
+                c.result
+                for c in client.get_walkforward(run.operation_id).children
+                if isinstance(c.result, TrainingResultView)
+            ]
+            assert len(trainings) == (1 if run.role.startswith("holdout") else 3), run.role
+            for made in trainings:
+                stored = api.home / "artifacts" / made.bundle_sha256[:2] / made.bundle_sha256
+                assert (made.model_id in listed) == (run.number in kept), (run.role, made)
+                assert stored.is_file() == (run.number in kept), (run.role, made)
+            assert run.models_deleted == (0 if run.number in kept else len(trainings))
+            assert run.freed_bytes == sum(m.bundle_bytes for m in trainings) * (
+                run.number not in kept
+            )
+        model = best[0].models[0]
+        backtest = client.start_backtest(model)
+    done = wait_for_state(api, backtest.operation_id, DONE, "the kept model's backtest", 300,
+                          lambda: _logs(workers))  # fmt: skip
+    assert done.state == OperationState.COMPLETED, done.error
 
 
 def test_the_cli_shows_the_study_and_writes_the_best_strategy(stack, tmp_path):
@@ -148,6 +182,10 @@ def test_the_cli_shows_the_study_and_writes_the_best_strategy(stack, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "TRIAL" in shown.stdout and "HOLDOUT" in shown.stdout
     assert "deflated Sharpe" in shown.stdout and "parameter importance" in shown.stdout
+    kept = ", ".join(str(n) for n in sorted(study.result.summary["bundles"]["kept"]))
+    assert "BUNDLES" in shown.stdout and f"model bundles: trials {kept} keep theirs" in (
+        shown.stdout
+    )
     best = tmp_path / "best.yaml"
     written = run_ktrdr("tunes", "best", study.operation_id, "--write", str(best), home=tmp_path,
                         cwd=tmp_path, **env)  # fmt: skip
