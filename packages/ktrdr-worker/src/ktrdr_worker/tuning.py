@@ -48,12 +48,13 @@ from ktrdr_core.tuning import deflated_sharpe, overfitting_warning, ranked_trial
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["POLL_SECONDS", "StudyDriver", "distributions_of"]
+__all__ = ["StudyDriver", "distributions_of"]
 
 log = logging.getLogger("ktrdr_worker.tuning")
 
-POLL_SECONDS = 0.05
-"""How long the driver waits before asking again for what the backend could not do yet."""
+KEEP_RETRY_SECONDS = 1.0
+"""How long the driver waits before asking again to keep the best trials' bundles while a
+training of the study has yet to end (a fold of a failed trial, stopping)."""
 
 WAIT_SECONDS = 5.0
 """The longest one wait for the trials to change; the driver checks whether it must stop
@@ -371,7 +372,7 @@ class StudyDriver:
                 f"keeping the bundles of the best {keeping.keep_best} trials: "
                 f"{len(keeping.unsettled)} trainings have yet to end",
             )
-            self.sleep(POLL_SECONDS)
+            self.sleep(KEEP_RETRY_SECONDS)
 
     def summary(
         self, view: TuneView, ranked: list[TrialView], median: TrialView | None
