@@ -13,6 +13,10 @@ Targets: 2 workers ≤ 0.6 × the wall time of 1; the driver's overhead — from
 — p50 ≤ 100 ms.
 
     .venv/bin/python bench/tune.py [--trials 16] [--epochs 100]
+    .venv/bin/python bench/tune.py --trials 8 --epochs 5   # the driver's overhead, quickly
+
+The driver waits for its trials on a long poll (``POST …/tunes/{op}/changes``) that the
+commit of a trial's end wakes, so its overhead is the trial's creation, not a polling period.
 
 Timings depend on what else runs on the machine: rerun before trusting a miss.
 """
