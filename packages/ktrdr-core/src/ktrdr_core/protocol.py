@@ -107,6 +107,7 @@ __all__ = [
     "TrialRequest",
     "TrialView",
     "TuneInputs",
+    "TuneListing",
     "TuneRequest",
     "TuneResult",
     "TuneResultView",
@@ -1148,6 +1149,15 @@ class TrialView(_View):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_s: float | None = None
+
+
+class TuneListing(OperationView):
+    """A study as the list of studies shows it: ``trials_done`` of its ``inputs.trials``
+    trials ended (completed, failed or pruned), ``best_value`` the best objective of a
+    completed trial so far (None: none yet)."""
+
+    trials_done: int = 0
+    best_value: float | None = None
 
 
 class TuneView(_View):
