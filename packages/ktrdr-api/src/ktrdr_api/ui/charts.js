@@ -175,3 +175,36 @@ export function renderReport(kind) {
   (kind === "backtest" ? renderBacktest : renderWalkforward)(root, series);
   markReady(root);
 }
+
+// A study's objective by trial number (a numeric horizontal axis: the library's options
+// chart), each completed trial a point, and the best so far as a step line.
+export function trialsChart(root, name) {
+  const box = el("div", { class: "chart", "data-chart": name });
+  root.append(box);
+  const chart = LightweightCharts.createOptionsChart(box, {
+    height: 240,
+    autoSize: true,
+    localization: { timeFormatter: (n) => `trial ${n}` },
+    timeScale: { tickMarkFormatter: (n) => (Number.isInteger(n) ? `#${n}` : "") },
+  });
+  const values = chart.addSeries(LightweightCharts.LineSeries, {
+    color: COLORS.equity, lineVisible: false, pointMarkersVisible: true, pointMarkersRadius: 4,
+    title: "trial", lastValueVisible: false, priceLineVisible: false,
+  });
+  const best = chart.addSeries(LightweightCharts.LineSeries, {
+    color: COLORS.up, lineWidth: 2, lineType: LightweightCharts.LineType.WithSteps, title: "best so far",
+  });
+  charts[name] = {
+    chart, values, best,
+    show(trials, direction) {
+      const done = trials.filter((t) => t.state === "completed" && t.value !== null && t.value !== undefined)
+        .sort((a, b) => a.number - b.number);
+      const better = direction === "maximize" ? Math.max : Math.min;
+      let top = null;
+      values.setData(done.map((t) => ({ time: t.number, value: t.value })));
+      best.setData(done.map((t) => ({ time: t.number, value: (top = top === null ? t.value : better(top, t.value)) })));
+      chart.timeScale().fitContent();
+    },
+  };
+  return charts[name];
+}
