@@ -374,7 +374,7 @@ const pages = {
       const op = study.operation;
       const inputs = op.inputs;
       const summary = op.result ? op.result.summary : null;
-      head.replaceChildren(
+      head.replaceChildren(...[
         el("p", { class: "lede" }, `${op.strategy_name}: ${inputs.trials} trials of ${inputs.objective} (${inputs.direction}), ${inputs.sampler} sampler. Each trial is a walk-forward on the workers; its number opens it.`),
         studyFacts(op),
         el("h3", {}, "Search space"),
@@ -383,7 +383,7 @@ const pages = {
         summary && summary.warnings.length
           ? el("ul", { class: "warnings", role: "note" }, summary.warnings.map((w) => el("li", {}, `warning: ${w}`)))
           : null,
-      );
+      ].filter(Boolean));
       drawTrials();
       if (!chart) {
         chart = trialsChart(chartBox, "trials");
@@ -451,8 +451,10 @@ function studyFacts(op) {
     ["seed", i.tune_seed], ["folds a trial", i.folds === 1 ? "1 (one train/test split)" : i.folds],
     ["training window", `${i.train_blocks} test windows`], ["embargo", `${i.embargo_bars} bars`],
     ["search range", `${i.data_start} … ${i.search_end}`],
-    ["holdout", `${fmt(i.holdout)} of the range: ${i.holdout_start} … ${i.holdout_end}, never seen by a trial`],
-    ["parallel trials", i.parallel], ["pruning", i.prune ? "median pruner after each fold" : "off"],
+    ["holdout", `the last ${Math.round(i.holdout * 100)}% of the range: ${i.holdout_start} … ${i.holdout_end}, never seen by a trial`],
+    ["parallel trials", i.parallel > 1
+      ? `${i.parallel}: the order trials finish in shapes what the sampler proposes next, so a rerun may differ`
+      : "1: the same seed reproduces the study trial for trial"], ["pruning", i.prune ? "median pruner after each fold" : "off"],
     ["driver's worker", op.worker_id || "—"], ["created", when(op.created_at)], ["finished", when(op.finished_at)],
     ["error", op.error || "—"],
   ], { class: "facts" });
