@@ -67,5 +67,10 @@ def test_a_valid_space_starts_a_study_for_a_backtest_worker(backend, tmp_path):
                       home=tmp_path / "home", cwd=tmp_path)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "pending" in shown.stdout
+    # `ktrdr open` gives a study's own dashboard page, pending as it is.
+    opened = run_ktrdr("--url", backend.url, "open", result.stdout.split()[2], "--print",
+                       home=tmp_path / "home", cwd=tmp_path)  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout == f"{backend.url}/#/tunes/{result.stdout.split()[2]}\n"
     bad = _tune(backend, tmp_path, str(strategy), "--space", str(space), "--direction", "up")
     assert bad.returncode == 2 and "use max or min" in bad.stderr
