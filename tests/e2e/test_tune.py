@@ -312,9 +312,12 @@ def test_a_running_study_is_shown_live_and_cancelled_from_its_page(stack, chromi
                 return view if len(view.trials) == 2 else None
 
             # Parallel 2 and every training held: the study stays running with two trials.
-            wait_until(both_trials_held, "two trials running", 300, lambda: _logs(workers))
+            held = wait_until(both_trials_held, "two trials running", 300, lambda: _logs(workers))
         viewer.login(reader)
         viewer.page.wait_for_selector("table.operations")
+        viewer.go("tunes", "table.tunes")
+        rows = {row[0]: row for row in viewer.cells("table.tunes")}
+        assert rows[study_id][2:6] == ["running", "0/4", "sharpe (maximize)", "—"]  # all held
         viewer.go(f"tunes/{study_id}", "table.trials")
         assert viewer.page.is_disabled("#cancel")
         assert "has role reader: cancel and retry need researcher" in viewer.page.text_content(
@@ -326,6 +329,10 @@ def test_a_running_study_is_shown_live_and_cancelled_from_its_page(stack, chromi
         admin.page.wait_for_function(
             "() => document.querySelectorAll('table.trials tbody tr').length === 2"
         )
+        links = admin.page.eval_on_selector_all(
+            "table.trials tbody td:first-child a", "links => links.map(a => a.getAttribute('href'))"
+        )
+        assert links == [f"#/operations/{t.operation_id}" for t in held.trials]  # their folds
         facts = {row[0]: row[1] for row in admin.cells("table.facts")}
         assert facts["state"] == "running"
         assert facts["parallel trials"].startswith("2: the order trials finish in shapes")

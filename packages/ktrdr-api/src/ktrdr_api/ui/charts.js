@@ -194,15 +194,22 @@ export function trialsChart(root, name) {
   const best = chart.addSeries(LightweightCharts.LineSeries, {
     color: COLORS.up, lineWidth: 2, lineType: LightweightCharts.LineType.WithSteps, title: "best so far",
   });
+  let drawn = null;
   charts[name] = {
     chart, values, best,
+    // Redrawn (and refitted) only when a trial's value came or changed: a live page keeps
+    // the reader's zoom between polls.
     show(trials, direction) {
       const done = trials.filter((t) => t.state === "completed" && t.value !== null && t.value !== undefined)
         .sort((a, b) => a.number - b.number);
+      const points = done.map((t) => ({ time: t.number, value: t.value }));
+      const key = JSON.stringify(points);
+      if (key === drawn) return;
+      drawn = key;
       const better = direction === "maximize" ? Math.max : Math.min;
       let top = null;
-      values.setData(done.map((t) => ({ time: t.number, value: t.value })));
-      best.setData(done.map((t) => ({ time: t.number, value: (top = top === null ? t.value : better(top, t.value)) })));
+      values.setData(points);
+      best.setData(points.map((p) => ({ time: p.time, value: (top = top === null ? p.value : better(top, p.value)) })));
       chart.timeScale().fitContent();
     },
   };
