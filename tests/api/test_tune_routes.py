@@ -210,6 +210,41 @@ def test_a_retried_study_keeps_its_completed_trials(kc, backend):
     assert cut.operation_id not in {t.operation_id for t in view.trials}
 
 
+def test_the_list_of_studies_counts_ended_trials_and_the_best_value_so_far(kc, backend):
+    started = kc.start_tune(_request(direction="minimize"))
+    offer = _claim_study(kc)
+    [listed] = kc.list_tunes()
+    assert (listed.operation_id, listed.trials_done, listed.best_value) == (
+        started.operation_id,
+        0,
+        None,
+    )
+    periods = {0: 14, 1: 21, 2: 1, 3: 10}  # period 1: the strategy refuses it (a failed trial)
+    trials = [
+        kc.create_trial(
+            "b1",
+            started.operation_id,
+            TrialRequest(
+                attempt=offer.attempt,
+                number=n,
+                params={"indicators.rsi_14.params.period": period},
+            ),
+        )
+        for n, period in periods.items()
+    ]
+    for trial, sharpe in zip(trials[:2], (1.25, 0.5), strict=True):
+        backend.operations.conclude(
+            trial.operation_id,
+            OperationState.COMPLETED,
+            result=WalkforwardResult(report_sha256="0" * 64, report_operation_id="op_000000000000",
+                                     summary={"metrics": {"sharpe": sharpe}}),
+        )  # fmt: skip
+    # Trial 3 still runs; the failed one counts as ended; the study minimises.
+    [listed] = kc.list_tunes()
+    assert (listed.trials_done, listed.best_value) == (3, 0.5)
+    assert kc.list_tunes(OperationState.COMPLETED) == []
+
+
 def test_cancelling_a_study_cancels_its_trials(kc):
     started = kc.start_tune(_request())
     offer = _claim_study(kc)

@@ -68,6 +68,16 @@ def test_a_valid_space_starts_a_study_for_a_backtest_worker(backend, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "pending" in shown.stdout
     assert "every trial keeps its own until the study ends, then the best 2" in shown.stdout
+    study_id = result.stdout.split()[2]
+    listed = run_ktrdr("--url", backend.url, "tunes", "list", home=tmp_path / "home", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line.split() for line in listed.stdout.splitlines() if line.startswith(study_id)]
+    assert row[1:5] == ["pending", "rsi_zones", "0/5", "sharpe"]  # no trial ended yet
+    # `ktrdr open` gives a study's own dashboard page, pending as it is.
+    opened = run_ktrdr("--url", backend.url, "open", result.stdout.split()[2], "--print",
+                       home=tmp_path / "home", cwd=tmp_path)  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout == f"{backend.url}/#/tunes/{result.stdout.split()[2]}\n"
     bad = _tune(backend, tmp_path, str(strategy), "--space", str(space), "--direction", "up")
     assert bad.returncode == 2 and "use max or min" in bad.stderr
     none_kept = _tune(backend, tmp_path, str(strategy), "--space", str(space), "--keep", "0")

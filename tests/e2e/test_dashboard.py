@@ -11,15 +11,13 @@ Screenshots of each page go to ``test-output/dashboard`` (KTRDR_TEST_OUTPUT over
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from ktrdr_core.protocol import OperationState
-from tests.support.browser import BrowserUnavailable, browser
-from tests.support.ci import unavailable
+from tests.support.browser import SCREENSHOTS, Page, browser_or_skip
+from tests.support.browser import shown_number as _fmt
 from tests.support.market_data import eurusd_csv
 from tests.support.stack import (
     TINY_STRATEGY,
@@ -34,8 +32,7 @@ pytestmark = pytest.mark.slow  # a browser, a backend and two workers, one impor
 
 ADMIN = "dashboard-admin"
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
-OUTPUT = Path(os.environ.get("KTRDR_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
-SHOTS = OUTPUT / "dashboard"
+SHOTS = SCREENSHOTS / "dashboard"
 # Markup in the places a strategy holds free text; the image's handler would set a flag.
 HOSTILE_NAME = "<script>window.pwned=1</script>"
 HOSTILE_TEXT = "<img src=x onerror=window.pwned=1><script>window.pwned=2</script>"
@@ -44,11 +41,8 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def chromium():
-    try:
-        with browser() as launched:
-            yield launched
-    except BrowserUnavailable as exc:
-        unavailable(str(exc))
+    with browser_or_skip() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -100,57 +94,11 @@ def stack(tmp_path_factory, chromium):
     api.stop()
 
 
-class Page:
-    """One browser tab on the dashboard, recording console errors and uncaught exceptions."""
-
-    def __init__(self, chromium, api: ApiServer):
-        self.context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(TIMEOUT_MS)
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.base = api.url
-
-    def login(self, token: str) -> None:
-        self.page.goto(self.base + "/")
-        self.page.fill("#token", token)
-        self.page.click("#login button[type=submit]")
-
-    def go(self, route: str, ready: str) -> None:
-        """Open ``#/route`` and wait for ``ready`` (a CSS selector) to be shown."""
-        self.page.evaluate("route => { location.hash = route; }", f"#/{route}")
-        self.page.wait_for_selector(ready)
-
-    def shot(self, name: str) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-    def cells(self, selector: str) -> list[list[str]]:
-        return self.page.eval_on_selector_all(
-            f"{selector} tbody tr",
-            "rows => rows.map(r => [...r.cells].map(c => c.textContent))",
-        )
-
-    def close(self) -> None:
-        self.context.close()
-
-
 @pytest.fixture
 def tab(chromium, stack):
-    opened = Page(chromium, stack["api"])
+    opened = Page(chromium, stack["api"].url, SHOTS, timeout_ms=TIMEOUT_MS)
     yield opened
     opened.close()
-
-
-def _fmt(value) -> str:  # type: ignore[no-untyped-def]
-    """What the page shows for a number (charts.js: fmt; JSON has one number type, so a
-    whole float reads as an integer there)."""
-    if value is None:
-        return "—"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4f}"
 
 
 def test_a_wrong_token_gets_a_clear_message(tab):

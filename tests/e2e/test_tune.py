@@ -6,6 +6,11 @@ RSI(14) extremes, ``ktrdr_core.simulator.RSI_REVERSION``): a search over the RSI
 finds it, and the holdout, which no trial saw, confirms it; once it ended only the best
 three trials keep their model bundles, which still backtest. Then the driver's worker is
 killed mid-study; the study finishes on the other backtest worker and every trial ran once.
+
+The dashboard's study pages are read in a real headless Chromium (tests/support/browser.py):
+the finished study's trials and holdout comparison as the API has them, and a running study,
+its trainings held at an epoch boundary by the training workers' hold file (never raced),
+shown live, unavailable to cancel for a reader, and cancelled from its page.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import pytest
 
 from ktrdr_core.protocol import OperationKind, OperationState, TrainingResultView, TuneRequest
 from ktrdr_core.simulator import PlantedEffect, simulate_csv
-from ktrdr_core.tuning import ranked_trials
+from ktrdr_core.tuning import overfitting_warning, ranked_trials
+from tests.support.browser import SCREENSHOTS, Page, browser_or_skip
+from tests.support.browser import shown_number as _fmt
 from tests.support.cli import run_ktrdr
 from tests.support.stack import ApiServer, WorkerProcess, wait_for_state
 from tests.support.waiting import wait_until
@@ -24,6 +31,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 DONE = {OperationState.COMPLETED, OperationState.FAILED, OperationState.CANCELLED}
+ADMIN = "tune-admin"
 
 STRATEGY = """\
 name: planted_rsi
@@ -67,9 +75,15 @@ SPACE = "indicators.rsi_14.params.period: {int: [6, 26], step: 4}\n"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def hold(tmp_path_factory):
+    """While this file exists, the training workers hold each training after an epoch."""
+    return tmp_path_factory.mktemp("hold") / "hold"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, hold):
     folder = tmp_path_factory.mktemp("tune")
-    api = ApiServer(folder / "home", lease_seconds=6.0).start()
+    api = ApiServer(folder / "home", lease_seconds=6.0, token=ADMIN).start()
     workers = [
         WorkerProcess(
             kind,
@@ -77,6 +91,7 @@ def stack(tmp_path_factory):
             folder / "workers",
             worker_id=f"tune-{kind}-{n}",
             torch_free=kind == "backtest",
+            env={"KTRDR_WORKER_HOLD_FILE": str(hold)} if kind == "training" else None,
         )
         for kind, n in (("training", 1), ("training", 2), ("backtest", 1), ("backtest", 2))
     ]
@@ -177,7 +192,7 @@ def test_the_cli_shows_the_study_and_writes_the_best_strategy(stack, tmp_path):
     api, _ = stack
     with api.client() as client:
         [study] = [v for v in client.list_tunes() if v.state == OperationState.COMPLETED][:1]
-    env = {"KTRDR_API_URL": api.url}
+    env = {"KTRDR_API_URL": api.url, "KTRDR_API_TOKEN": ADMIN}
     shown = run_ktrdr("tunes", "show", study.operation_id, home=tmp_path, cwd=tmp_path, **env)
     assert shown.returncode == 0, shown.stderr
     assert "TRIAL" in shown.stdout and "HOLDOUT" in shown.stdout
@@ -205,6 +220,189 @@ def test_the_cli_shows_the_study_and_writes_the_best_strategy(stack, tmp_path):
                        cwd=tmp_path, **env)  # fmt: skip
     assert diffed.returncode == 0, diffed.stderr
     assert "indicators.rsi_14.params.period" in diffed.stdout
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser_or_skip() as launched:
+        yield launched
+
+
+@pytest.fixture
+def tab(chromium, stack):
+    opened = Page(chromium, stack[0].url, SCREENSHOTS / "tune")
+    yield opened
+    opened.close()
+
+
+def _completed_study(api):
+    with api.client() as client:
+        done = [v for v in client.list_tunes() if v.state == OperationState.COMPLETED]
+        assert done, "no completed study: the first test of this module makes one"
+        return done[-1], client.get_tune(done[-1].operation_id)
+
+
+def test_the_study_page_shows_the_trials_and_the_holdout_beside_the_search(stack, tab):
+    api, _ = stack
+    listed, study = _completed_study(api)
+    op_id, inputs = listed.operation_id, study.operation.inputs
+    summary = study.operation.result.summary
+    tab.login(ADMIN)
+    tab.page.wait_for_selector("table.operations")
+    tab.page.click("header a[href='#/tunes']")
+    tab.page.wait_for_selector("table.tunes")
+    rows = {row[0]: row for row in tab.cells("table.tunes")}
+    assert rows[op_id][1:6] == [
+        "planted_rsi", "completed", f"{len(study.trials)}/{inputs.trials}", "sharpe (maximize)",
+        _fmt(summary["best"]["value"]),
+    ]  # fmt: skip
+    assert listed.best_value == summary["best"]["value"] and listed.trials_done == inputs.trials
+    tab.page.click(f"table.tunes a[href='#/tunes/{op_id}']")
+    tab.page.wait_for_selector("[data-charts-ready]")
+
+    # The trials table: one row per trial of the API's, in trial order, each linking to its
+    # walk-forward's page.
+    path = "indicators.rsi_14.params.period"
+    expected = [
+        [str(t.number), str(t.params[path]), _fmt(t.value),
+         f"{sum(v is not None for v in t.fold_values)}/{t.folds}", str(t.state)]
+        for t in study.trials
+    ]  # fmt: skip
+    assert [row[:5] for row in tab.cells("table.trials")] == expected
+    links = tab.page.eval_on_selector_all(
+        "table.trials tbody td:first-child a", "links => links.map(a => a.getAttribute('href'))"
+    )
+    assert links == [f"#/walkforwards/{t.operation_id}" for t in study.trials]
+    # Sorted by the objective, best first (the study maximises), then back by number.
+    tab.page.click("table.trials button[data-order=best]")
+    tab.page.wait_for_selector("table.trials[data-order=best]")
+    best_first = sorted(study.trials, key=lambda t: (-t.value, t.number))
+    assert [row[0] for row in tab.cells("table.trials")] == [str(t.number) for t in best_first]
+    tab.page.click("table.trials button[data-order=number]")
+    tab.page.wait_for_selector("table.trials[data-order=number]")
+
+    # The search beside the holdout, for the best trials and the median, as the API has them.
+    holdout = tab.cells("table.holdout")
+    shown = [row[:4] for row in holdout]
+    wanted = [[f"#{r['rank']}", f"trial {r['trial']}", _fmt(r["search"]), _fmt(r["holdout"])]
+              for r in summary["holdout"]]  # fmt: skip
+    median = summary["median"]
+    wanted.append(["median", f"trial {median['trial']}", _fmt(median["search"]),
+                   _fmt(median["holdout"])])  # fmt: skip
+    assert shown == wanted
+    runs = {h.number: h.operation_id for h in study.holdout}
+    assert [row[4] for row in holdout] == [runs[r["trial"]] for r in summary["holdout"]] + [
+        runs[median["trial"]]
+    ]
+    deflated = summary["deflated_sharpe"]
+    text = tab.page.text_content("p.deflated")
+    assert f"probability {_fmt(deflated['probability'])}" in text
+    assert f"{deflated['trials']} trials)" in text
+    assert f"trial {deflated['trial']}'s Sharpe {_fmt(deflated['sharpe'])}" in text
+    # The warnings are the study's own, decided by the one rule (ktrdr_core.tuning): the
+    # overfitting one exactly when that rule says so; the parallel one, trials ran 2 at once.
+    warnings = tab.page.eval_on_selector_all(
+        "ul.warnings li", "items => items.map(li => li.textContent)"
+    )
+    assert warnings == [f"warning: {w}" for w in summary["warnings"]]
+    first = summary["holdout"][0]
+    rule = overfitting_warning(first["search"], first["holdout"], "sharpe", "maximize")
+    assert (rule is not None) == any("fitted noise" in w for w in warnings)
+    if rule is not None:
+        assert f"warning: {rule}" in warnings
+    assert any("order they finished in" in w for w in warnings)
+    # A bar per parameter, and each completed trial a point on the chart with the best so far.
+    bars = tab.page.eval_on_selector_all(
+        "meter[data-param]", "bars => bars.map(m => [m.dataset.param, m.value])"
+    )
+    assert bars == [[k, pytest.approx(v)] for k, v in summary["importance"].items()]
+    points = tab.page.evaluate("ktrdrCharts.trials.values.data().map(p => [p.time, p.value])")
+    assert points == [[t.number, pytest.approx(t.value)] for t in study.trials]
+    best_line = tab.page.evaluate("ktrdrCharts.trials.best.data().map(p => p.value)")
+    assert best_line[-1] == pytest.approx(summary["best"]["value"])
+    assert best_line == sorted(best_line)
+    assert tab.page.is_disabled("#cancel")  # it ended
+    tab.shot("study")
+
+    # A trial's number opens its walk-forward's page.
+    tab.page.click(f"table.trials a[href='#/walkforwards/{study.trials[0].operation_id}']")
+    tab.page.wait_for_selector("table.folds")
+    assert len(tab.cells("table.folds")) == inputs.folds
+    assert tab.errors == []
+
+
+def test_a_running_study_is_shown_live_and_cancelled_from_its_page(stack, chromium, hold):
+    api, workers = stack
+    with api.client() as client:
+        reader = client.create_token("tune-viewer", "reader").secret
+    admin = Page(chromium, api.url, SCREENSHOTS / "tune")
+    viewer = Page(chromium, api.url, SCREENSHOTS / "tune")
+    hold.touch()
+    try:
+        with api.client() as client:
+            started = client.start_tune(_request(trials=4, parallel=2, sampler="random"))
+            study_id = started.operation_id
+
+            def both_trials_held():
+                view = client.get_tune(study_id)
+                assert not view.operation.state.is_terminal, view.operation.error
+                return view if len(view.trials) == 2 else None
+
+            # Parallel 2 and every training held: the study stays running with two trials.
+            held = wait_until(both_trials_held, "two trials running", 300, lambda: _logs(workers))
+        viewer.login(reader)
+        viewer.page.wait_for_selector("table.operations")
+        viewer.go("tunes", "table.tunes")
+        rows = {row[0]: row for row in viewer.cells("table.tunes")}
+        assert rows[study_id][2:6] == ["running", "0/4", "sharpe (maximize)", "—"]  # all held
+        viewer.go(f"tunes/{study_id}", "table.trials")
+        assert viewer.page.is_disabled("#cancel")
+        assert "has role reader: cancel and retry need researcher" in viewer.page.text_content(
+            ".actions"
+        )
+        admin.login(ADMIN)
+        admin.page.wait_for_selector("table.operations")
+        admin.go(f"tunes/{study_id}", "p.pending-results")
+        admin.page.wait_for_function(
+            "() => document.querySelectorAll('table.trials tbody tr').length === 2"
+        )
+        links = admin.page.eval_on_selector_all(
+            "table.trials tbody td:first-child a", "links => links.map(a => a.getAttribute('href'))"
+        )
+        assert links == [f"#/operations/{t.operation_id}" for t in held.trials]  # their folds
+        facts = {row[0]: row[1] for row in admin.cells("table.facts")}
+        assert facts["state"] == "running"
+        assert facts["parallel trials"].startswith("2: the order trials finish in shapes")
+        assert "null" not in admin.page.text_content("main")
+        assert not admin.page.is_disabled("#cancel")
+        admin.shot("study-running")
+        admin.page.click("#cancel")
+        ended = wait_for_state(
+            api, study_id, DONE, "the cancelled study", 120, lambda: _logs(workers)
+        )
+        assert ended.state == OperationState.CANCELLED
+
+        def trials_ended():
+            with api.client() as client:
+                view = client.get_tune(study_id)
+            return view if all(t.state.is_terminal for t in view.trials) else None
+
+        view = wait_until(trials_ended, "the study's trials cancelled", 120, lambda: _logs(workers))
+        assert {str(t.state) for t in view.trials} == {"cancelled"}
+        # The open page follows without a reload: the study and its trials cancelled.
+        admin.page.wait_for_function(
+            """() => [...document.querySelectorAll('table.facts td')]
+                .some(td => td.textContent === 'cancelled')
+              && [...document.querySelectorAll('table.trials tbody tr')]
+                .every(tr => tr.cells[4].textContent === 'cancelled')"""
+        )
+        assert admin.page.is_disabled("#cancel") and not admin.page.is_disabled("#retry")
+        admin.shot("study-cancelled")
+        assert admin.errors == [] and viewer.errors == []
+    finally:
+        hold.unlink(missing_ok=True)
+        admin.close()
+        viewer.close()
 
 
 TWO_PARAMETERS = SPACE + "decisions.confidence_threshold: {float: [0.4, 0.6]}\n"

@@ -217,6 +217,21 @@ class OperationStore:
         with self.sessions() as session:
             return [to_view(op) for op in session.scalars(query)]
 
+    def children_of(self, parent_ids: list[str]) -> dict[str, list[OperationView]]:
+        """The child operations of each of ``parent_ids`` (oldest first), in one query."""
+        found: dict[str, list[OperationView]] = {parent: [] for parent in parent_ids}
+        if not parent_ids:
+            return found
+        query = (
+            select(Operation)
+            .where(Operation.parent_id.in_(parent_ids))
+            .order_by(Operation.created_at, Operation.id)
+        )
+        with self.sessions() as session:
+            for op in session.scalars(query):
+                found[op.parent_id].append(to_view(op))
+        return found
+
     def running_ids(self, kind: OperationKind) -> list[str]:
         query = select(Operation.id).where(Operation.kind == kind.value, Operation.state == R)
         with self.sessions() as session:

@@ -78,6 +78,7 @@ from ktrdr_core.protocol import (
     TrialView,
     TrialWatch,
     TuneInputs,
+    TuneListing,
     TuneRequest,
     TuneView,
     WalkforwardInputs,
@@ -455,6 +456,36 @@ class Tunes:
                 return child
         return None
 
+    def listing(self, state: OperationState | None, limit: int) -> list[TuneListing]:
+        """The studies, newest first, each with how many trials ended and its best value so
+        far (the children of every listed study read in one query)."""
+        studies = self.operations.list_operations(kind=OperationKind.TUNE, state=state, limit=limit)
+        children = self.operations.children_of([s.operation_id for s in studies])
+        listed = []
+        for study in studies:
+            inputs = study.inputs
+            assert isinstance(inputs, TuneInputs)
+            trials = {c.role: c for c in children[study.operation_id] if _is_trial(c.role)}
+            for role, op_id in inputs.reuse.items():
+                if role not in trials:
+                    with contextlib.suppress(OperationNotFound):
+                        trials[role] = self.operations.get(op_id)
+            values = [
+                value
+                for t in trials.values()
+                if t.state == OperationState.COMPLETED
+                and isinstance(t.result, WalkforwardResult)
+                and (value := objective_of(t.result.summary, inputs.objective)) is not None
+            ]
+            listed.append(
+                TuneListing(
+                    **study.model_dump(),
+                    trials_done=sum(t.state in _TERMINAL for t in trials.values()),
+                    best_value=_best_of(values, inputs.direction),
+                )
+            )
+        return listed
+
     def view(self, operation_id: str) -> TuneView:
         """The study with its trials (those a retried study reuses included) by number."""
         study = self.study(operation_id)
@@ -727,6 +758,15 @@ class Tunes:
             "holdout": None if holdout is None else holdout.model_dump(mode="json"),
             "strategy": text,
         }
+
+
+def _is_trial(role: str | None) -> bool:
+    return bool(role) and role.startswith("trial:")
+
+
+def _best_of(values: list[float], direction: str) -> float | None:
+    """The best of ``values`` for the study's ``direction`` (None when there is none)."""
+    return (max if direction == "maximize" else min)(values, default=None)
 
 
 def _params(child: OperationView, inputs: TuneInputs) -> dict[str, Any]:

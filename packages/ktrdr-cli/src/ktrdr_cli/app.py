@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "open": (
         "ktrdr_cli.commands.open",
         "open_page",
-        "Open the dashboard, or the page of an operation, backtest, walk-forward or model.",
+        "Open the dashboard, or the page of an operation, backtest, walk-forward, study or model.",
     ),
     "data": ("ktrdr_cli.commands.data", "app", "Import, fetch and inspect market data (OHLCV)."),
     "indicators": (

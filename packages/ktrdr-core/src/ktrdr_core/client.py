@@ -52,6 +52,7 @@ from ktrdr_core.protocol import (
     TrialRequest,
     TrialView,
     TrialWatch,
+    TuneListing,
     TuneRequest,
     TuneView,
     WalkforwardRequest,
@@ -696,9 +697,10 @@ class KtrdrClient:
         the strategy and the search space."""
         return self._model(OperationView, "POST", "/tunes", json=self._body(request))
 
-    def list_tunes(self, state: OperationState | str | None = None) -> list[OperationView]:
+    def list_tunes(self, state: OperationState | str | None = None) -> list[TuneListing]:
+        """Studies, newest first, with their trials ended so far and best value."""
         params = {"state": str(state)} if state else None
-        return self._models(OperationView, "GET", "/tunes", params=params)
+        return self._models(TuneListing, "GET", "/tunes", params=params)
 
     def get_tune(self, operation_id: str) -> TuneView:
         """The study with its trials and holdout runs."""

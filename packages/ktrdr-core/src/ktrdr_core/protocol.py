@@ -107,6 +107,7 @@ __all__ = [
     "TrialRequest",
     "TrialView",
     "TuneInputs",
+    "TuneListing",
     "TuneRequest",
     "TuneResult",
     "TuneResultView",
@@ -1165,6 +1166,15 @@ class TrialView(_View):
         default=0, description="models its folds trained that were deleted since"
     )
     freed_bytes: int = Field(default=0, description="bytes of those deleted models' bundles")
+
+
+class TuneListing(OperationView):
+    """A study as the list of studies shows it: ``trials_done`` of its ``inputs.trials``
+    trials ended (completed, failed or pruned), ``best_value`` the best objective of a
+    completed trial so far (None: none yet)."""
+
+    trials_done: int = 0
+    best_value: float | None = None
 
 
 class TuneView(_View):

@@ -20,12 +20,12 @@ from ktrdr_core.protocol import (
     WORKER_ID_PATTERN,
     AttemptRef,
     BundleKeeping,
-    OperationKind,
     OperationState,
     OperationView,
     TrialRequest,
     TrialView,
     TrialWatch,
+    TuneListing,
     TuneRequest,
     TuneView,
 )
@@ -54,8 +54,9 @@ def list_tunes(
     backend: BackendDep,
     state: OperationState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[OperationView]:
-    return backend.operations.list_operations(kind=OperationKind.TUNE, state=state, limit=limit)
+) -> list[TuneListing]:
+    """Studies, newest first, each with its trials ended so far and its best value."""
+    return backend.tunes.listing(state, limit)
 
 
 @router.get("/tunes/{operation_id}", responses={404: {}}, dependencies=[requires(Role.READER)])

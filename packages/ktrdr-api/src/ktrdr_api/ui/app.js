@@ -1,7 +1,7 @@
 // The ktrdr dashboard: hash routes (#/operations/ID, #/backtests/ID, ...) over the REST API.
 // The token is asked once and kept in sessionStorage; it goes only in the Authorization
 // header, never in a URL. Everything the API returns is rendered as text (charts.js: el).
-import { charts, el, fmt, markReady, renderBacktest, renderWalkforward, table } from "./charts.js";
+import { charts, el, fmt, markReady, renderBacktest, renderWalkforward, table, trialsChart } from "./charts.js";
 
 const API = "/api/v1";
 const TOKEN_KEY = "ktrdr.token";
@@ -62,7 +62,26 @@ function progressCell(op) {
   return el("span", {}, el("progress", { max: 100, value: p.percent || 0, "data-percent": p.percent || 0 }), ` ${fmt(p.percent || 0)}%`);
 }
 
+// A value of any JSON type as text: numbers as fmt shows them, lists and objects as JSON.
+const shown = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : fmt(v));
+
+// Cancel and retry of an operation, unavailable (with the reason) below the researcher role.
+function actions(op) {
+  const live = op.state === "pending" || op.state === "running";
+  const ended = op.state === "failed" || op.state === "cancelled";
+  const allowed = can("researcher");
+  const why = allowed ? null : `your token (${me.name}) has role ${me.role}: cancel and retry need researcher`;
+  const path = `/operations/${op.operation_id}`;
+  return el("p", { class: "actions" },
+    el("button", { id: "cancel", disabled: !live || !allowed || op.cancel_requested, title: why, onclick: () => act(`${path}/cancel`) }, op.cancel_requested ? "Cancelling…" : "Cancel"),
+    " ",
+    el("button", { id: "retry", disabled: !ended || !allowed, title: why, onclick: () => act(`${path}/retry`) }, "Retry"),
+    why ? el("span", { class: "lede" }, ` (${why})`) : null,
+  );
+}
+
 function pageOf(op) {
+  if (op.kind === "tune") return `#/tunes/${op.operation_id}`;
   if (op.kind === "backtest" && op.state === "completed") return `#/backtests/${op.operation_id}`;
   if (op.kind === "walkforward" && op.state === "completed") return `#/walkforwards/${op.operation_id}`;
   return null;
@@ -107,16 +126,7 @@ const pages = {
         parts.push(el("p", { class: "step" }, `${op.kind === "training" ? "epoch" : "step"} ${p.step} of ${p.total_steps ?? "?"}`));
       if (p.metrics && Object.keys(p.metrics).length)
         parts.push(table(["metric", "value"], Object.entries(p.metrics).map(([k, v]) => [k, fmt(v)]), { class: "progress-metrics" }));
-      const live = op.state === "pending" || op.state === "running";
-      const ended = op.state === "failed" || op.state === "cancelled";
-      const allowed = can("researcher");
-      const why = allowed ? null : `your token (${me.name}) has role ${me.role}: cancel and retry need researcher`;
-      parts.push(el("p", { class: "actions" },
-        el("button", { id: "cancel", disabled: !live || !allowed || op.cancel_requested, title: why, onclick: () => act(`/operations/${id}/cancel`) }, op.cancel_requested ? "Cancelling…" : "Cancel"),
-        " ",
-        el("button", { id: "retry", disabled: !ended || !allowed, title: why, onclick: () => act(`/operations/${id}/retry`) }, "Retry"),
-        why ? el("span", { class: "lede" }, ` (${why})`) : null,
-      ));
+      parts.push(actions(op));
       const page = pageOf(op);
       if (page) parts.push(el("p", {}, link(page, "Open its result page")));
       if (op.kind === "training" && op.result && op.result.model_id)
@@ -285,7 +295,6 @@ const pages = {
         ]), { class: "runs" }));
     if (picked.length !== 2) return;
     const d = await api(`/runs/diff?a=${picked[0]}&b=${picked[1]}`);
-    const shown = (v) => (v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : fmt(v));
     const section = el("section", { class: "diff" }, el("h3", {}, `A ${d.a.operation_id} (${d.a.kind} of ${d.a.strategy_name}) against B ${d.b.operation_id} (${d.b.kind} of ${d.b.strategy_name})`));
     for (const note of [...d.a.notes, ...d.b.notes]) section.append(el("p", { class: "lede" }, `note: ${note}`));
     if (d.same_inputs) section.append(el("p", {}, "inputs: identical (parameters, data, seed and code versions)"));
@@ -317,6 +326,76 @@ const pages = {
     markReady(view);
   },
 
+  async tunes() {
+    view.append(el("h2", {}, "Parameter studies"));
+    const box = el("div");
+    view.append(box);
+    return async () => {
+      const studies = await api("/tunes?limit=200");
+      box.replaceChildren(table(
+        ["study", "strategy", "state", "trials done", "objective", "best", "progress", "created"],
+        studies.map((s) => [
+          link(`#/tunes/${s.operation_id}`, s.operation_id), s.strategy_name || "", s.state,
+          `${s.trials_done}/${s.inputs.trials}`, `${s.inputs.objective} (${s.inputs.direction})`, fmt(s.best_value),
+          (s.progress || {}).message || s.error || "", when(s.created_at),
+        ]),
+        { class: "tunes" },
+      ));
+    };
+  },
+
+  async tune(id) {
+    const head = el("div");
+    const trialsBox = el("div");
+    const results = el("div");
+    const chartBox = el("section", { class: "progression" }, el("h3", {}, "Objective by trial"));
+    view.append(el("h2", {}, `Study ${id}`), head, el("h3", {}, "Trials"), trialsBox, chartBox, results);
+    let order = "number";
+    let study = null;
+    let chart = null;
+    const drawTrials = () => {
+      const inputs = study.operation.inputs;
+      const paths = Object.keys(inputs.space);
+      const sorter = (next, label) => el("button", { class: "sort", "data-order": next, onclick: () => { order = next; drawTrials(); } }, label);
+      const arrow = order === "best" ? " ▼ best first" : order === "worst" ? " ▲ worst first" : "";
+      trialsBox.replaceChildren(table(
+        [sorter("number", "trial"), ...paths.map((p) => el("span", { title: p }, shortPath(p))),
+          sorter(order === "best" ? "worst" : "best", `${inputs.objective}${arrow}`), "folds done", "state", "duration", "workers"],
+        sortTrials(study.trials, order, inputs.direction).map((t) => [
+          link(trialPage(t), String(t.number)), ...paths.map((p) => shown(t.params[p])), fmt(t.value),
+          `${t.fold_values.filter((v) => v !== null).length}/${t.folds}`, trialState(t), seconds(t.duration_s),
+          t.workers.join(", ") || "—",
+        ]),
+        { class: "trials", "data-order": order },
+      ));
+    };
+    return async () => {
+      study = await api(`/tunes/${id}`);
+      const op = study.operation;
+      const inputs = op.inputs;
+      const summary = op.result ? op.result.summary : null;
+      head.replaceChildren(...[
+        el("p", { class: "lede" }, `${op.strategy_name}: ${inputs.trials} trials of ${inputs.objective} (${inputs.direction}), ${inputs.sampler} sampler. Each trial is a walk-forward on the workers; its number opens it.`),
+        studyFacts(op),
+        el("h3", {}, "Search space"),
+        table(["path", "distribution"], Object.entries(inputs.space).map(([path, spec]) => [path, JSON.stringify(spec)]), { class: "space" }),
+        actions(op),
+        summary && summary.warnings.length
+          ? el("ul", { class: "warnings", role: "note" }, summary.warnings.map((w) => el("li", {}, `warning: ${w}`)))
+          : null,
+      ].filter(Boolean));
+      drawTrials();
+      if (!chart) {
+        chart = trialsChart(chartBox, "trials");
+        markReady(view);
+      }
+      chart.show(study.trials, inputs.direction);
+      results.replaceChildren(...(summary
+        ? [holdoutSection(study, summary), importanceSection(summary.importance)]
+        : [el("p", { class: "lede pending-results" }, "The holdout comparison, the parameter importance and the warnings come when the search ends.")]));
+    };
+  },
+
   async walkforwards() {
     view.append(el("h2", {}, "Walk-forwards"));
     const ops = await api("/walkforwards?limit=200");
@@ -341,10 +420,89 @@ const pages = {
   },
 };
 
+// --- parameter studies (ktrdr tune) ------------------------------------------------------
+
+// A dotted strategy path by its last two names that say something (as `ktrdr tunes show`).
+const shortPath = (path) => path.split(".").filter((n) => n !== "params").slice(-2).join(".");
+const seconds = (s) => (s === null || s === undefined ? "—" : s < 120 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${String(Math.round(s % 60)).padStart(2, "0")} s`);
+// A trial's walk-forward: its result page once completed, else its operation page (folds).
+const trialPage = (t) => (t.state === "completed" ? `#/walkforwards/${t.operation_id}` : `#/operations/${t.operation_id}`);
+
+function trialState(t) {
+  if (t.pruned) return "pruned";
+  if (t.state === "failed") return `failed: ${(t.error || "no reason given").split("\n")[0]}`;
+  return t.state;
+}
+
+// Trials in the order asked: by number, or by objective best first (or last), no value last.
+function sortTrials(trials, order, direction) {
+  if (order === "number") return [...trials].sort((a, b) => a.number - b.number);
+  const sign = (direction === "maximize") === (order === "best") ? -1 : 1;
+  const valued = trials.filter((t) => t.value !== null && t.value !== undefined);
+  const rest = trials.filter((t) => t.value === null || t.value === undefined);
+  return [...valued.sort((a, b) => sign * (a.value - b.value) || a.number - b.number), ...rest];
+}
+
+function studyFacts(op) {
+  const i = op.inputs;
+  return table(["", ""], [
+    ["state", op.state], ["progress", (op.progress || {}).message || "—"], ["strategy", op.strategy_name || "—"],
+    ["objective", `${i.objective} (${i.direction})`], ["trials", i.trials], ["sampler", i.sampler],
+    ["seed", i.tune_seed], ["folds a trial", i.folds === 1 ? "1 (one train/test split)" : i.folds],
+    ["training window", `${i.train_blocks} test windows`], ["embargo", `${i.embargo_bars} bars`],
+    ["search range", `${i.data_start} … ${i.search_end}`],
+    ["holdout", `the last ${Math.round(i.holdout * 100)}% of the range: ${i.holdout_start} … ${i.holdout_end}, never seen by a trial`],
+    ["parallel trials", i.parallel > 1
+      ? `${i.parallel}: the order trials finish in shapes what the sampler proposes next, so a rerun may differ`
+      : "1: the same seed reproduces the study trial for trial"], ["pruning", i.prune ? "median pruner after each fold" : "off"],
+    ["driver's worker", op.worker_id || "—"], ["created", when(op.created_at)], ["finished", when(op.finished_at)],
+    ["error", op.error || "—"],
+  ], { class: "facts" });
+}
+
+function holdoutSection(study, summary) {
+  const op = study.operation;
+  const runs = Object.fromEntries(study.holdout.map((h) => [h.number, h]));
+  const trials = Object.fromEntries(study.trials.map((t) => [t.number, t]));
+  const objective = summary.objective;
+  const row = (label, r) => {
+    const run = runs[r.trial];
+    const held = r.holdout !== null && r.holdout !== undefined ? fmt(r.holdout) : run && run.error ? `failed: ${run.error.split("\n")[0]}` : "—";
+    return [label, trials[r.trial] ? link(trialPage(trials[r.trial]), `trial ${r.trial}`) : `trial ${r.trial}`,
+      fmt(r.search), held, run ? link(trialPage(run), run.operation_id) : "—"];
+  };
+  const rows = summary.holdout.map((r) => row(`#${r.rank}`, r));
+  if (summary.median) rows.push(row("median", summary.median));
+  const section = el("section", { class: "holdout" },
+    el("h3", {}, "The search against the holdout"),
+    el("p", { class: "lede" }, `Holdout ${summary.holdout_period[0]} … ${summary.holdout_period[1]}: days no trial saw. The best trials and the median one, trained on the whole search range, tested there.`),
+    table(["", "trial", `${objective} in the search`, `${objective} on the holdout`, "holdout run"], rows, { class: "holdout" }));
+  const d = summary.deflated_sharpe;
+  section.append(el("p", { class: "deflated" }, d
+    ? `Deflated Sharpe (Bailey & López de Prado, ${d.trials} trials): probability ${fmt(d.probability)} that trial ${d.trial}'s Sharpe ${fmt(d.sharpe)} beats the best of as many unskilled trials (expected ${fmt(d.expected_max_sharpe)}).`
+    : "Deflated Sharpe: not computed (fewer than two completed trials with a Sharpe ratio)."));
+  if (op.state !== "completed") section.append(el("p", { class: "lede" }, `The study is ${op.state}.`));
+  return section;
+}
+
+function importanceSection(importance) {
+  const section = el("section", { class: "importance" }, el("h3", {}, "Parameter importance (PED-ANOVA)"));
+  if (typeof importance === "string" || !importance) {
+    section.append(el("p", { class: "lede" }, importance || "not computed"));
+    return section;
+  }
+  section.append(el("p", { class: "lede" }, "Each parameter's share of the objective's variation across the trials."),
+    table(["parameter", "share", ""], Object.entries(importance).map(([path, share]) => [
+      el("span", { title: path }, path), el("meter", { min: 0, max: 1, value: share, "data-param": path }), fmt(share),
+    ]), { class: "importance" }));
+  return section;
+}
+
 const ROUTES = [
   [/^#\/operations\/([\w-]+)$/, pages.operation],
   [/^#\/backtests\/([\w-]+)$/, pages.backtest],
   [/^#\/walkforwards\/([\w-]+)$/, pages.walkforward],
+  [/^#\/tunes\/([\w-]+)$/, pages.tune],
   [/^#\/models\/([\w-]+)$/, pages.model],
   [/^#\/workers$/, pages.workers],
   [/^#\/datasets$/, pages.datasets],
@@ -353,6 +511,7 @@ const ROUTES = [
   [/^#\/models$/, pages.models],
   [/^#\/backtests$/, pages.backtests],
   [/^#\/walkforwards$/, pages.walkforwards],
+  [/^#\/tunes$/, pages.tunes],
   [/^(#\/operations)?$/, pages.operations],
 ];
 

@@ -175,3 +175,43 @@ export function renderReport(kind) {
   (kind === "backtest" ? renderBacktest : renderWalkforward)(root, series);
   markReady(root);
 }
+
+// A study's objective by trial number (a numeric horizontal axis: the library's options
+// chart), each completed trial a point, and the best so far as a step line.
+export function trialsChart(root, name) {
+  const box = el("div", { class: "chart", "data-chart": name });
+  root.append(box);
+  const chart = LightweightCharts.createOptionsChart(box, {
+    height: 240,
+    autoSize: true,
+    localization: { timeFormatter: (n) => `trial ${n}` },
+    timeScale: { tickMarkFormatter: (n) => (Number.isInteger(n) ? `#${n}` : "") },
+  });
+  const values = chart.addSeries(LightweightCharts.LineSeries, {
+    color: COLORS.equity, lineVisible: false, pointMarkersVisible: true, pointMarkersRadius: 4,
+    title: "trial", lastValueVisible: false, priceLineVisible: false,
+  });
+  const best = chart.addSeries(LightweightCharts.LineSeries, {
+    color: COLORS.up, lineWidth: 2, lineType: LightweightCharts.LineType.WithSteps, title: "best so far",
+  });
+  let drawn = null;
+  charts[name] = {
+    chart, values, best,
+    // Redrawn (and refitted) only when a trial's value came or changed: a live page keeps
+    // the reader's zoom between polls.
+    show(trials, direction) {
+      const done = trials.filter((t) => t.state === "completed" && t.value !== null && t.value !== undefined)
+        .sort((a, b) => a.number - b.number);
+      const points = done.map((t) => ({ time: t.number, value: t.value }));
+      const key = JSON.stringify(points);
+      if (key === drawn) return;
+      drawn = key;
+      const better = direction === "maximize" ? Math.max : Math.min;
+      let top = null;
+      values.setData(points);
+      best.setData(points.map((p) => ({ time: p.time, value: (top = top === null ? p.value : better(top, p.value)) })));
+      chart.timeScale().fitContent();
+    },
+  };
+  return charts[name];
+}

@@ -102,20 +102,19 @@ def list_tunes(
         views = api.list_tunes(status)
 
     def human() -> None:
-        rows = []
-        for v in views:
-            best = (v.result.summary.get("best") if v.result else None) or {}
-            rows.append(
-                [
-                    v.operation_id,
-                    str(v.state),
-                    v.strategy_name or "-",
-                    f"{getattr(v.inputs, 'objective', '-')}",
-                    _num(best.get("value")),
-                    v.progress.message or "-",
-                ]
-            )
-        table(rows, ["ID", "STATE", "STRATEGY", "OBJECTIVE", "BEST", "PROGRESS"])
+        rows = [
+            [
+                v.operation_id,
+                str(v.state),
+                v.strategy_name or "-",
+                f"{v.trials_done}/{getattr(v.inputs, 'trials', '-')}",
+                f"{getattr(v.inputs, 'objective', '-')}",
+                _num(v.best_value),
+                v.progress.message or "-",
+            ]
+            for v in views
+        ]
+        table(rows, ["ID", "STATE", "STRATEGY", "TRIALS", "OBJECTIVE", "BEST", "PROGRESS"])
 
     emit(views, human)
 
