@@ -104,7 +104,7 @@ def create_app(
         OperationKind.GAP_REPORT: completion.store_exact_report(),
     }
     dispatcher = Dispatcher(ops)
-    metrics = Metrics(ops, dispatcher)
+    metrics = Metrics(ops)
     walkforwards = Orchestrator(ops, sessions)
     listener: Listener | None = None
     if is_postgresql(engine):

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from ktrdr_core.settings import Settings
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 """The newest migration under migrations/versions (a test checks it is alembic's head)."""
 
 
