@@ -77,7 +77,7 @@ class ClaimSource(Protocol):
 
     def try_claim(self, worker: WorkerInfo) -> ClaimResponse | None: ...
 
-    def end_poll(self, worker_id: str, *, heard: bool) -> None: ...
+    def hung_up(self, worker_id: str) -> None: ...
 
 
 def may_take(
@@ -227,9 +227,10 @@ class Dispatcher:
     ) -> ClaimResponse | None:
         """Wait up to ``timeout_s`` seconds for an operation for ``worker_id``; None if none.
         ``gone``: whether the worker hung up (a killed worker stops counting as waiting within
-        a recheck, not at the end of its poll). A poll that ends normally marks it seen.
-        The worker's ``polling_until`` says to every process that it polls: set by
-        ``begin_claim``, cleared by the claim or ``end_poll`` (writes they make anyway).
+        a recheck, not at the end of its poll). The worker's ``polling_until`` says to every
+        process that it polls, and until when it is heard from: set by ``begin_claim``,
+        cleared by the claim (writes they make anyway); a poll that runs to its end writes
+        nothing more, one the worker hung up on clears it (``hung_up``).
 
         Raises WorkerNotFound when the worker is not registered.
         """
@@ -257,9 +258,8 @@ class Dispatcher:
                     break
         finally:
             del self._waiters[key]
-        # Ran to its end (heard from until now: the silence that makes a worker "lost" starts
-        # here), or the worker hung up (None: not heard from since the poll began).
-        await asyncio.to_thread(ops.end_poll, worker_id, heard=woken is not None)
+        if woken is None:  # hung up: not heard from since the poll began
+            await asyncio.to_thread(ops.hung_up, worker_id)
         return None
 
     async def _wait(

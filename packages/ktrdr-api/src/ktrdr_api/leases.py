@@ -97,14 +97,12 @@ class Leases(OperationStore):
                 versions=dict(worker.versions or {}),
             )
 
-    def end_poll(self, worker_id: str, *, heard: bool) -> None:
-        """The worker's long poll ended without work: it no longer polls, and ``heard``
-        (its poll ran to its end, rather than the worker hanging up) it was heard from now."""
-        values: dict[str, Any] = {"polling_until": None}
-        if heard:
-            values["last_seen_at"] = self.clock()
+    def hung_up(self, worker_id: str) -> None:
+        """The worker hung up during its long poll: it no longer polls, and was last heard
+        from when the poll began. (A poll that runs to its end writes nothing: its
+        ``polling_until`` is when the worker was last heard from.)"""
         with self.sessions.begin() as session:
-            session.execute(update(Worker).where(Worker.id == worker_id).values(**values))
+            session.execute(update(Worker).where(Worker.id == worker_id).values(polling_until=None))
 
     def try_claim(self, worker: WorkerInfo) -> ClaimResponse | None:
         """Give ``worker`` the operation dispatch picks for it, or None when none fits."""

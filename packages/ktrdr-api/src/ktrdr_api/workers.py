@@ -79,12 +79,20 @@ def polling(row: Worker, now: datetime) -> bool:
     return row.polling_until is not None and row.polling_until > now
 
 
+def last_heard(row: Worker, now: datetime) -> datetime:
+    """When the worker was last heard from: its last call, or until the end of the long poll
+    it held open (``polling_until``; now while it polls)."""
+    if row.polling_until is None:
+        return row.last_seen_at
+    return max(row.last_seen_at, min(row.polling_until, now))
+
+
 def status(row: Worker, *, now: datetime, lease_seconds: float) -> WorkerStatus:
     """From the silence since the worker was last heard from (a claim poll, a heartbeat; one
     long-polling right now, on any process, is heard now): ``lost`` after two heartbeat
     intervals, ``offline`` after the lease; otherwise busy while it holds an operation, else
     idle."""
-    silence = timedelta(0) if polling(row, now) else now - row.last_seen_at
+    silence = now - last_heard(row, now)
     if silence > timedelta(seconds=lease_seconds):
         return WorkerStatus.OFFLINE
     if silence > timedelta(seconds=2 * heartbeat_interval(lease_seconds)):
@@ -101,7 +109,7 @@ def view(row: Worker, *, now: datetime, lease_seconds: float) -> WorkerView:
         versions=row.versions,
         host=row.host,
         registered_at=row.registered_at,
-        last_seen_at=row.last_seen_at,
+        last_seen_at=last_heard(row, now),
         status=status(row, now=now, lease_seconds=lease_seconds),
         current_operation_id=row.current_operation_id,
     )
