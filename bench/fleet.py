@@ -3,7 +3,9 @@
 ``ktrdr-api serve --processes P`` (token auth on) on a PostgreSQL started here; W simulated
 workers (tests/support/fleet.py: asyncio clients speaking the real protocol — register,
 long-poll claim, a heartbeat with progress, complete with a small result — doing no work)
-in this process; backtests created over HTTP (POST /backtests) at a steady rate.
+spread over C load-generator processes (``--clients``; by default one per 125 workers, at
+most 4: one asyncio thread drives about that many before its own lag shows in the figures);
+backtests created over HTTP (POST /backtests) at a steady rate from this process.
 
 First the sustainable rate of one process is measured (200 workers, operations submitted as
 fast as they complete, a backlog kept); every run then offers 80 % of it, for 100, 200 and
@@ -22,8 +24,8 @@ fast as they complete, a backlog kept); every run then offers 80 % of it, for 10
   worker: the sign of an API process past saturation);
 - then, for each resource, the share of its capacity used (API processes: CPU over wall
   time per process, at most one core each; PostgreSQL: CPU over wall time of its server
-  processes; this load generator: one core, asyncio being one thread; the machine: all its
-  cores), and the first to saturate: the highest.
+  processes; the load generator: its busiest process, of one core, asyncio being one thread;
+  the machine: all its cores), and the first to saturate: the highest.
 
 Targets: 200 workers on 2 processes, claim p99 ≤ 100 ms; 0 double claims at every size;
 API CPU-s/op with 2 processes ≤ 1.2 × with 1 (the cost of coordination). Throughput is
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -48,6 +51,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test helpers (tests/support), shared with every bench
@@ -95,7 +99,9 @@ class Run:
     processes: int
     ops: int
     rate: float | None  # offered per second; None: a backlog kept (the calibration)
+    clients: int = 1  # load-generator processes the fleet is spread over
     completed: int = 0
+    api_cpu_s: float = 0.0
     wall_s: float = 0.0
     claim_ms: tuple[float, float] = (0.0, 0.0)
     heartbeat_p99_ms: float = 0.0
@@ -145,119 +151,160 @@ class Stack:
         shutil.rmtree(self.pg.data_dir.parent, ignore_errors=True)
 
 
-async def drive(run: Run, api: ApiServer, url: str, model_id: str, report: str,
-                postmaster: int) -> Run:  # fmt: skip
+def _client_process(url: str, report: str, worker_ids: list[str], stop: Any,
+                    results: Any) -> None:  # fmt: skip
+    """One load-generator process (spawned): its share of the fleet until ``stop`` is set,
+    then what its workers saw, put on ``results``."""
+    results.put(asyncio.run(_client_fleet(url, report, worker_ids, stop)))
+
+
+async def _client_fleet(url: str, report: str, worker_ids: list[str], stop: Any) -> dict:
+    done = asyncio.Event()
+    async with http_client(url, backend.TOKEN, len(worker_ids) * 2 + 4) as http:
+        fleet = [SimWorker(worker_id, http, report) for worker_id in worker_ids]
+        tasks = [asyncio.create_task(w.run(done)) for w in fleet]
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        done.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "claimed_at": {op: at for w in fleet for op, at in w.claimed_at.items()},
+        "completed": sum(len(w.completed) for w in fleet),
+        "heartbeat_s": [s for w in fleet for s in w.heartbeat_s],
+    }
+
+
+def drive(run: Run, api: ApiServer, url: str, model_id: str, report: str,
+          postmaster: int) -> Run:  # fmt: skip
     """Create ``run.ops`` backtests at ``run.rate`` per second against ``run.workers``
-    simulated workers; fill in the figures."""
-    connections = run.workers * 2 + 16
-    stop = asyncio.Event()
-    async with http_client(api.url, backend.TOKEN, connections) as http:
-        fleet = [SimWorker(f"sim-{n:04d}", http, report) for n in range(run.workers)]
-        tasks = [asyncio.create_task(w.run(stop)) for w in fleet]
-        try:
-            return await _measure(run, api, url, model_id, http, fleet, postmaster, stop)
-        finally:
-            stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    simulated workers spread over ``run.clients`` processes; fill in the figures."""
+    ctx = mp.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    ids = [f"sim-{n:04d}" for n in range(run.workers)]
+    clients = [
+        ctx.Process(
+            target=_client_process,
+            args=(api.url, report, ids[n :: run.clients], stop, results),
+            daemon=True,
+        )
+        for n in range(run.clients)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        asyncio.run(_measure(run, api, url, model_id, [c.pid for c in clients], postmaster))
+        stop.set()
+        seen = [results.get(timeout=120) for _ in clients]
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=30)
+            if client.is_alive():
+                client.kill()
+    _tally(run, url, seen)
+    return run
 
 
-async def _measure(run: Run, api: ApiServer, url: str, model_id: str,
-                   http: httpx.AsyncClient, fleet: list[SimWorker], postmaster: int,
-                   stop: asyncio.Event) -> Run:  # fmt: skip
-    while sum(w.registrations for w in fleet) < run.workers:
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # every worker into its first long poll
+async def _measure(run: Run, api: ApiServer, url: str, model_id: str, clients: list[int],
+                   postmaster: int) -> None:  # fmt: skip
+    """Offer the operations and wait until every one has ended; timings and CPU shares."""
     engine = create_engine(url)
-    peak = 0
-    api_pids = descendants(api.process.pid)
-    cpu_api, cpu_pg, cpu_me = (
-        cpu_seconds(api_pids),
-        cpu_seconds(descendants(postmaster)),
-        time.process_time(),
+
+    def count(sql: str) -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar() or 0)
+
+    # Completed, or failed after lost leases: nothing left to wait for.
+    ended_sql = (
+        "SELECT count(*) FROM operations WHERE kind = 'backtest' "
+        "AND state IN ('completed', 'failed', 'cancelled')"
     )
+    while count("SELECT count(*) FROM workers") < run.workers:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # every worker into its first long poll
+    peak = 0
+    cpu_api = cpu_seconds(descendants(api.process.pid))
+    cpu_pg = cpu_seconds(descendants(postmaster))
+    cpu_clients = {pid: cpu_seconds([pid]) for pid in clients}
+    cpu_me = time.process_time()
     created = 0
     body = {"model_id": model_id}
+    stop = asyncio.Event()
     started = time.monotonic()
 
     async def sample() -> None:
         nonlocal peak
+        database = url.rsplit("/", 1)[1]
         while not stop.is_set():
-            with engine.connect() as connection:
-                count = connection.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db"),
-                    {"db": url.rsplit("/", 1)[1]},
-                ).scalar()
-            peak = max(peak, int(count))
+            peak = max(peak, count(f"SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                   f"'{database}'"))  # fmt: skip
             await asyncio.sleep(0.5)
 
-    sampler = asyncio.create_task(sample())
+    async with http_client(api.url, backend.TOKEN, 32) as http:
+        sampler = asyncio.create_task(sample())
 
-    def done() -> int:
-        return sum(len(w.completed) for w in fleet)
+        async def create_one() -> None:
+            # A kept-alive connection the server closed as it was reused (its keep-alive
+            # timeout) fails before the request was read: sent again on a new one.
+            for _ in range(3):
+                try:
+                    answer = await http.post("/backtests", json=body)
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    continue
+            answer.raise_for_status()
 
-    async def create_one() -> None:
-        # A kept-alive connection the server closed as it was reused (its keep-alive
-        # timeout) fails before the request was read: sent again on a new one.
-        for _ in range(3):
-            try:
-                answer = await http.post("/backtests", json=body)
-                break
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                continue
-        answer.raise_for_status()
-
-    pending: set[asyncio.Task] = set()
-    while created < run.ops:
-        if run.rate is None:  # calibration: keep a backlog of one operation per worker
-            if created - done() >= run.workers:
-                await asyncio.sleep(0.005)
-                continue
-        else:
-            due = started + created / run.rate
-            if (wait := due - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-        task = asyncio.create_task(create_one())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        created += 1
-    await asyncio.gather(*pending)
-
-    def ended() -> int:  # completed, or failed after lost leases: nothing left to wait for
-        with engine.connect() as connection:
-            return connection.execute(
-                text(
-                    "SELECT count(*) FROM operations WHERE kind = 'backtest' "
-                    "AND state IN ('completed', 'failed', 'cancelled')"
-                )
-            ).scalar()
-
-    while done() < run.ops and ended() < run.ops:
-        await asyncio.sleep(0.2)
-    run.wall_s = time.monotonic() - started
+        pending: set[asyncio.Task] = set()
+        ended, looked = 0, 0.0
+        while created < run.ops:
+            if run.rate is None:  # calibration: keep a backlog of one operation per worker
+                if time.monotonic() - looked > 0.1:
+                    ended, looked = count(ended_sql), time.monotonic()
+                if created - ended >= run.workers:
+                    await asyncio.sleep(0.01)
+                    continue
+            else:
+                due = started + created / run.rate
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+            task = asyncio.create_task(create_one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            created += 1
+        await asyncio.gather(*pending)
+        while count(ended_sql) < run.ops:
+            await asyncio.sleep(0.2)
+        run.wall_s = time.monotonic() - started
+        stop.set()
+        await asyncio.gather(sampler, return_exceptions=True)
     used_api = cpu_seconds(descendants(api.process.pid)) - cpu_api
     used_pg = cpu_seconds(descendants(postmaster)) - cpu_pg
+    used_clients = [cpu_seconds([pid]) - cpu_clients[pid] for pid in clients]
     used_me = time.process_time() - cpu_me
-    stop.set()
-    sampler.cancel()
-    await asyncio.gather(sampler, return_exceptions=True)
-
-    run.completed = done()
+    engine.dispose()
     run.pg_connections = peak
-    run.api_cpu_per_op = used_api / run.completed
+    run.api_cpu_s = used_api
     cores = os.cpu_count() or 1
     run.shares = {
         "API processes": used_api / run.wall_s / min(run.processes, cores),
         "PostgreSQL": used_pg / run.wall_s / cores,
-        "load generator": used_me / run.wall_s,
-        "machine": (used_api + used_pg + used_me) / run.wall_s / cores,
+        # Each generator process is one asyncio thread: its busiest one, of one core.
+        "load generator": max([used_me, *used_clients]) / run.wall_s,
+        "machine": (used_api + used_pg + used_me + sum(used_clients)) / run.wall_s / cores,
     }
-    # Claim latency and double claims, from the backend's records and the workers' own.
+
+
+def _tally(run: Run, url: str, seen: list[dict]) -> None:
+    """Claim latency, heartbeats and double claims, from the backend's records and what the
+    client processes' workers saw."""
     claimed_at: dict[str, float] = {}
-    for worker in fleet:
-        for op, at in worker.claimed_at.items():
-            claimed_at[op] = at
+    for part in seen:
+        claimed_at.update(part["claimed_at"])
+    run.completed = sum(part["completed"] for part in seen)
+    run.api_cpu_per_op = run.api_cpu_s / run.completed if run.completed else 0.0
+    engine = create_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
             text("SELECT id, created_at, attempts FROM operations WHERE kind = 'backtest'")
@@ -274,9 +321,8 @@ async def _measure(run: Run, api: ApiServer, url: str, model_id: str,
     run.lost_leases = sum(
         a.get("outcome") == "lease_expired" for _, _, attempts in rows for a in attempts
     )
-    beats = [s * 1e3 for w in fleet for s in w.heartbeat_s]
+    beats = [s * 1e3 for part in seen for s in part["heartbeat_s"]]
     run.heartbeat_p99_ms = backend.percentile(beats, 0.99)
-    return run
 
 
 def _overlaps(attempts: list[dict]) -> int:
@@ -295,7 +341,7 @@ def measure(stack: Stack, run: Run) -> Run:
     api, url, model_id, report = stack.start(run.processes)
     postmaster = int((stack.pg.data_dir / "postmaster.pid").read_text().split()[0])
     try:
-        return asyncio.run(drive(run, api, url, model_id, report, postmaster))
+        return drive(run, api, url, model_id, report, postmaster)
     finally:
         stack.stop_api()
 
@@ -311,6 +357,11 @@ def row(run: Run) -> str:
             f"{run.lost_leases:>11} | {name} {share:.0%}")  # fmt: skip
 
 
+def clients_for(workers: int, asked: int | None) -> int:
+    """Load-generator processes for a fleet of ``workers``: ``asked``, or one per 125."""
+    return asked or min(4, -(-workers // 125))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20/40 workers, 300 operations")
@@ -318,6 +369,7 @@ def main() -> int:
     parser.add_argument("--processes", type=int, nargs="*", help="API processes (1 2)")
     parser.add_argument("--ops", type=int, help="operations per run (10000)")
     parser.add_argument("--rate", type=float, help="offered ops/s (default: 80 %% of measured)")
+    parser.add_argument("--clients", type=int, help="load-generator processes (W / 125, ≤ 4)")
     args = parser.parse_args()
     sizes = args.workers or ([20, 40] if args.quick else [100, 200, 500])
     counts = args.processes or [1, 2]
@@ -328,8 +380,9 @@ def main() -> int:
         try:
             rate = args.rate
             if rate is None:
+                workers = max(sizes[:2])
                 calibration = measure(
-                    stack, Run(workers=max(sizes[:2]), processes=1, ops=ops // 5, rate=None)
+                    stack, Run(workers, 1, ops // 5, None, clients_for(workers, args.clients))
                 )
                 rate = 0.8 * calibration.ops_per_s
                 print(f"one process sustains {calibration.ops_per_s:.0f} ops/s with "
@@ -338,7 +391,8 @@ def main() -> int:
             runs = []
             for workers in sizes:
                 for processes in counts:
-                    run = measure(stack, Run(workers, processes, ops, rate))
+                    clients = clients_for(workers, args.clients)
+                    run = measure(stack, Run(workers, processes, ops, rate, clients))
                     runs.append(run)
                     print(f"  done: {row(run)}", flush=True)
         finally:

@@ -20,10 +20,19 @@ from ktrdr_api import cli
 from ktrdr_api.app import create_app
 from ktrdr_api.coordination import Duty
 from ktrdr_api.db import SCHEMA_REVISION, make_engine, schema_revision
+from ktrdr_api.dispatch import GPU_GRACE_S
 from ktrdr_api.migrations import upgrade
 from ktrdr_core.protocol import BacktestInputs
 from ktrdr_core.settings import Settings
-from tests.support.api import FakeClock, claim, register
+from tests.api.test_metrics import scrape, value
+from tests.support.api import (
+    API,
+    FakeClock,
+    claim,
+    register,
+    training_inputs,
+    upload_artifact,
+)
 from tests.support.waiting import wait_until
 
 _names = iter(range(10**6))
@@ -102,6 +111,51 @@ def test_a_rolled_back_creation_wakes_nobody(two_processes):
     assert results["got"] is None
 
 
+def _status(client, worker_id: str) -> str:
+    listed = client.get(f"{API}/workers").json()
+    return next(w["status"] for w in listed if w["worker_id"] == worker_id)
+
+
+def test_a_long_poll_on_one_process_is_seen_by_the_other(two_processes):
+    """Status and the waiting gauge read the workers' polling_until: a worker long-polling
+    on a is heard now through b, past the silence that would make it lost."""
+    a, b = two_processes
+    register(a, "gpu-1", device="cuda")
+    register(a, "cpu-1")
+    results: dict = {}
+    poll = threading.Thread(target=lambda: results.update(got=claim(a, "gpu-1", 60)), daemon=True)
+    poll.start()
+    wait_until(lambda: a.app.state.backend.dispatcher.waiting(), "gpu-1 long-polling on a", 30)
+    b.app.state.backend.operations.clock.advance(25)  # lost after 20 s of silence (lease 30)
+    assert _status(b, "gpu-1") == "idle"
+    assert _status(b, "cpu-1") == "lost"
+    assert value(scrape(b), "ktrdr_workers_waiting", kind="training") == 1
+    # A training made on b ends the poll on a with a claim, which ends its waiting.
+    data_sha = upload_artifact(b, b"timestamp,open,high,low,close,volume\n", "data")
+    made = b.app.state.backend.operations.create(training_inputs(data_sha), references=[data_sha])
+    poll.join(timeout=30)
+    assert results["got"]["operation_id"] == made.operation_id
+    assert value(scrape(b), "ktrdr_workers_waiting", kind="training") == 0
+
+
+def test_a_gpu_worker_polling_on_one_process_gets_the_training_first_on_the_other(
+    two_processes,
+):
+    """GPU first across processes: while gpu-1's poll is open on a (its begin, as a's claim
+    route makes it; nothing wakes it here), a CPU worker claiming on b leaves a fresh training
+    alone for the grace, then takes it."""
+    a, b = two_processes
+    register(a, "gpu-1", device="cuda")
+    register(b, "cpu-1")
+    a.app.state.backend.operations.begin_claim("gpu-1", 60)
+    data_sha = upload_artifact(b, b"timestamp,open,high,low,close,volume\n", "data")
+    ops = b.app.state.backend.operations
+    op_id = ops.create(training_inputs(data_sha), references=[data_sha]).operation_id
+    assert claim(b, "cpu-1", 0.5) is None, "b gave the CPU worker a training left to the GPU"
+    ops.clock.advance(GPU_GRACE_S + 0.5)
+    assert claim(b, "cpu-1")["operation_id"] == op_id
+
+
 def test_claims_racing_on_two_processes_never_hand_one_operation_out_twice(two_processes):
     a, b = two_processes
     backends = [a.app.state.backend, b.app.state.backend]
@@ -116,7 +170,7 @@ def test_claims_racing_on_two_processes_never_hand_one_operation_out_twice(two_p
         ops = backends[index % 2].operations
         start.wait()
         while True:
-            offer = ops.try_claim(ops.begin_claim(worker_id), gpu_waiting=False)
+            offer = ops.try_claim(ops.begin_claim(worker_id, 0))
             if offer is None:
                 return
             claimed.append((offer.operation_id, worker_id))

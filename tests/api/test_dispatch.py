@@ -47,6 +47,7 @@ GRACE = timedelta(seconds=GPU_GRACE_S)
         (Device.CPU, _op(pending_for_s=GPU_GRACE_S + 1), True, True),  # grace over
         (Device.CUDA, _op(), True, True),
         (Device.CPU, _op(kind="backtest"), True, True),  # GPU first is for training
+        (Device.CPU, _op(device="cpu"), True, True),  # asks for the CPU: no GPU may take it
         (Device.CPU, _op(device="cuda"), False, False),  # strategy asks for a GPU
         (Device.CUDA, _op(device="cuda"), False, True),
         (Device.MPS, _op(device="cuda"), False, False),
@@ -129,12 +130,14 @@ def test_cpu_worker_takes_training_when_no_gpu_worker_waits(client, backend, dat
 
 def test_cpu_worker_takes_training_after_the_grace(client, backend, data_sha, clock):
     register(client, "cpu-1")
+    register(client, "gpu-1", device="cuda")
     op_id = _training(backend, data_sha)
     ops = backend.operations
-    cpu = ops.begin_claim("cpu-1")
-    assert ops.try_claim(cpu, gpu_waiting=True) is None  # left to the GPU worker
+    ops.begin_claim("gpu-1", 60)  # the GPU worker's long poll has begun (and lasts)
+    cpu = ops.begin_claim("cpu-1", 0)
+    assert ops.try_claim(cpu) is None  # left to the GPU worker
     clock.advance(GPU_GRACE_S + 0.5)
-    assert ops.try_claim(cpu, gpu_waiting=True).operation_id == op_id
+    assert ops.try_claim(cpu).operation_id == op_id
 
 
 def test_operation_that_needs_cuda_waits_for_a_cuda_worker(client, backend, data_sha):

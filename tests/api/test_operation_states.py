@@ -88,11 +88,11 @@ def bundle_sha(client) -> str:
 
 
 def _worker(ops, worker_id):
-    return ops.begin_claim(worker_id)
+    return ops.begin_claim(worker_id, 0)
 
 
 def _claim(ops, worker_id):
-    return ops.try_claim(_worker(ops, worker_id), gpu_waiting=False)
+    return ops.try_claim(_worker(ops, worker_id))
 
 
 def make(ops: Operations, state: str, clock, bundle_sha: str, data_sha: str):

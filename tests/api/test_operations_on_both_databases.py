@@ -51,14 +51,14 @@ def test_lease_loss_late_message_and_completion(live):
     for worker in ("w1", "w2"):
         _register(client, worker)
 
-    first = ops.try_claim(ops.begin_claim("w1"), gpu_waiting=False)
+    first = ops.try_claim(ops.begin_claim("w1", 0))
     ops.heartbeat(
         "w1", Heartbeat(operation_id=op.operation_id, attempt=1, progress=Progress(percent=5))
     )
     clock.advance(31)
     [requeued] = ops.expire_leases()
     assert requeued.state == "pending" and requeued.progress.percent == 5
-    second = ops.try_claim(ops.begin_claim("w2"), gpu_waiting=False)
+    second = ops.try_claim(ops.begin_claim("w2", 0))
     assert (first.attempt, second.attempt) == (1, 2)
 
     late = Completion(attempt=1, result=TrainingResult(bundle_sha256=bundle))
@@ -82,9 +82,9 @@ def test_racing_claims_hand_each_operation_out_once(live):
     barrier = threading.Barrier(len(workers))
 
     def run(worker):
-        info = ops.begin_claim(worker)
+        info = ops.begin_claim(worker, 0)
         barrier.wait()
-        offer = ops.try_claim(info, gpu_waiting=False)
+        offer = ops.try_claim(info)
         got[worker] = offer.operation_id if offer else None
 
     threads = [threading.Thread(target=run, args=(w,)) for w in workers]

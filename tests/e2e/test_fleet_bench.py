@@ -1,6 +1,7 @@
-"""bench/fleet.py itself works: a small fleet on 1 and 2 real API processes completes every
-operation, claims none twice, and prints its table. Its timings are the bench's business: a
-missed target (exit status 1) is not a failure here, a crash (any other status) is."""
+"""bench/fleet.py itself works: a small fleet, spread over 2 load-generator processes, on 1
+and 2 real API processes completes every operation, claims none twice, and prints its table.
+Its timings are the bench's business: a missed target (exit status 1) is not a failure here,
+a crash (any other status) is."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
 def test_the_fleet_bench_runs_small(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCH), "--workers", "6", "--processes", "1", "2", "--ops", "40",
-         "--rate", "8"],
+         "--rate", "8", "--clients", "2"],
         env=process_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stdout + result.stderr

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from ktrdr_core.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from ktrdr_worker.service.config import POLL_SECONDS
 
 REPORT = b'{"simulated": true}'
 """The result every simulated backtest completes with (uploaded once as an artifact)."""
@@ -65,7 +66,7 @@ class SimWorker:
     worker_id: str
     http: httpx.AsyncClient
     report_sha256: str
-    poll_s: float = 5.0
+    poll_s: float = POLL_SECONDS  # as ktrdr-worker's default
     heartbeats: int = 1  # per operation, before completing
     beat_every_s: float = 0.5  # while held
     hold: asyncio.Event | None = None

@@ -111,7 +111,7 @@ def create_app(
         OperationKind.GAP_REPORT: completion.store_exact_report(),
     }
     dispatcher = Dispatcher(ops)
-    metrics = Metrics(ops, dispatcher)
+    metrics = Metrics(ops)
     walkforwards = Orchestrator(ops, sessions)
     tunes = Tunes(ops, walkforwards, store)
     listener: Listener | None = None

@@ -12,8 +12,12 @@ from sqlalchemy.engine import make_url
 
 from ktrdr_core.settings import Settings
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 """The newest migration under migrations/versions (a test checks it is alembic's head)."""
+
+
+POOL_SIZE = 15
+"""PostgreSQL connections one API process opens at most for its requests (kept open)."""
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -25,7 +29,11 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Up to POOL_SIZE connections, each kept once opened: an overflow connection (SQLAlchemy's
+    # default is 5 kept + 10 overflow) is closed as soon as it is returned, and under a fleet's
+    # load that meant a new PostgreSQL connection (a server process forked, a login) every few
+    # requests.
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

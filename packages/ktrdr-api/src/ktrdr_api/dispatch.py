@@ -7,9 +7,10 @@ Rules, in order:
    (by creation: a requeued operation goes back to the head of the queue, not the tail).
 2. An operation that asks for a device (``training.device: cuda``) goes only to a worker
    with that device.
-3. **GPU first**: while a GPU worker of the same kind is long-polling, a CPU worker leaves a
-   training operation alone for ``GPU_GRACE_S`` after it became pending, so the GPU worker
-   gets it. With no GPU worker waiting, a CPU worker takes it at once.
+3. **GPU first**: while a GPU worker of the same kind is long-polling (on any API process: its
+   ``polling_until`` in the database), a CPU worker leaves a training operation that asks for
+   no device alone for ``GPU_GRACE_S`` after it became pending, so the GPU worker gets it.
+   With no GPU worker waiting, a CPU worker takes it at once.
 
 Long polling: a claiming worker waits on an ``asyncio.Event`` that ``notify`` sets as soon as
 an operation of its kind is committed as pending, so an idle worker receives a new operation
@@ -34,10 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from ktrdr_api.models import Operation
+from ktrdr_api.models import Operation, Worker
 from ktrdr_core.protocol import (
     SERVED_BY,
     ClaimResponse,
@@ -72,11 +73,11 @@ class WorkerInfo:
 class ClaimSource(Protocol):
     """Where claims are made (``Operations``): the long poll only waits between tries."""
 
-    def begin_claim(self, worker_id: str) -> WorkerInfo: ...
+    def begin_claim(self, worker_id: str, timeout_s: float) -> WorkerInfo: ...
 
-    def try_claim(self, worker: WorkerInfo, *, gpu_waiting: bool) -> ClaimResponse | None: ...
+    def try_claim(self, worker: WorkerInfo) -> ClaimResponse | None: ...
 
-    def mark_seen(self, worker_id: str) -> None: ...
+    def hung_up(self, worker_id: str) -> None: ...
 
 
 def may_take(
@@ -90,14 +91,28 @@ def may_take(
     """Whether a worker with ``worker_device`` may claim the pending ``op`` now."""
     if op.device is not None and op.device != worker_device.value:
         return False
-    left_to_gpu = (
+    return not (gpu_waiting and in_gpu_grace(worker_device, op, now=now, grace=grace))
+
+
+def in_gpu_grace(worker_device: Device, op: Operation, *, now: datetime, grace: timedelta) -> bool:
+    """Whether ``op`` is a training operation a CPU worker leaves to a waiting GPU worker."""
+    return (
         op.kind == OperationKind.TRAINING
         and worker_device == Device.CPU
-        and gpu_waiting
+        and op.device is None
         and op.pending_since is not None
         and now - op.pending_since < grace
     )
-    return not left_to_gpu
+
+
+def gpu_waiting(session: Session, kind: OperationKind, now: datetime) -> bool:
+    """Whether a GPU worker of ``kind`` is long-polling now, on any API process."""
+    polling = exists().where(
+        Worker.kind == kind.value,
+        Worker.device != Device.CPU.value,
+        Worker.polling_until > now,
+    )
+    return bool(session.scalar(select(polling)))
 
 
 def waiting_reason(view: OperationView, workers: Iterable[WorkerView]) -> str | None:
@@ -123,10 +138,10 @@ def candidates(
     worker: WorkerInfo,
     *,
     now: datetime,
-    gpu_waiting: bool,
     grace: timedelta,
 ) -> list[str]:
-    """Ids of the pending operations ``worker`` may claim, best first."""
+    """Ids of the pending operations ``worker`` may claim, best first. Whether a GPU worker
+    waits is asked only when the queue's head holds a training in its grace."""
     query = (
         select(Operation)
         .where(
@@ -137,10 +152,11 @@ def candidates(
         .order_by(Operation.created_at, Operation.id)
         .limit(_CANDIDATES)
     )
+    ops = session.scalars(query).all()
+    held_back = any(in_gpu_grace(worker.device, op, now=now, grace=grace) for op in ops)
+    gpu = held_back and gpu_waiting(session, worker.kind, now)
     return [
-        op.id
-        for op in session.scalars(query)
-        if may_take(worker.device, op, gpu_waiting=gpu_waiting, now=now, grace=grace)
+        op.id for op in ops if may_take(worker.device, op, gpu_waiting=gpu, now=now, grace=grace)
     ]
 
 
@@ -169,11 +185,9 @@ class Dispatcher:
         self._loop = loop
 
     def waiting(self) -> list[tuple[str, OperationKind, Device]]:
-        """(worker id, kind, device) of every worker long-polling right now."""
+        """(worker id, kind, device) of every worker long-polling this process right now
+        (every process's: the workers' ``polling_until``)."""
         return [(w.worker_id, w.kind, w.device) for w in list(self._waiters.values())]
-
-    def gpu_waiting(self, kind: OperationKind) -> bool:
-        return any(w.kind == kind and w.device != Device.CPU for w in list(self._waiters.values()))
 
     def notify(self, kind: str) -> None:
         """An operation of ``kind`` became claimable: wake the longest-waiting worker that
@@ -213,7 +227,10 @@ class Dispatcher:
     ) -> ClaimResponse | None:
         """Wait up to ``timeout_s`` seconds for an operation for ``worker_id``; None if none.
         ``gone``: whether the worker hung up (a killed worker stops counting as waiting within
-        a recheck, not at the end of its poll). A poll that ends normally marks it seen.
+        a recheck, not at the end of its poll). The worker's ``polling_until`` says to every
+        process that it polls, and until when it is heard from: set by ``begin_claim``,
+        cleared by the claim (writes they make anyway); a poll that runs to its end writes
+        nothing more, one the worker hung up on clears it (``hung_up``).
 
         Raises WorkerNotFound when the worker is not registered.
         """
@@ -221,7 +238,7 @@ class Dispatcher:
         if self._loop is None:
             self._loop = loop
         ops = self.operations
-        worker = await asyncio.to_thread(ops.begin_claim, worker_id)
+        worker = await asyncio.to_thread(ops.begin_claim, worker_id, timeout_s)
         waiter = _Waiter(worker.worker_id, worker.kind, worker.device)
         key = next(self._ids)
         self._waiters[key] = waiter
@@ -231,21 +248,18 @@ class Dispatcher:
         try:
             while True:
                 waiter.event.clear()  # before looking: a notify during the look is kept
-                gpu_waiting = worker.device == Device.CPU and self.gpu_waiting(worker.kind)
-                offer = await asyncio.to_thread(ops.try_claim, worker, gpu_waiting=gpu_waiting)
+                offer = await asyncio.to_thread(ops.try_claim, worker)
                 if offer is not None:
                     if waiter.rechecking:  # more may be waiting unannounced: the next looks
                         self._wake_one(offer.kind, rechecking=True)
                     return offer
                 woken = await self._wait(waiter, deadline, gone)
-                if woken is None:
-                    return None  # nobody to answer, and not heard from since the poll began
                 if not woken:
                     break
         finally:
             del self._waiters[key]
-        # Heard from until now: the silence that makes a worker "lost" starts here.
-        await asyncio.to_thread(ops.mark_seen, worker_id)
+        if woken is None:  # hung up: not heard from since the poll began
+            await asyncio.to_thread(ops.hung_up, worker_id)
         return None
 
     async def _wait(

@@ -66,8 +66,9 @@ class Leases(OperationStore):
 
     # --- claims -----------------------------------------------------------------------
 
-    def begin_claim(self, worker_id: str) -> WorkerInfo:
-        """Mark the worker seen and take back any operation it still holds.
+    def begin_claim(self, worker_id: str, timeout_s: float) -> WorkerInfo:
+        """Mark the worker seen and long-polling for ``timeout_s`` seconds (``polling_until``,
+        read by every API process), and take back any operation it still holds.
 
         A worker runs one operation at a time, so asking for work while holding one means
         that run was abandoned (the worker restarted under the same id): its lease is lost
@@ -88,6 +89,7 @@ class Leases(OperationStore):
                 )
                 self._lose_lease(session, op, now=now, reason=reason)
             worker.current_operation_id = None
+            worker.polling_until = now + timedelta(seconds=timeout_s)
             return WorkerInfo(
                 worker_id=worker.id,
                 kind=OperationKind(worker.kind),
@@ -95,21 +97,18 @@ class Leases(OperationStore):
                 versions=dict(worker.versions or {}),
             )
 
-    def mark_seen(self, worker_id: str) -> None:
-        """The worker was heard from just now (its long poll ended without work)."""
+    def hung_up(self, worker_id: str) -> None:
+        """The worker hung up during its long poll: it no longer polls, and was last heard
+        from when the poll began. (A poll that runs to its end writes nothing: its
+        ``polling_until`` is when the worker was last heard from.)"""
         with self.sessions.begin() as session:
-            _seen(session, worker_id, self.clock())
+            session.execute(update(Worker).where(Worker.id == worker_id).values(polling_until=None))
 
-    def try_claim(self, worker: WorkerInfo, *, gpu_waiting: bool) -> ClaimResponse | None:
-        """Give ``worker`` the operation dispatch picks for it, or None when none fits.
-
-        ``gpu_waiting``: a GPU worker of the same kind is long-polling right now.
-        """
+    def try_claim(self, worker: WorkerInfo) -> ClaimResponse | None:
+        """Give ``worker`` the operation dispatch picks for it, or None when none fits."""
         now = self.clock()
         with self.sessions() as session:
-            candidates = dispatch.candidates(
-                session, worker, now=now, gpu_waiting=gpu_waiting, grace=self.gpu_grace
-            )
+            candidates = dispatch.candidates(session, worker, now=now, grace=self.gpu_grace)
         for op_id in candidates:
             claimed = self._claim_one(op_id, worker, now)
             if claimed is not None:
@@ -159,7 +158,7 @@ class Leases(OperationStore):
             session.execute(
                 update(Worker)
                 .where(Worker.id == worker.worker_id)
-                .values(current_operation_id=op_id, last_seen_at=now)
+                .values(current_operation_id=op_id, last_seen_at=now, polling_until=None)
             )
             note(
                 session,

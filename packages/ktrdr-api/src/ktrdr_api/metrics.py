@@ -40,7 +40,6 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from sqlalchemy import func, select
 
 from ktrdr_api import workers
-from ktrdr_api.dispatch import Dispatcher
 from ktrdr_api.lifecycle import Transition
 from ktrdr_api.models import Operation, Worker
 from ktrdr_api.store import OperationStore
@@ -70,11 +69,10 @@ UNMATCHED_ROUTE = "(unmatched)"
 
 class DatabaseGauges:
     """The gauges read at scrape time: operations from the database (one query), workers
-    from the database and the dispatcher's long polls."""
+    from the database, long polls too (``polling_until``: every process's)."""
 
-    def __init__(self, operations: OperationStore, dispatcher: Dispatcher):
+    def __init__(self, operations: OperationStore):
         self.operations = operations
-        self.dispatcher = dispatcher
 
     def describe(self) -> list[Metric]:
         return list(self._families())
@@ -82,8 +80,6 @@ class DatabaseGauges:
     def collect(self) -> Iterator[Metric]:
         ops = self.operations
         now = ops.clock()
-        waiting = self.dispatcher.waiting()
-        waiting_ids = {worker_id for worker_id, _, _ in waiting}
         lease = ops.lease.total_seconds()
         with ops.sessions() as session:
             rows = session.execute(
@@ -92,11 +88,11 @@ class DatabaseGauges:
                 )
             )
             by_state = Tally({(kind, state): count for kind, state, count in rows})
-            by_status = Tally(
-                (row.kind, workers.status(row, now=now, waiting=waiting_ids, lease_seconds=lease))
-                for row in session.scalars(select(Worker))
-            )
-        polling = Tally(kind for _, kind, _ in waiting)
+            rows = session.scalars(select(Worker)).all()
+        by_status = Tally(
+            (row.kind, workers.status(row, now=now, lease_seconds=lease)) for row in rows
+        )
+        polling = Tally(row.kind for row in rows if workers.polling(row, now))
         queue, operations, registered, long_polling = self._families()
         for kind in (k.value for k in OperationKind):
             queue.add_metric([kind], by_state[(kind, OperationState.PENDING.value)])
@@ -125,7 +121,7 @@ class DatabaseGauges:
             ),
             GaugeMetricFamily(
                 "ktrdr_workers_waiting",
-                "Workers long-polling this process for work right now, per kind.",
+                "Workers long-polling for work right now (on any API process), per kind.",
                 labels=["kind"],
             ),
         )
@@ -135,9 +131,9 @@ class Metrics:
     """One app's registry: the database gauges, the transition counter and the latency
     histogram; lives on the Backend."""
 
-    def __init__(self, operations: OperationStore, dispatcher: Dispatcher):
+    def __init__(self, operations: OperationStore):
         self.registry = CollectorRegistry()
-        self.registry.register(DatabaseGauges(operations, dispatcher))
+        self.registry.register(DatabaseGauges(operations))
         shared = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
         if shared:
             from prometheus_client.multiprocess import MultiProcessCollector

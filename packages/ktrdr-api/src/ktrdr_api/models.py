@@ -124,6 +124,9 @@ class Worker(Base):
     current_operation_id: Mapped[str | None] = mapped_column(String(32))
     # The token that registered it: a worker token acts only for the workers it registered.
     token_id: Mapped[str | None] = mapped_column(String(32))
+    # The end of the long poll it holds open right now, on whichever API process (None: not
+    # polling). Set when the poll begins, cleared when it ends: every process reads the same.
+    polling_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Artifact(Base):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,14 +74,25 @@ def register(session: Session, registration: WorkerRegistration, now: datetime) 
     return row
 
 
-def status(
-    row: Worker, *, now: datetime, waiting: Container[str], lease_seconds: float
-) -> WorkerStatus:
+def polling(row: Worker, now: datetime) -> bool:
+    """Whether the worker holds a long poll open now, on any API process."""
+    return row.polling_until is not None and row.polling_until > now
+
+
+def last_heard(row: Worker, now: datetime) -> datetime:
+    """When the worker was last heard from: its last call, or until the end of the long poll
+    it held open (``polling_until``; now while it polls)."""
+    if row.polling_until is None:
+        return row.last_seen_at
+    return max(row.last_seen_at, min(row.polling_until, now))
+
+
+def status(row: Worker, *, now: datetime, lease_seconds: float) -> WorkerStatus:
     """From the silence since the worker was last heard from (a claim poll, a heartbeat; one
-    long-polling right now is heard now): ``lost`` after two heartbeat intervals, ``offline``
-    after the lease; otherwise busy while it holds an operation, else idle. ``waiting``: ids
-    of the workers long-polling right now."""
-    silence = timedelta(0) if row.id in waiting else now - row.last_seen_at
+    long-polling right now, on any process, is heard now): ``lost`` after two heartbeat
+    intervals, ``offline`` after the lease; otherwise busy while it holds an operation, else
+    idle."""
+    silence = now - last_heard(row, now)
     if silence > timedelta(seconds=lease_seconds):
         return WorkerStatus.OFFLINE
     if silence > timedelta(seconds=2 * heartbeat_interval(lease_seconds)):
@@ -90,9 +100,7 @@ def status(
     return WorkerStatus.BUSY if row.current_operation_id else WorkerStatus.IDLE
 
 
-def view(
-    row: Worker, *, now: datetime, waiting: Container[str], lease_seconds: float
-) -> WorkerView:
+def view(row: Worker, *, now: datetime, lease_seconds: float) -> WorkerView:
     return WorkerView(
         worker_id=row.id,
         kind=OperationKind(row.kind),
@@ -101,8 +109,8 @@ def view(
         versions=row.versions,
         host=row.host,
         registered_at=row.registered_at,
-        last_seen_at=row.last_seen_at,
-        status=status(row, now=now, waiting=waiting, lease_seconds=lease_seconds),
+        last_seen_at=last_heard(row, now),
+        status=status(row, now=now, lease_seconds=lease_seconds),
         current_operation_id=row.current_operation_id,
     )
 
@@ -116,12 +124,11 @@ def all_workers(session: Session, kind: OperationKind | None = None) -> list[Wor
 
 def registry(backend: Any, kind: OperationKind | None = None) -> list[WorkerView]:
     """Every registered worker (of ``kind``) as the API shows it now: status from the silence
-    since it was last heard from, long-polling workers (``backend.dispatcher``) heard now."""
+    since it was last heard from, long-polling workers heard now."""
     ops = backend.operations
     now = ops.clock()
-    waiting = {w for w, _, _ in backend.dispatcher.waiting()}
     with backend.sessions() as session:
         return [
-            view(row, now=now, waiting=waiting, lease_seconds=ops.lease.total_seconds())
+            view(row, now=now, lease_seconds=ops.lease.total_seconds())
             for row in all_workers(session, kind)
         ]

@@ -64,10 +64,7 @@ def _register(
     with backend.sessions.begin() as session:
         row = workers.register(session, registration, ops.clock())
         row.token_id = principal.token_id
-        waiting = {w for w, _, _ in backend.dispatcher.waiting()}
-        view = workers.view(
-            row, now=ops.clock(), waiting=waiting, lease_seconds=ops.lease.total_seconds()
-        )
+        view = workers.view(row, now=ops.clock(), lease_seconds=ops.lease.total_seconds())
     log.info(
         "worker %s registered (%s, device %s, host %s)",
         view.worker_id,

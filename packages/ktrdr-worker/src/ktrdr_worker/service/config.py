@@ -10,7 +10,9 @@
 - ``KTRDR_WORKER_HEALTH_PORT``: port of the ``/health`` endpoint, 0 for any free port
   (default unset: no endpoint); ``KTRDR_WORKER_HEALTH_HOST``: its address (127.0.0.1);
 - ``KTRDR_WORKER_POLL_SECONDS``: length of one claim's long poll, also the longest an idle
-  worker takes to stop (default 5);
+  worker takes to stop (default 20: a new operation ends a poll at once, whatever its length;
+  an empty poll costs the backend a request and two transactions, and a polling worker counts
+  as heard from until its poll ends, so a long poll is cheap and never makes it ``lost``);
 - ``KTRDR_WORKER_BACKOFF_MAX``: longest pause between retries while the backend is
   unreachable (default 1);
 - ``KTRDR_WORKER_THREADS``: torch CPU threads for training (default unset: torch's choice);
@@ -52,6 +54,9 @@ __all__ = [
     "default_worker_id",
 ]
 
+POLL_SECONDS = 20.0
+"""Default length of one claim's long poll (``KTRDR_WORKER_POLL_SECONDS``)."""
+
 _WORKER_ID_RE = re.compile(WORKER_ID_PATTERN)
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -82,7 +87,7 @@ class WorkerSettings(Settings):
     worker_cache_max_mb: int = Field(default=10240, ge=1)
     worker_health_port: int | None = Field(default=None, ge=0, le=65535)
     worker_health_host: str = "127.0.0.1"
-    worker_poll_seconds: float = Field(default=5.0, gt=0, le=MAX_CLAIM_TIMEOUT_S)
+    worker_poll_seconds: float = Field(default=POLL_SECONDS, gt=0, le=MAX_CLAIM_TIMEOUT_S)
     worker_backoff_max: float = Field(default=1.0, gt=0)
     worker_threads: int | None = Field(default=None, ge=1)
     worker_hold_file: Path | None = None
@@ -120,7 +125,7 @@ class WorkerConfig:
     cache_max_mb: int = 10240
     health_port: int | None = None
     health_host: str = "127.0.0.1"
-    poll_seconds: float = 5.0
+    poll_seconds: float = POLL_SECONDS
     backoff_max_seconds: float = 1.0
     threads: int | None = None
     hold_file: Path | None = None
