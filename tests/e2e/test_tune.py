@@ -389,6 +389,8 @@ def test_a_running_study_is_shown_live_and_cancelled_from_its_page(stack, chromi
 
         view = wait_until(trials_ended, "the study's trials cancelled", 120, lambda: _logs(workers))
         assert {str(t.state) for t in view.trials} == {"cancelled"}
+        # The driver stops on the study's cancel: no trial created after the two it held.
+        assert [t.number for t in view.trials] == [t.number for t in held.trials]
         # The open page follows without a reload: the study and its trials cancelled.
         admin.page.wait_for_function(
             """() => [...document.querySelectorAll('table.facts td')]

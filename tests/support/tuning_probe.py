@@ -44,7 +44,7 @@ driver = StudyDriver(
                                                   holdout=list(holdout.values())),
     create=create, prune=lambda number: trials[number], watch=watch,
     keep=lambda: BundleKeeping(keep_best=3, kept=[], deleted=[], freed_bytes=0),
-    attempt=1, check=lambda: None,
+    attempt=1, check=lambda: None, cancelled=lambda: None,
     progress=lambda percent, message: None, sleep=lambda seconds: None)
 summary = driver.run().summary
 print(json.dumps({

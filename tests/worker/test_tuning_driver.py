@@ -6,6 +6,7 @@ and ``--prune`` stops a trial whose folds fall below the median."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -154,7 +155,7 @@ class FakeStudy:
                              unsettled=unsettled)  # fmt: skip
 
 
-def _driver(fake: FakeStudy, check=lambda: None) -> StudyDriver:
+def _driver(fake: FakeStudy, check=lambda: None, cancelled=lambda: None) -> StudyDriver:
     return StudyDriver(
         fake.inputs,
         read=fake.read,
@@ -164,6 +165,7 @@ def _driver(fake: FakeStudy, check=lambda: None) -> StudyDriver:
         keep=fake.keep,
         attempt=1,
         check=check,
+        cancelled=cancelled,
         progress=lambda percent, message: None,
         sleep=lambda seconds: None,
     )
@@ -241,6 +243,40 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on():
     assert fake.trials[2].state == OperationState.FAILED
     assert result.summary["failed"] == 1 and result.summary["completed"] == 7
     assert len(fake.trials) == 8
+
+
+class CancelledStudy(FakeStudy):
+    """A study cancelled while its first trials run: the backend cancels the trials at once
+    and flags the study, before the driver's heartbeat could tell it."""
+
+    cancel_requested = False
+
+    def watch(self, known: dict[str, int], wait_s: float) -> list[TrialView]:
+        self.cancel_requested = True
+        for number, trial in self.trials.items():
+            self.trials[number] = trial.model_copy(update={"state": OperationState.CANCELLED})
+        return [self.trials[int(role.partition(":")[2])] for role in known]
+
+    def read(self) -> TuneView:
+        view = super().read()
+        operation = SimpleNamespace(cancel_requested=self.cancel_requested)
+        return TuneView.model_construct(
+            operation=operation, trials=view.trials, holdout=view.holdout
+        )
+
+
+def test_a_cancelled_study_creates_no_trial_after_its_trials_were_cancelled():
+    fake = CancelledStudy(_inputs(parallel=2))
+    told: list[str] = []
+
+    def check():
+        if told:
+            raise RuntimeError("operation cancelled")
+
+    with pytest.raises(RuntimeError, match="operation cancelled"):
+        _driver(fake, check=check, cancelled=lambda: told.append("cancelled")).run()
+    assert told == ["cancelled"]
+    assert fake.created == [0, 1]  # the two running when the cancel came; none after
 
 
 def test_pruning_stops_a_trial_whose_folds_fall_below_the_median():

@@ -118,8 +118,10 @@ class StudyDriver:
     """Runs one attempt of a study through the backend: ``read()`` the whole study,
     ``create`` a trial, ``prune`` one, ``watch(known, wait_s)`` for trials to change
     (``known``: role -> folds seen; answers the changed trials), ``keep()`` only the best
-    trials' bundles. ``check()`` raises when the attempt must stop, ``progress(percent,
-    message)`` reports; ``sleep`` waits before asking the backend again."""
+    trials' bundles. ``check()`` raises when the attempt must stop; ``cancelled()`` records
+    that the study was cancelled (read from the backend before the heartbeat says it), so
+    the next ``check()`` raises. ``progress(percent, message)`` reports; ``sleep`` waits
+    before asking the backend again."""
 
     def __init__(
         self,
@@ -132,6 +134,7 @@ class StudyDriver:
         keep: Callable[[], BundleKeeping],
         attempt: int,
         check: Callable[[], None],
+        cancelled: Callable[[], None],
         progress: Callable[[float, str], None],
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -146,6 +149,7 @@ class StudyDriver:
         self.keep = keep
         self.attempt = attempt
         self.check = check
+        self.cancelled = cancelled
         self.report = progress
         self.sleep = sleep
         self.distributions = distributions_of(inputs.space)
@@ -271,7 +275,9 @@ class StudyDriver:
             if not self.active:
                 break
             known = {trial_role(n): self.seen[n] for n in self.active}
-            self._tell(self.watch(known, WAIT_SECONDS))
+            changed = self.watch(known, WAIT_SECONDS)
+            self._tell(changed)
+            self._stop_if_study_cancelled(changed)
             self._progress()
         return self._finish()
 
@@ -291,6 +297,18 @@ class StudyDriver:
                 del self.active[trial.number]
                 del self.seen[trial.number]
                 self.ended[trial.number] = trial
+
+    def _stop_if_study_cancelled(self, changed: list[TrialView]) -> None:
+        """A trial cancelled that the driver did not prune: the study's cancel reaches its
+        trials at once, but this attempt only at its next heartbeat. Ask the study, so no new
+        trial is created for the backend to cancel in turn."""
+        if not any(
+            t.state == OperationState.CANCELLED and t.number not in self.pruned for t in changed
+        ):
+            return
+        if self.read().operation.cancel_requested:
+            self.cancelled()
+            self.check()
 
     def _report_folds(
         self, trial: TrialView, optuna_trial: optuna.trial.Trial, *, decide: bool

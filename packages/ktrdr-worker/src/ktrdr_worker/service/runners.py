@@ -438,6 +438,7 @@ def run_tune(job: Job) -> TuneResult:
         ),
         attempt=attempt,
         check=job.check,
+        cancelled=job.attempt.cancel_requested.set,
         progress=lambda percent, message: job.progress(percent, message),
     )
     result = driver.run()
