@@ -3,8 +3,10 @@
 ``ktrdr-api serve --processes 2`` on a real PostgreSQL; eight simulated workers
 (tests/support/fleet.py: the real protocol over HTTP, each on connections of its own) are
 registered, four holding an operation (held by the test, heartbeat after heartbeat) and four
-long-polling. Once the kernel has spread their connections over both processes, one process
-is killed. Then more operations arrive and the held ones are let go.
+long-polling. The kernel decides which process accepts each connection (on an idle machine
+one process may take them all), so the process holding the most of the workers' connections
+is killed: those workers at least must carry on through the other. Then more operations
+arrive and the held ones are let go.
 
 Every worker carries on through the surviving process (or the one uvicorn starts in the dead
 one's place), re-registering if it must; every operation completes exactly once, with one
@@ -141,11 +143,11 @@ async def drill(server: ApiServer, url: str, model_id: str, report: str) -> dict
 
         pids = await until(two_processes, "two API processes")
 
-        def spread_over_both() -> dict[int, int] | None:
+        def connected() -> dict[int, int] | None:
             counts = connections_by_process(server.port, pids)
-            return counts if all(counts.values()) else None
+            return counts if any(counts.values()) else None
 
-        spread = await until(spread_over_both, "worker connections on both API processes")
+        spread = await until(connected, "worker connections on the API processes")
         victim = max(spread, key=spread.get)
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
