@@ -81,6 +81,104 @@ def test_an_operation_created_on_one_process_wakes_a_long_poll_on_the_other(two_
     assert results["got"]["operation_id"] == op_id
 
 
+def _poll(client, worker_id: str, results: dict, timeout_s: float = 10) -> threading.Thread:
+    """``worker_id`` long-polling ``client`` in a thread; its answer lands in results. With
+    the re-check off, only a notification can end the poll with an operation: left alone,
+    it answers None at its end (no look after its deadline)."""
+    poll = threading.Thread(
+        target=lambda: results.update({worker_id: claim(client, worker_id, timeout_s)}),
+        daemon=True,
+    )
+    poll.start()
+    return poll
+
+
+def _polling(client, *worker_ids: str) -> None:
+    dispatcher = client.app.state.backend.dispatcher
+    wait_until(
+        lambda: {w for w, _, _ in dispatcher.waiting()} >= set(worker_ids),
+        f"{', '.join(worker_ids)} long-polling",
+        30,
+    )
+
+
+def _count_claims(client) -> list[str]:
+    """Every claim ``client``'s process runs from now on (the worker asking)."""
+    ops = client.app.state.backend.operations
+    tries: list[str] = []
+    try_claim = ops.try_claim
+    ops.try_claim = lambda worker: tries.append(worker.worker_id) or try_claim(worker)
+    return tries
+
+
+def test_a_new_operation_wakes_only_the_process_whose_waiter_takes_it(two_processes):
+    """With an idle waiter on the creating process, the other process's waiters sleep on:
+    no claim that would only find the operation taken."""
+    a, b = two_processes
+    for client in (a, b):
+        client.app.state.backend.dispatcher.recheck_s = 3600  # only notifications wake
+    register(a, "bt-a", kind="backtest")
+    register(a, "bt-b", kind="backtest")
+    results: dict = {}
+    polls = [_poll(a, "bt-a", results), _poll(b, "bt-b", results)]
+    _polling(a, "bt-a")
+    _polling(b, "bt-b")
+    claims_on_b = _count_claims(b)
+    first = _backtest(a.app.state.backend)
+    polls[0].join(timeout=60)
+    assert results["bt-a"]["operation_id"] == first
+    # a has no waiter left: its next operation goes to every process, and reaches bt-b. The
+    # notifications arrive in commit order, so b heard the first before this one.
+    second = _backtest(a.app.state.backend)
+    polls[1].join(timeout=60)
+    assert results["bt-b"] is not None, "bt-b's poll on b was not woken"
+    assert results["bt-b"]["operation_id"] == second
+    assert claims_on_b == ["bt-b"], "b ran a claim for the operation a's own waiter took"
+
+
+def test_a_training_where_only_cpu_workers_wait_reaches_a_gpu_worker_on_the_other(
+    two_processes,
+):
+    """GPU first: a's CPU waiter leaves the fresh training alone, so the wake-up must reach
+    the GPU worker polling on b, not stay on a."""
+    a, b = two_processes
+    for client in (a, b):
+        client.app.state.backend.dispatcher.recheck_s = 3600
+    register(a, "cpu-1")
+    register(a, "gpu-1", device="cuda")
+    results: dict = {}
+    polls = [_poll(a, "cpu-1", results), _poll(b, "gpu-1", results)]
+    _polling(a, "cpu-1")
+    _polling(b, "gpu-1")
+    data_sha = upload_artifact(a, b"timestamp,open,high,low,close,volume\n", "data")
+    made = a.app.state.backend.operations.create(training_inputs(data_sha), references=[data_sha])
+    for poll in polls:
+        poll.join(timeout=60)
+    assert results["gpu-1"] is not None, "the GPU worker on b was not woken by the training"
+    assert results["gpu-1"]["operation_id"] == made.operation_id
+    assert results["cpu-1"] is None
+
+
+def test_several_new_operations_at_once_wake_every_process(two_processes):
+    a, b = two_processes
+    for client in (a, b):
+        client.app.state.backend.dispatcher.recheck_s = 3600
+    register(a, "bt-a", kind="backtest")
+    register(a, "bt-b", kind="backtest")
+    results: dict = {}
+    polls = [_poll(a, "bt-a", results), _poll(b, "bt-b", results)]
+    _polling(a, "bt-a")
+    _polling(b, "bt-b")
+    ops = a.app.state.backend.operations
+    inputs = BacktestInputs(model_id="mdl_000000000000", bundle_sha256="0" * 64, data=[])
+    with ops.sessions.begin() as session:  # two in one transaction: one notification
+        made = {ops.add(session, inputs).id, ops.add(session, inputs).id}
+    for poll in polls:
+        poll.join(timeout=60)
+    assert results["bt-b"] is not None, "b's waiter was not woken by two operations at once"
+    assert {results["bt-a"]["operation_id"], results["bt-b"]["operation_id"]} == made
+
+
 def test_a_child_ending_on_one_process_wakes_the_study_drivers_waiting_on_the_other(
     two_processes,
 ):

@@ -24,6 +24,7 @@ from ktrdr_api.coordination import (
     Duty,
     Listener,
     announce_on_commit,
+    parse_pending,
 )
 from ktrdr_api.dashboard import SecurityHeaders
 from ktrdr_api.db import SCHEMA_REVISION, is_postgresql, make_engine, schema_revision
@@ -117,7 +118,7 @@ def create_app(
     listener: Listener | None = None
     if is_postgresql(engine):
         # Every process, this one included, hears of new work through PostgreSQL.
-        announce_on_commit(sessions, Orchestrator.concerns)
+        announce_on_commit(sessions, Orchestrator.concerns, dispatcher.addressee)
         listener = Listener(
             engine,
             lambda topic: _deliver(topic, dispatcher, walkforwards, tunes.watch),
@@ -235,7 +236,7 @@ def _deliver(
     """A wake-up from PostgreSQL (see ktrdr_api.coordination): new work, a walk-forward to
     look at, or a child that ended (a study's driver may wait for it)."""
     if topic.startswith(PENDING):
-        dispatcher.notify(topic.removeprefix(PENDING))
+        dispatcher.notify(*parse_pending(topic))
     elif topic == WALKFORWARD:
         walkforwards.wake()
     elif topic.startswith(ENDED):

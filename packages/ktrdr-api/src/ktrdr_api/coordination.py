@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, event, func, select, text
@@ -36,36 +37,62 @@ from ktrdr_core.protocol import OperationState
 log = logging.getLogger("ktrdr_api.coordination")
 
 CHANNEL = "ktrdr"
-"""The one NOTIFY channel; payloads are topics: ``pending:<kind>``, ``walkforward`` or
-``ended:<operation id>`` (a child of that operation ended: a study's driver waits on it)."""
+"""The one NOTIFY channel; payloads are topics: ``pending:<kind>`` (every process wakes a
+waiter), ``pending:<kind>@<process>`` (only that process does: see :func:`topics_of`),
+``walkforward`` or ``ended:<operation id>`` (a child of that operation ended: a study's
+driver waits on it)."""
 
 WALKFORWARD = "walkforward"
 PENDING = "pending:"
 ENDED = "ended:"
+_AT = "@"
+
+
+def pending_topic(kind: str, addressee: str | None = None) -> str:
+    return PENDING + kind + (_AT + addressee if addressee else "")
+
+
+def parse_pending(topic: str) -> tuple[str, str | None]:
+    """(kind, addressee or None) of a ``pending:`` topic."""
+    kind, _, addressee = topic.removeprefix(PENDING).partition(_AT)
+    return kind, addressee or None
 
 
 def announce_on_commit(
-    sessions: sessionmaker[Session], concerns_walkforwards: Callable[[Transition], bool]
+    sessions: sessionmaker[Session],
+    concerns_walkforwards: Callable[[Transition], bool],
+    addressee: Callable[[str], str | None],
 ) -> None:
-    """Make every transaction of ``sessions`` NOTIFY the topics of the transitions it noted:
-    ``pending:<kind>`` for an operation made claimable, ``walkforward`` for one that
-    ``concerns_walkforwards``, ``ended:<parent>`` for a child that ended. Sent inside the
-    transaction, so delivered only if it commits."""
+    """Make every transaction of ``sessions`` NOTIFY the topics of the transitions it noted
+    (:func:`topics_of`). Sent inside the transaction, so delivered only if it commits."""
 
     @event.listens_for(sessions, "before_commit")
     def _announce(session: Session) -> None:
-        topics = set(topics_of(noted(session), concerns_walkforwards))
+        topics = set(topics_of(noted(session), concerns_walkforwards, addressee))
         for topic in sorted(topics):
             session.execute(text("SELECT pg_notify(:channel, :topic)"),
                             {"channel": CHANNEL, "topic": topic})  # fmt: skip
 
 
 def topics_of(
-    transitions: Iterable[Transition], concerns_walkforwards: Callable[[Transition], bool]
+    transitions: Iterable[Transition],
+    concerns_walkforwards: Callable[[Transition], bool],
+    addressee: Callable[[str], str | None],
 ) -> Iterator[str]:
+    """``pending:<kind>`` for operations made claimable, ``walkforward`` for a transition
+    that ``concerns_walkforwards``, ``ended:<parent>`` for a child that ended.
+
+    A single new operation of a kind is addressed to the process ``addressee(kind)`` names
+    (this one, when a waiter here would take it): the other processes then leave their
+    waiters asleep instead of each running a claim that finds the operation taken, which is
+    most of what a second API process costs per operation. Should that waiter be woken by
+    something else before the notification arrives, the periodic re-check finds the
+    operation (within ``dispatch.RECHECK_S``). Several of a kind at once go to every process.
+    """
+    pending = Counter(t.kind for t in transitions if t.target == OperationState.PENDING)
+    for kind, count in pending.items():
+        yield pending_topic(kind, addressee(kind) if count == 1 else None)
     for transition in transitions:
-        if transition.target == OperationState.PENDING:
-            yield PENDING + transition.kind
         if concerns_walkforwards(transition):
             yield WALKFORWARD
         if transition.ended_child_of:

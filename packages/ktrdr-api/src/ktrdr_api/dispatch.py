@@ -18,7 +18,9 @@ in milliseconds. One notification wakes one waiter (the longest waiting), plus o
 for a training operation, never every waiter of the kind: with hundreds of workers polling,
 waking them all for one operation would cost hundreds of claim queries for one claim. With
 several API processes the notification comes through PostgreSQL (``LISTEN/NOTIFY``, see
-:mod:`ktrdr_api.coordination`) to every process, each of which wakes its own waiter. A slow
+:mod:`ktrdr_api.coordination`): addressed to the creating process when one of its own waiters
+will take the operation (:meth:`Dispatcher.addressee`), otherwise to every process, each of
+which wakes its own waiter. A slow
 periodic re-check (``RECHECK_S``) covers what no notification announces (the end of a grace
 period, a wake-up that lost its race): once a period, one waiter per worker kind looks at the
 queue, and one that finds work passes the look on to the next waiter, so the re-check costs
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -179,6 +182,8 @@ class Dispatcher:
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rechecks: asyncio.Task[None] | None = None
+        self.name = secrets.token_hex(6)
+        """This process's name in addressed wake-ups (ktrdr_api.coordination.topics_of)."""
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind to the event loop the app serves on (called from the lifespan)."""
@@ -189,26 +194,45 @@ class Dispatcher:
         (every process's: the workers' ``polling_until``)."""
         return [(w.worker_id, w.kind, w.device) for w in list(self._waiters.values())]
 
-    def notify(self, kind: str) -> None:
+    def notify(self, kind: str, addressee: str | None = None) -> None:
         """An operation of ``kind`` became claimable: wake the longest-waiting worker that
         serves it, and for a training operation also the longest-waiting GPU one (GPU first
-        may leave it to that one). Callable from any thread."""
+        may leave it to that one). A wake-up addressed to another process is not ours to act
+        on. Callable from any thread."""
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None or loop.is_closed() or addressee not in (None, self.name):
             return
         with contextlib.suppress(RuntimeError):  # the loop closed during shut-down
             loop.call_soon_threadsafe(self._wake_one, OperationKind(kind))
 
-    def _wake_one(self, kind: OperationKind, *, rechecking: bool = False) -> None:
+    def addressee(self, kind: str) -> str | None:
+        """Who must hear of one new operation of ``kind``: this process (its ``name``) when a
+        waiter here, not yet woken, takes it (for a training operation, only with a GPU
+        waiter among them: GPU first may leave it to a GPU worker polling elsewhere), or
+        None: every process. Called from the committing thread."""
+        picks = self._picks(OperationKind(kind))
+        if not picks:
+            return None
+        if kind == OperationKind.TRAINING and all(w.device == Device.CPU for w in picks):
+            return None
+        return self.name
+
+    def _picks(self, kind: OperationKind) -> list[_Waiter]:
+        """The waiters one notification for ``kind`` wakes."""
         worker_kind = SERVED_BY.get(kind)
-        # Not yet woken: a waiter whose event is set will look at the queue anyway.
-        idle = [w for w in self._waiters.values() if w.kind == worker_kind and not w.event.is_set()]
+        # Not yet woken: a waiter whose event is set will look at the queue anyway. A copy
+        # first: other threads read this while the loop's thread adds and removes waiters.
+        waiters = list(self._waiters.values())
+        idle = [w for w in waiters if w.kind == worker_kind and not w.event.is_set()]
         picks = idle[:1]
         if kind == OperationKind.TRAINING:
             gpu = [w for w in idle if w.device != Device.CPU]
             if gpu and gpu[0] not in picks:
                 picks.append(gpu[0])
-        for waiter in picks:
+        return picks
+
+    def _wake_one(self, kind: OperationKind, *, rechecking: bool = False) -> None:
+        for waiter in self._picks(kind):
             waiter.rechecking = rechecking
             waiter.event.set()
 
