@@ -81,25 +81,27 @@ def test_an_operation_created_on_one_process_wakes_a_long_poll_on_the_other(two_
     assert results["got"]["operation_id"] == op_id
 
 
-def _poll(client, worker_id: str, results: dict, timeout_s: float = 10) -> threading.Thread:
-    """``worker_id`` long-polling ``client`` in a thread; its answer lands in results. With
-    the re-check off, only a notification can end the poll with an operation: left alone,
-    it answers None at its end (no look after its deadline)."""
-    poll = threading.Thread(
-        target=lambda: results.update({worker_id: claim(client, worker_id, timeout_s)}),
-        daemon=True,
-    )
-    poll.start()
-    return poll
+def _poll_on_each(a, b, on_a: str, on_b: str, results: dict) -> list[threading.Thread]:
+    """``on_a`` long-polling a and ``on_b`` long-polling b, each in a thread, its answer in
+    ``results``. The periodic re-check is off on both, so only a notification can end a poll
+    with an operation: left alone, a poll answers None at its end (no look after its
+    deadline). Returns once both polls wait."""
+    polls = []
+    for client, worker_id in ((a, on_a), (b, on_b)):
+        dispatcher = client.app.state.backend.dispatcher
+        dispatcher.recheck_s = 3600
 
+        def poll(client=client, worker_id=worker_id) -> None:
+            results[worker_id] = claim(client, worker_id, 10)
 
-def _polling(client, *worker_ids: str) -> None:
-    dispatcher = client.app.state.backend.dispatcher
-    wait_until(
-        lambda: {w for w, _, _ in dispatcher.waiting()} >= set(worker_ids),
-        f"{', '.join(worker_ids)} long-polling",
-        30,
-    )
+        polls.append(threading.Thread(target=poll, daemon=True))
+        polls[-1].start()
+        wait_until(
+            lambda d=dispatcher, me=worker_id: me in {w for w, _, _ in d.waiting()},
+            f"{worker_id} long-polling",
+            30,
+        )
+    return polls
 
 
 def _count_claims(client) -> list[str]:
@@ -115,14 +117,10 @@ def test_a_new_operation_wakes_only_the_process_whose_waiter_takes_it(two_proces
     """With an idle waiter on the creating process, the other process's waiters sleep on:
     no claim that would only find the operation taken."""
     a, b = two_processes
-    for client in (a, b):
-        client.app.state.backend.dispatcher.recheck_s = 3600  # only notifications wake
     register(a, "bt-a", kind="backtest")
     register(a, "bt-b", kind="backtest")
     results: dict = {}
-    polls = [_poll(a, "bt-a", results), _poll(b, "bt-b", results)]
-    _polling(a, "bt-a")
-    _polling(b, "bt-b")
+    polls = _poll_on_each(a, b, "bt-a", "bt-b", results)
     claims_on_b = _count_claims(b)
     first = _backtest(a.app.state.backend)
     polls[0].join(timeout=60)
@@ -142,14 +140,10 @@ def test_a_training_where_only_cpu_workers_wait_reaches_a_gpu_worker_on_the_othe
     """GPU first: a's CPU waiter leaves the fresh training alone, so the wake-up must reach
     the GPU worker polling on b, not stay on a."""
     a, b = two_processes
-    for client in (a, b):
-        client.app.state.backend.dispatcher.recheck_s = 3600
     register(a, "cpu-1")
     register(a, "gpu-1", device="cuda")
     results: dict = {}
-    polls = [_poll(a, "cpu-1", results), _poll(b, "gpu-1", results)]
-    _polling(a, "cpu-1")
-    _polling(b, "gpu-1")
+    polls = _poll_on_each(a, b, "cpu-1", "gpu-1", results)
     data_sha = upload_artifact(a, b"timestamp,open,high,low,close,volume\n", "data")
     made = a.app.state.backend.operations.create(training_inputs(data_sha), references=[data_sha])
     for poll in polls:
@@ -161,14 +155,10 @@ def test_a_training_where_only_cpu_workers_wait_reaches_a_gpu_worker_on_the_othe
 
 def test_several_new_operations_at_once_wake_every_process(two_processes):
     a, b = two_processes
-    for client in (a, b):
-        client.app.state.backend.dispatcher.recheck_s = 3600
     register(a, "bt-a", kind="backtest")
     register(a, "bt-b", kind="backtest")
     results: dict = {}
-    polls = [_poll(a, "bt-a", results), _poll(b, "bt-b", results)]
-    _polling(a, "bt-a")
-    _polling(b, "bt-b")
+    polls = _poll_on_each(a, b, "bt-a", "bt-b", results)
     ops = a.app.state.backend.operations
     inputs = BacktestInputs(model_id="mdl_000000000000", bundle_sha256="0" * 64, data=[])
     with ops.sessions.begin() as session:  # two in one transaction: one notification
